@@ -1,0 +1,24 @@
+// The run config: one TOML file with a section per component. Each section's struct is declared
+// once by its component; this struct only composes them.
+#pragma once
+#include "common/config_fields.hpp"
+#include "policy/options.hpp"
+
+namespace r1 {
+
+struct RunOptions {
+#define R1_RUN_FIELDS(F)                                                                   \
+  F(std::string, name, "r1-run", "run name, used in logs", !x.empty())                     \
+  F(std::string, out_dir, "runs", "folder that holds run directories", !x.empty())         \
+  F(int64_t, seed, 1234, "seed for every random choice of the run", x >= 0)
+  R1_CONFIG(RunOptions, R1_RUN_FIELDS)
+};
+
+struct RunConfig {
+#define R1_RUNCONFIG_FIELDS(F)                                         \
+  F(RunOptions, run, {}, "Run identity and reproducibility", true)     \
+  F(PolicyOptions, model, {}, "The policy model", true)
+  R1_CONFIG(RunConfig, R1_RUNCONFIG_FIELDS)
+};
+
+}  // namespace r1

@@ -1,0 +1,130 @@
+#include "common/config.hpp"
+
+#include <algorithm>
+
+#include "common/fs.hpp"
+
+namespace r1::cfg {
+
+static size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1])});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(word, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best;
+}
+
+static std::string location(const toml::source_region& where) {
+  std::string file = where.path ? std::string(*where.path) : std::string("<config>");
+  if (file.rfind("--set", 0) == 0) return "(" + file + ")";
+  return fmt::format("{}:{}:{}", file, where.begin.line, where.begin.column);
+}
+
+void Errors::add(const toml::source_region& where, std::string_view key, std::string_view what) {
+  msgs_.push_back(fmt::format("{}: {}: {}", location(where), key, what));
+}
+
+void Errors::throw_if_any() const {
+  if (msgs_.empty()) return;
+  std::string all = msgs_.size() == 1 ? "config error: " : fmt::format("{} config errors:\n  ", msgs_.size());
+  for (size_t i = 0; i < msgs_.size(); ++i) all += (i ? "\n  " : "") + msgs_[i];
+  throw ConfigError(all);
+}
+
+toml::table parse_string(std::string_view text, std::string_view source_name) {
+  try {
+    return toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(fmt::format("config error: {}: TOML syntax error: {}", location(e.source()), e.description()));
+  }
+}
+
+toml::table parse_file(const std::filesystem::path& path) {
+  if (!std::filesystem::exists(path))
+    throw ConfigError(fmt::format("config error: {}: no such file (check the path; `r1 config show` prints the defaults)",
+                                  path.string()));
+  return parse_string(read_file(path), path.string());
+}
+
+void apply_override(toml::table& root, std::string_view assignment) {
+  auto eq = assignment.find('=');
+  if (eq == std::string_view::npos || eq == 0)
+    throw ConfigError(fmt::format("config error: --set {}: expected section.key=value", assignment));
+  std::string key(assignment.substr(0, eq));
+  std::string value(assignment.substr(eq + 1));
+  std::string source = "--set " + std::string(assignment);
+
+  // The value as TOML if it parses, else as a plain (quoted) string. Either way the node keeps a
+  // source region naming the override, so later errors point at it.
+  toml::table holder;
+  try {
+    holder = toml::parse("v = " + value, source);
+  } catch (const toml::parse_error&) {
+    std::ostringstream quoted;
+    quoted << toml::value<std::string>(value);
+    holder = toml::parse("v = " + quoted.str(), source);
+  }
+  toml::table* t = &root;
+  size_t start = 0;
+  while (true) {
+    size_t dot = key.find('.', start);
+    std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (part.empty()) throw ConfigError(fmt::format("config error: --set {}: empty key segment", assignment));
+    if (dot == std::string::npos) {
+      t->insert_or_assign(part, std::move(*holder.get("v")));
+      break;
+    }
+    toml::node* next = t->get(part);
+    if (!next) {
+      t->insert(part, toml::table{});
+      next = t->get(part);
+    }
+    if (!next->is_table())
+      throw ConfigError(fmt::format("config error: --set {}: '{}' is not a table", assignment, key.substr(0, dot)));
+    t = next->as_table();
+    start = dot + 1;
+  }
+}
+
+namespace detail {
+
+const char* node_kind(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date:
+    case toml::node_type::time:
+    case toml::node_type::date_time: return "a date/time";
+    default: return "nothing";
+  }
+}
+
+std::string quote_comment(std::string_view doc) {
+  std::string out = "# ";
+  for (char c : doc) {
+    out += c;
+    if (c == '\n') out += "# ";
+  }
+  return out + "\n";
+}
+
+}  // namespace detail
+}  // namespace r1::cfg

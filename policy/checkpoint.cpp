@@ -1,0 +1,107 @@
+#include "policy/checkpoint.hpp"
+
+#include <fmt/ranges.h>
+
+#include <random>
+#include <set>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "policy/device.hpp"
+#include "policy/safetensors.hpp"
+
+namespace fs = std::filesystem;
+
+namespace r1 {
+
+at::TensorOptions tensor_options(const std::string& dtype, const std::string& device) {
+  at::ScalarType t;
+  if (dtype == "float32") t = at::kFloat;
+  else if (dtype == "bfloat16") t = at::kBFloat16;
+  else if (dtype == "float16") t = at::kHalf;
+  else fail("dtype '{}' is not supported (use float32, bfloat16 or float16)", dtype);
+  return at::TensorOptions().dtype(t).device(parse_device(device));
+}
+
+CausalLM load_pretrained(const fs::path& dir, const at::TensorOptions& opts) {
+  R1_CHECK(fs::is_directory(dir), "model folder {} does not exist (expected config.json and *.safetensors)",
+           dir.string());
+  R1_CHECK(fs::exists(dir / "config.json"), "{}: no config.json in the model folder", dir.string());
+  ModelConfig config = ModelConfig::from_file(dir / "config.json");
+  SafetensorsReader reader(dir);
+  CausalLM model(config, opts);
+
+  at::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (auto& p : model->named_parameters()) {
+    const std::string& name = p.key();
+    R1_CHECK(reader.contains(name), "{}: tensor '{}' is missing from the checkpoint (model_type {}, {} layers)",
+             dir.string(), name, config.model_type, config.num_hidden_layers);
+    at::Tensor src = reader.get(name);
+    R1_CHECK(src.sizes() == p.value().sizes(), "{}: shape {} but config.json implies {}", reader.where(name),
+             fmt::format("{}", fmt::join(src.sizes(), "x")), fmt::format("{}", fmt::join(p.value().sizes(), "x")));
+    p.value().copy_(src);
+    used.insert(name);
+  }
+  for (const auto& [name, entry] : reader.entries()) {
+    if (used.count(name)) continue;
+    // Tied checkpoints sometimes also store lm_head.weight; accept it only when it is the embedding.
+    if (name == "lm_head.weight" && config.tie_word_embeddings) {
+      at::Tensor emb = reader.get("model.embed_tokens.weight");
+      R1_CHECK(reader.get(name).equal(emb), "{}: tie_word_embeddings is true but lm_head.weight differs from "
+               "model.embed_tokens.weight; set tie_word_embeddings to false in config.json", reader.where(name));
+      continue;
+    }
+    fail("{} is not a parameter of this {} model (unexpected tensor; is config.json right for these weights?)",
+         reader.where(name), config.model_type);
+  }
+  return model;
+}
+
+CausalLM load_pretrained(const PolicyOptions& options) {
+  if (options.threads > 0) at::set_num_threads(static_cast<int>(options.threads));
+  return load_pretrained(options.path, tensor_options(options.dtype, options.device));
+}
+
+static std::string dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kBFloat16: return "bfloat16";
+    case at::kHalf: return "float16";
+    default: fail("cannot save parameters of dtype {}", c10::toString(t));
+  }
+}
+
+void save_pretrained(CausalLM& model, const fs::path& dir, const SaveOptions& options) {
+  fs::path parent = fs::absolute(dir).parent_path();
+  fs::create_directories(parent);
+  fs::path tmp = parent / fmt::format(".{}.saving{}", dir.filename().string(), std::random_device{}());
+  fs::create_directories(tmp);
+  try {
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    at::ScalarType out_type = model->options().dtype().toScalarType();
+    if (!options.dtype.empty()) out_type = tensor_options(options.dtype, "cpu").dtype().toScalarType();
+    for (auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().detach().to(at::kCPU, out_type));
+    SafetensorsSaveOptions so;
+    so.max_shard_bytes = options.max_shard_bytes;
+    save_safetensors(tmp, tensors, so);
+
+    ModelConfig cfg = model->config();
+    cfg.dtype = dtype_name(out_type);
+    write_file_atomic(tmp / "config.json", cfg.to_json());
+    if (!options.copy_tokenizer_from.empty()) {
+      for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                            "vocab.json", "merges.txt"}) {
+        fs::path src = options.copy_tokenizer_from / f;
+        if (fs::exists(src)) fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing);
+      }
+    }
+    replace_dir_atomic(tmp, dir);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+}  // namespace r1

@@ -1,0 +1,30 @@
+// Loading and saving Hugging Face checkpoints. Every parameter of the model must come from the
+// checkpoint with the right shape, and every tensor in the checkpoint must be a parameter: a
+// missing, unexpected or wrong-shaped tensor is an error that names it. Saves are atomic folders.
+#pragma once
+#include <filesystem>
+#include <string>
+
+#include "policy/model.hpp"
+#include "policy/options.hpp"
+
+namespace r1 {
+
+// The at::TensorOptions for `dtype` ("float32" | "bfloat16" | "float16") on `device`.
+at::TensorOptions tensor_options(const std::string& dtype, const std::string& device);
+
+// Loads config.json and the safetensors weights in `dir`, converted to the options' dtype/device.
+CausalLM load_pretrained(const std::filesystem::path& dir, const at::TensorOptions& opts);
+CausalLM load_pretrained(const PolicyOptions& options);
+
+struct SaveOptions {
+  int64_t max_shard_bytes = int64_t{5} << 30;  // shard above this size
+  std::string dtype;                           // "" keeps the model's dtype
+  std::filesystem::path copy_tokenizer_from;   // copy tokenizer files from this folder if set
+};
+
+// Writes config.json, model.safetensors (or shards + index) and tokenizer files into `dir`:
+// built in a temp folder beside it, fsynced, then renamed over `dir`.
+void save_pretrained(CausalLM& model, const std::filesystem::path& dir, const SaveOptions& options = {});
+
+}  // namespace r1

@@ -1,0 +1,61 @@
+#include "policy/device.hpp"
+
+#include <ATen/Parallel.h>
+
+#include "common/error.hpp"
+
+#ifdef R1_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#include <cuda_runtime_api.h>
+#endif
+
+namespace r1 {
+
+bool cuda_compiled() {
+#ifdef R1_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool cuda_available() {
+#ifdef R1_WITH_CUDA
+  return c10::cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+c10::Device parse_device(const std::string& name) {
+  if (name == "cpu") return c10::Device(c10::kCPU);
+  if (name.rfind("cuda", 0) == 0) {
+    R1_CHECK(cuda_compiled(), "device '{}' requested, but this r1 was built without CUDA (configure with -DR1_CUDA=ON)",
+             name);
+    R1_CHECK(cuda_available(), "device '{}' requested, but no CUDA GPU is visible", name);
+    c10::Device d(name);
+#ifdef R1_WITH_CUDA
+    R1_CHECK(!d.has_index() || d.index() < c10::cuda::device_count(), "device '{}' does not exist: {} GPU(s) visible",
+             name, static_cast<int>(c10::cuda::device_count()));
+#endif
+    return d;
+  }
+  fail("unknown device '{}' (use cpu, cuda or cuda:N)", name);
+}
+
+std::string device_summary() {
+  std::string s = fmt::format("LibTorch CPU threads {}", at::get_num_threads());
+#ifdef R1_WITH_CUDA
+  int n = c10::cuda::device_count();
+  s += fmt::format("; CUDA build, {} GPU(s)", n);
+  for (int i = 0; i < n; ++i) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, i) == cudaSuccess) s += fmt::format("; cuda:{} {}", i, prop.name);
+  }
+#else
+  s += "; CPU-only build";
+#endif
+  return s;
+}
+
+}  // namespace r1

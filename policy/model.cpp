@@ -1,0 +1,194 @@
+#include "policy/model.hpp"
+
+#include <cmath>
+
+#include "common/error.hpp"
+
+namespace r1 {
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const at::TensorOptions& opts) {
+  weight = register_parameter("weight", at::empty({out, in}, opts));
+  if (with_bias) bias = register_parameter("bias", at::empty({out}, opts));
+}
+
+at::Tensor LinearImpl::forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
+
+EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const at::TensorOptions& opts) {
+  weight = register_parameter("weight", at::empty({vocab, dim}, opts));
+}
+
+at::Tensor EmbeddingImpl::forward(const at::Tensor& ids) { return at::embedding(weight, ids); }
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const at::TensorOptions& opts) : eps(eps_) {
+  weight = register_parameter("weight", at::empty({dim}, opts));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  at::Tensor h = x.to(at::kFloat);
+  at::Tensor var = h.pow(2).mean(-1, /*keepdim=*/true);
+  h = h * at::rsqrt(var + eps);
+  return weight * h.to(x.scalar_type());
+}
+
+KVCache KVCache::allocate(const ModelConfig& c, int64_t batch, int64_t max_len, const at::TensorOptions& opts) {
+  KVCache kv;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    kv.k.push_back(at::empty({batch, c.num_key_value_heads, max_len, c.head_dim}, opts));
+    kv.v.push_back(at::empty({batch, c.num_key_value_heads, max_len, c.head_dim}, opts));
+  }
+  return kv;
+}
+
+void KVCache::select_rows(const at::Tensor& rows) {
+  for (auto& t : k) t = t.index_select(0, rows);
+  for (auto& t : v) t = t.index_select(0, rows);
+}
+
+RopeTable RopeTable::make(const ModelConfig& c, const at::Device& device) {
+  // HF: 1 / theta^(arange(0, D, 2) / D), computed in float32.
+  const int64_t d = c.head_dim;
+  at::Tensor exps = at::arange(0, d, 2, at::TensorOptions().dtype(at::kLong)).to(at::kFloat) / static_cast<double>(d);
+  at::Tensor inv = 1.0 / at::pow(c.rope_theta, exps);
+  if (c.rope_scaling.type == "llama3") {
+    const auto& s = c.rope_scaling;
+    const double old_len = static_cast<double>(s.original_max_position_embeddings);
+    const double low_wavelen = old_len / s.low_freq_factor, high_wavelen = old_len / s.high_freq_factor;
+    at::Tensor wavelen = 2 * M_PI / inv;
+    at::Tensor scaled = at::where(wavelen > low_wavelen, inv / s.factor, inv);
+    at::Tensor smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+    at::Tensor smoothed = (1 - smooth) * scaled / s.factor + smooth * scaled;
+    at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+    inv = at::where(medium, smoothed, scaled);
+  }
+  return RopeTable{inv.to(device)};
+}
+
+std::pair<at::Tensor, at::Tensor> RopeTable::cos_sin(const at::Tensor& positions, at::ScalarType dtype) const {
+  at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
+  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);              // [B, 1, T, D]
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+static at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+AttentionImpl::AttentionImpl(const ModelConfig& c, const at::TensorOptions& opts)
+    : heads(c.num_attention_heads), kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
+  q_proj = register_module("q_proj", Linear(c.hidden_size, heads * head_dim, c.qkv_bias, opts));
+  k_proj = register_module("k_proj", Linear(c.hidden_size, kv_heads * head_dim, c.qkv_bias, opts));
+  v_proj = register_module("v_proj", Linear(c.hidden_size, kv_heads * head_dim, c.qkv_bias, opts));
+  o_proj = register_module("o_proj", Linear(heads * head_dim, c.hidden_size, c.o_bias, opts));
+  if (c.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(head_dim, c.rms_norm_eps, opts));
+    k_norm = register_module("k_norm", RMSNorm(head_dim, c.rms_norm_eps, opts));
+  }
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                  const at::Tensor& mask, KVCache* cache, int64_t layer) {
+  const int64_t B = x.size(0), T = x.size(1);
+  at::Tensor q = q_proj(x).view({B, T, heads, head_dim});     // [B, T, Hq, D]
+  at::Tensor k = k_proj(x).view({B, T, kv_heads, head_dim});  // [B, T, Hkv, D]
+  at::Tensor v = v_proj(x).view({B, T, kv_heads, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
+  if (q_norm) {
+    q = q_norm(q);
+    k = k_norm(k);
+  }
+  q = q.transpose(1, 2);  // [B, Hq, T, D]
+  k = k.transpose(1, 2);  // [B, Hkv, T, D]
+  q = q * cos + rotate_half(q) * sin;
+  k = k * cos + rotate_half(k) * sin;
+
+  bool causal = !mask.defined();
+  if (cache) {
+    const int64_t L = cache->length;
+    TORCH_CHECK(L + T <= cache->capacity(), "KV cache full: ", L, " + ", T, " tokens > capacity ", cache->capacity());
+    cache->k[layer].narrow(2, L, T).copy_(k);
+    cache->v[layer].narrow(2, L, T).copy_(v);
+    k = cache->k[layer].narrow(2, 0, L + T);  // [B, Hkv, S, D]
+    v = cache->v[layer].narrow(2, 0, L + T);
+    if (L > 0) {
+      TORCH_CHECK(mask.defined() || T == 1, "cached forward of ", T, " tokens needs an explicit mask");
+      causal = false;
+    }
+  }
+  std::optional<at::Tensor> attn_mask;
+  if (mask.defined()) attn_mask = mask;
+  at::Tensor out = at::scaled_dot_product_attention(q, k, v, attn_mask, /*dropout_p=*/0.0, causal,
+                                                    /*scale=*/1.0 / std::sqrt(static_cast<double>(head_dim)),
+                                                    /*enable_gqa=*/heads != kv_heads);  // [B, Hq, T, D]
+  return o_proj(out.transpose(1, 2).reshape({B, T, heads * head_dim}));
+}
+
+MLPImpl::MLPImpl(const ModelConfig& c, const at::TensorOptions& opts) {
+  gate_proj = register_module("gate_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias, opts));
+  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias, opts));
+  down_proj = register_module("down_proj", Linear(c.intermediate_size, c.hidden_size, c.mlp_bias, opts));
+}
+
+at::Tensor MLPImpl::forward(const at::Tensor& x) { return down_proj(at::silu(gate_proj(x)) * up_proj(x)); }
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, const at::TensorOptions& opts) {
+  self_attn = register_module("self_attn", Attention(c, opts));
+  mlp = register_module("mlp", MLP(c, opts));
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, opts));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, opts));
+}
+
+at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                     const at::Tensor& mask, KVCache* cache, int64_t layer) {
+  at::Tensor h = x + self_attn(input_layernorm(x), cos, sin, mask, cache, layer);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+DecoderImpl::DecoderImpl(const ModelConfig& c, const at::TensorOptions& opts) {
+  embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, opts));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(DecoderLayer(c, opts));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, opts));
+}
+
+CausalLMImpl::CausalLMImpl(ModelConfig c, const at::TensorOptions& opts)
+    : config_(std::move(c)), opts_(opts), rope_(RopeTable::make(config_, opts.device())) {
+  model = register_module("model", Decoder(config_, opts));
+  if (!config_.tie_word_embeddings)
+    lm_head = register_module("lm_head", Linear(config_.hidden_size, config_.vocab_size, false, opts));
+}
+
+const at::Tensor& CausalLMImpl::lm_head_weight() const {
+  return config_.tie_word_embeddings ? model->embed_tokens->weight : lm_head->weight;
+}
+
+at::Tensor CausalLMImpl::hidden(const ForwardInput& in, KVCache* cache) {
+  TORCH_CHECK(in.input_ids.dim() == 2, "input_ids must be [B, T], got ", in.input_ids.sizes());
+  const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
+  const int64_t past = cache ? cache->length : 0;
+  at::Tensor positions = in.positions;
+  if (!positions.defined())
+    positions = at::arange(past, past + T, in.input_ids.options().dtype(at::kLong)).unsqueeze(0).expand({B, T});
+  at::Tensor mask = in.mask;
+  if (!mask.defined() && past > 0 && T > 1)
+    mask = causal_mask(at::ones({B, past + T}, in.input_ids.options().dtype(at::kBool)), T);
+
+  at::Tensor x = model->embed_tokens(in.input_ids);  // [B, T, H]
+  auto [cos, sin] = rope_.cos_sin(positions, x.scalar_type());
+  for (size_t i = 0; i < model->layers->size(); ++i)
+    x = model->layers[i]->as<DecoderLayer>()->forward(x, cos, sin, mask, cache, static_cast<int64_t>(i));
+  if (cache) cache->length += T;
+  return model->norm(x);
+}
+
+at::Tensor CausalLMImpl::logits(const at::Tensor& h) { return at::matmul(h, lm_head_weight().t()).to(at::kFloat); }
+
+at::Tensor causal_mask(const at::Tensor& key_valid, int64_t query_len) {
+  const int64_t S = key_valid.size(1);
+  auto opts = key_valid.options().dtype(at::kLong);
+  at::Tensor q_pos = at::arange(S - query_len, S, opts).unsqueeze(1);  // [T, 1]
+  at::Tensor k_pos = at::arange(0, S, opts).unsqueeze(0);              // [1, S]
+  at::Tensor allowed = key_valid.to(at::kBool).unsqueeze(1).unsqueeze(1) & (k_pos <= q_pos);  // [B, 1, T, S]
+  return allowed | (k_pos == q_pos);
+}
+
+}  // namespace r1

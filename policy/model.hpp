@@ -1,0 +1,139 @@
+// The policy: one decoder-only transformer for Llama 3, Qwen2/Qwen2.5 and Qwen3 (RMSNorm, RoPE,
+// grouped-query attention, optional q/k/v bias and q/k norm, SwiGLU MLP, tied or untied
+// embeddings). Module and parameter names mirror Hugging Face: model.layers.0.self_attn.q_proj.weight.
+#pragma once
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/pimpl.h>
+
+#include <optional>
+#include <vector>
+
+#include "policy/model_config.hpp"
+
+namespace r1 {
+
+// y = x W^T + b; parameters are allocated uninitialised (a checkpoint fills them).
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in, int64_t out, bool bias, const at::TensorOptions& opts);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight, bias;  // [out, in], [out]
+};
+TORCH_MODULE(Linear);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t vocab, int64_t dim, const at::TensorOptions& opts);
+  at::Tensor forward(const at::Tensor& ids);  // [B, T] -> [B, T, H]
+  at::Tensor weight;                          // [V, H]
+};
+TORCH_MODULE(Embedding);
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps, const at::TensorOptions& opts);
+  at::Tensor forward(const at::Tensor& x);  // normalises the last dim in float32, like HF
+  at::Tensor weight;                        // [dim]
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+// Preallocated KV cache: per layer k and v of [B, Hkv, S_max, D]. Positions [0, length) are filled
+// for every row; rows with shorter prompts are left-padded and masked out by the attention mask.
+struct KVCache {
+  std::vector<at::Tensor> k, v;
+  int64_t length = 0;
+  int64_t capacity() const { return k.empty() ? 0 : k[0].size(2); }
+  int64_t batch() const { return k.empty() ? 0 : k[0].size(0); }
+  static KVCache allocate(const ModelConfig& c, int64_t batch, int64_t max_len, const at::TensorOptions& opts);
+  // Keeps only the given rows (finished sequences leave the batch). `rows`: int64 [B'].
+  void select_rows(const at::Tensor& rows);
+};
+
+struct RopeTable {
+  at::Tensor inv_freq;  // [D/2] float32, with llama3 scaling applied
+  static RopeTable make(const ModelConfig& c, const at::Device& device);
+  // cos, sin of [B, 1, T, D] in `dtype` for positions [B, T].
+  std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions, at::ScalarType dtype) const;
+};
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& c, const at::TensorOptions& opts);
+  // x [B, T, H]; cos/sin [B, 1, T, D]; mask [B, 1, T, S] bool (true = attend) or undefined (causal).
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                     KVCache* cache, int64_t layer);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};
+  int64_t heads, kv_heads, head_dim;
+};
+TORCH_MODULE(Attention);
+
+class MLPImpl : public torch::nn::Module {
+ public:
+  MLPImpl(const ModelConfig& c, const at::TensorOptions& opts);
+  at::Tensor forward(const at::Tensor& x);  // down(silu(gate(x)) * up(x))
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const ModelConfig& c, const at::TensorOptions& opts);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
+                     KVCache* cache, int64_t layer);
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+};
+TORCH_MODULE(DecoderLayer);
+
+// HF's "model" submodule: embeddings, layers, final norm.
+class DecoderImpl : public torch::nn::Module {
+ public:
+  DecoderImpl(const ModelConfig& c, const at::TensorOptions& opts);
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers;
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(Decoder);
+
+// What one forward step sees. Positions and mask let one call serve padded training batches,
+// prefill of left-padded prompts, and cached decoding.
+struct ForwardInput {
+  at::Tensor input_ids;  // [B, T] int64
+  at::Tensor positions;  // [B, T] int64 RoPE positions; undefined: cache.length + arange(T)
+  at::Tensor mask;       // [B, 1, T, S] bool, S = cached + T; undefined: plain causal
+};
+
+class CausalLMImpl : public torch::nn::Module {
+ public:
+  CausalLMImpl(ModelConfig c, const at::TensorOptions& opts);
+
+  // Final-norm hidden states [B, T, H]. Appends this step's keys and values to `cache` if given.
+  at::Tensor hidden(const ForwardInput& in, KVCache* cache = nullptr);
+  // Logits [.., V] in float32 for hidden states [.., H].
+  at::Tensor logits(const at::Tensor& hidden);
+  // The output projection [V, H] (the embedding matrix when tied).
+  const at::Tensor& lm_head_weight() const;
+
+  const ModelConfig& config() const { return config_; }
+  at::TensorOptions options() const { return opts_; }
+
+  Decoder model{nullptr};
+  Linear lm_head{nullptr};  // absent when tie_word_embeddings
+
+ private:
+  ModelConfig config_;
+  at::TensorOptions opts_;
+  RopeTable rope_;
+};
+TORCH_MODULE(CausalLM);
+
+// Attention mask [B, 1, T, S] for `key_valid` [B, S] (false for padding) where the T queries sit
+// at key positions S-T .. S-1. Each query always sees itself, so padded rows stay finite.
+at::Tensor causal_mask(const at::Tensor& key_valid, int64_t query_len);
+
+}  // namespace r1

@@ -1,0 +1,312 @@
+// The policy model against Hugging Face transformers (committed fixtures from
+// scripts/fixtures/make_policy_fixtures.py): logits within 1e-4 in float32, identical greedy
+// tokens, every weight loaded, cached == uncached, chunked log-probs == dense, bit-identical save
+// round trips, and clear errors for broken checkpoints and configs.
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/json.hpp"
+#include "policy/checkpoint.hpp"
+#include "policy/generate.hpp"
+#include "policy/logprobs.hpp"
+#include "policy/safetensors.hpp"
+#include "test_paths.hpp"
+
+namespace fs = std::filesystem;
+using namespace r1;
+
+namespace {
+
+const std::vector<std::string> kModels = {"qwen2", "qwen3", "llama", "llama-bias", "qwen3-bf16-sharded"};
+
+fs::path model_dir(const std::string& name) { return test::fixtures() / "models" / name; }
+
+struct Parity {
+  at::Tensor ids, mask, logits, greedy;
+};
+
+Parity parity(const std::string& name) {
+  SafetensorsReader r(test::fixtures() / "parity" / (name + ".safetensors"));
+  return {r.get("input_ids").clone(), r.get("attention_mask").clone(), r.get("logits").clone(),
+          r.get("greedy").clone()};
+}
+
+CausalLM load_f32(const fs::path& dir) { return load_pretrained(dir, at::TensorOptions().dtype(at::kFloat)); }
+
+// Full forward over a left-padded batch, positions counted from each row's first real token.
+at::Tensor padded_logits(CausalLM& m, const at::Tensor& ids, const at::Tensor& mask) {
+  at::Tensor pos = (mask.cumsum(-1) - 1).clamp_min(0);
+  return m->logits(m->hidden({ids, pos, causal_mask(mask.to(at::kBool), ids.size(1))}));
+}
+
+fs::path scratch(const std::string& name) {
+  fs::path p = test::binary_dir() / "tests" / "scratch" / name;
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Copies a fixture model folder so a test can damage it.
+fs::path copy_model(const std::string& name, const std::string& as) {
+  fs::path dst = scratch(as);
+  fs::copy(model_dir(name), dst, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  return dst;
+}
+
+}  // namespace
+
+TEST_CASE("logits match transformers within 1e-4 (float32)") {
+  at::NoGradGuard ng;
+  for (const auto& name : kModels) {
+    CAPTURE(name);
+    CausalLM m = load_f32(model_dir(name));
+    Parity p = parity(name);
+    at::Tensor logits = padded_logits(m, p.ids, p.mask);
+    at::Tensor valid = p.mask.to(at::kBool);
+    double err = (logits - p.logits).abs().masked_select(valid.unsqueeze(-1)).max().item<double>();
+    MESSAGE(name << ": max |logit - transformers| = " << err);
+    CHECK(err <= 1e-4);
+    CHECK(p.logits.std().item<double>() > 0.1);  // the reference is not trivially flat
+    // A one-ulp-scale change of one weight must show: the comparison is not vacuous.
+    m->model->norm->weight.data().mul_(1.01);
+    CHECK((padded_logits(m, p.ids, p.mask) - p.logits).abs().max().item<double>() > 1e-4);
+  }
+}
+
+TEST_CASE("20 greedy tokens identical to transformers generate, batched with different prompt lengths") {
+  for (const auto& name : kModels) {
+    CAPTURE(name);
+    CausalLM m = load_f32(model_dir(name));
+    Parity p = parity(name);
+    std::vector<std::vector<TokenId>> prompts;
+    for (int64_t b = 0; b < p.ids.size(0); ++b) {
+      std::vector<TokenId> row;
+      for (int64_t t = 0; t < p.ids.size(1); ++t)
+        if (p.mask[b][t].item<int64_t>()) row.push_back(static_cast<TokenId>(p.ids[b][t].item<int64_t>()));
+      prompts.push_back(row);
+    }
+    auto gens = greedy_generate(m, prompts, {.max_new_tokens = 20, .stop_ids = {}});
+    for (size_t b = 0; b < gens.size(); ++b) {
+      std::vector<TokenId> want;
+      for (int64_t t = 0; t < p.greedy.size(1); ++t) want.push_back(static_cast<TokenId>(p.greedy[b][t].item<int64_t>()));
+      CHECK(gens[b].tokens == want);
+      CHECK(gens[b].finish_reason == "length");
+    }
+  }
+}
+
+TEST_CASE("every checkpoint tensor is loaded, bit for bit, under its Hugging Face name") {
+  for (const auto& name : kModels) {
+    CAPTURE(name);
+    CausalLM m = load_pretrained(model_dir(name), at::TensorOptions().dtype(
+                                                      name.find("bf16") != std::string::npos ? at::kBFloat16 : at::kFloat));
+    SafetensorsReader r(model_dir(name));
+    auto params = m->named_parameters();
+    CHECK(params.size() == r.entries().size());
+    for (auto& p : params) {
+      CAPTURE(p.key());
+      REQUIRE(r.contains(p.key()));
+      CHECK(p.value().equal(r.get(p.key())));
+    }
+    CHECK(params.contains("model.layers.0.self_attn.q_proj.weight"));
+    CHECK(params.contains("model.norm.weight"));
+    CHECK(params.contains("lm_head.weight") == !m->config().tie_word_embeddings);
+  }
+}
+
+TEST_CASE("cached decoding equals the uncached forward") {
+  at::NoGradGuard ng;
+  CausalLM m = load_f32(model_dir("qwen3"));
+  Parity p = parity("qwen3");
+  at::Tensor ids = p.ids.narrow(0, 0, 1);  // [1, 16], no padding
+  at::Tensor full = m->logits(m->hidden({ids}));
+  KVCache cache = KVCache::allocate(m->config(), 1, 16, m->options());
+  std::vector<at::Tensor> steps = {m->logits(m->hidden({ids.narrow(1, 0, 6)}, &cache))};
+  for (int64_t t = 6; t < 10; ++t) steps.push_back(m->logits(m->hidden({ids.narrow(1, t, 1)}, &cache)));
+  steps.push_back(m->logits(m->hidden({ids.narrow(1, 10, 6)}, &cache)));  // multi-token chunk after a prefix
+  at::Tensor cached = at::cat(steps, 1);
+  CHECK(cache.length == 16);
+  CHECK((cached - full).abs().max().item<double>() <= 1e-5);
+}
+
+TEST_CASE("chunked token log-probs and entropies equal the dense log_softmax, with gradients") {
+  at::manual_seed(3);
+  for (double temp : {1.0, 0.7}) {
+    at::Tensor h = at::randn({37, 16}, at::kFloat).requires_grad_(true);
+    at::Tensor w = (at::randn({50, 16}, at::kFloat) * 0.5).requires_grad_(true);
+    at::Tensor tgt = at::randint(0, 50, {37}, at::kLong);
+    at::Tensor g1 = at::randn({37}), g2 = at::randn({37});
+    LogprobOptions o{.temperature = temp, .chunk_rows = 8, .entropy = true};
+    auto a = token_logprobs(h, w, tgt, o);
+    auto gha = torch::autograd::grad({a.logprobs, a.entropy}, {h, w}, {g1, g2});
+    auto b = token_logprobs_dense(h, w, tgt, o);
+    auto ghb = torch::autograd::grad({b.logprobs, b.entropy}, {h, w}, {g1, g2});
+    CHECK((a.logprobs - b.logprobs).abs().max().item<double>() <= 1e-5);
+    CHECK((a.entropy - b.entropy).abs().max().item<double>() <= 1e-5);
+    CHECK((gha[0] - ghb[0]).abs().max().item<double>() <= 1e-5);
+    CHECK((gha[1] - ghb[1]).abs().max().item<double>() <= 1e-5);
+  }
+}
+
+TEST_CASE("model log-probs through the lm_head match log_softmax of the logits") {
+  at::NoGradGuard ng;
+  CausalLM m = load_f32(model_dir("qwen2"));
+  Parity p = parity("qwen2");
+  at::Tensor h = m->hidden({p.ids.narrow(0, 0, 1)}).squeeze(0);  // [T, H]
+  at::Tensor tgt = p.ids[0].roll(-1);
+  auto lp = token_logprobs(h, m->lm_head_weight(), tgt);
+  at::Tensor ref = at::log_softmax(m->logits(h), -1).gather(1, tgt.unsqueeze(1)).squeeze(1);
+  CHECK((lp.logprobs - ref).abs().max().item<double>() <= 1e-5);
+}
+
+TEST_CASE("save -> load is bit-identical, single file and sharded; transformers can read what r1 saves") {
+  for (const auto& name : kModels) {
+    CAPTURE(name);
+    auto dtype = name.find("bf16") != std::string::npos ? at::kBFloat16 : at::kFloat;
+    CausalLM a = load_pretrained(model_dir(name), at::TensorOptions().dtype(dtype));
+    fs::path saved = test::binary_dir() / "tests" / "saved" / name;  // verify with make_policy_fixtures.py verify
+    save_pretrained(a, saved);
+    CHECK(fs::exists(saved / "config.json"));
+    CausalLM b = load_pretrained(saved, at::TensorOptions().dtype(dtype));
+    auto pa = a->named_parameters(), pb = b->named_parameters();
+    for (auto& x : pa) CHECK(x.value().equal(pb[x.key()]));
+
+    fs::path sharded = scratch(name + "-sharded");
+    save_pretrained(a, sharded, {.max_shard_bytes = 20000});
+    CHECK(fs::exists(sharded / "model.safetensors.index.json"));
+    CausalLM c = load_pretrained(sharded, at::TensorOptions().dtype(dtype));
+    for (auto& x : c->named_parameters()) CHECK(x.value().equal(pa[x.key()]));
+
+    // Saving what was loaded gives the same bytes.
+    fs::path again = scratch(name + "-again");
+    save_pretrained(b, again);
+    CHECK(read_file(saved / "model.safetensors") == read_file(again / "model.safetensors"));
+  }
+}
+
+TEST_CASE("bf16 checkpoints load as float32 and as bf16") {
+  CausalLM f = load_pretrained(model_dir("qwen3-bf16-sharded"), at::TensorOptions().dtype(at::kFloat));
+  CausalLM b = load_pretrained(model_dir("qwen3-bf16-sharded"), at::TensorOptions().dtype(at::kBFloat16));
+  auto pb = b->named_parameters();
+  for (auto& x : f->named_parameters()) {
+    CHECK((x.value().scalar_type() == at::kFloat));
+    CHECK(x.value().equal(pb[x.key()].to(at::kFloat)));
+  }
+}
+
+TEST_CASE("broken checkpoints give errors that name the tensor or file") {
+  SafetensorsReader good(model_dir("qwen3"));
+  std::vector<std::pair<std::string, at::Tensor>> all;
+  for (const auto& [n, e] : good.entries()) all.emplace_back(n, good.get(n));
+
+  SUBCASE("missing tensor") {
+    fs::path d = copy_model("qwen3", "missing");
+    auto some = all;
+    some.erase(std::remove_if(some.begin(), some.end(), [](auto& x) { return x.first == "model.layers.1.mlp.up_proj.weight"; }),
+               some.end());
+    save_safetensors(d, some);
+    std::string e = error_of([&] { load_f32(d); });
+    CHECK(e.find("model.layers.1.mlp.up_proj.weight") != std::string::npos);
+    CHECK(e.find("missing") != std::string::npos);
+  }
+  SUBCASE("unexpected tensor") {
+    fs::path d = copy_model("qwen3", "unexpected");
+    auto more = all;
+    more.emplace_back("model.layers.9.self_attn.q_proj.weight", at::zeros({2, 2}));
+    save_safetensors(d, more);
+    std::string e = error_of([&] { load_f32(d); });
+    CHECK(e.find("model.layers.9.self_attn.q_proj.weight") != std::string::npos);
+    CHECK(e.find("unexpected") != std::string::npos);
+  }
+  SUBCASE("wrong shape") {
+    fs::path d = copy_model("qwen3", "shape");
+    auto bad = all;
+    for (auto& x : bad)
+      if (x.first == "model.norm.weight") x.second = at::ones({65});
+    save_safetensors(d, bad);
+    std::string e = error_of([&] { load_f32(d); });
+    CHECK(e.find("model.norm.weight") != std::string::npos);
+    CHECK(e.find("shape 65") != std::string::npos);
+  }
+  SUBCASE("truncated file") {
+    fs::path d = copy_model("qwen3", "truncated");
+    fs::resize_file(d / "model.safetensors", fs::file_size(d / "model.safetensors") - 100);
+    std::string e = error_of([&] { load_f32(d); });
+    CHECK(e.find("truncated") != std::string::npos);
+    CHECK(e.find("model.safetensors") != std::string::npos);
+  }
+  SUBCASE("garbage header") {
+    fs::path d = copy_model("qwen3", "garbage");
+    std::string bytes = read_file(d / "model.safetensors");
+    for (size_t i = 8; i < 40; ++i) bytes[i] = '#';
+    write_file_atomic(d / "model.safetensors", bytes);
+    std::string e = error_of([&] { load_f32(d); });
+    CHECK(e.find("invalid JSON") != std::string::npos);
+  }
+  SUBCASE("tiny file") {
+    fs::path d = copy_model("qwen3", "tiny");
+    write_file_atomic(d / "model.safetensors", "abc");
+    CHECK(error_of([&] { load_f32(d); }).find("too short") != std::string::npos);
+  }
+  SUBCASE("shard listed in the index but absent") {
+    fs::path d = copy_model("qwen3-bf16-sharded", "noshard");
+    fs::remove(d / "model-00002-of-00004.safetensors");
+    CHECK(error_of([&] { load_f32(d); }).find("model-00002-of-00004.safetensors") != std::string::npos);
+  }
+}
+
+TEST_CASE("config.json: required keys, unsupported features, transformers 4 and 5 layouts") {
+  auto base = json::parse(read_file(model_dir("llama") / "config.json"), "config.json").as_object();
+  auto parse = [](boost::json::object o) { return ModelConfig::from_json(o, "config.json"); };
+  ModelConfig c = parse(base);
+  CHECK(c.rope_scaling.type == "llama3");
+  CHECK(c.rope_theta == 500000.0);
+  CHECK(c.head_dim == 16);
+
+  auto missing = base;
+  missing.erase("num_key_value_heads");
+  CHECK(error_of([&] { parse(missing); }).find("required key 'num_key_value_heads' is missing") != std::string::npos);
+
+  auto yarn = base;
+  yarn["rope_parameters"].as_object()["rope_type"] = "yarn";
+  CHECK(error_of([&] { parse(yarn); }).find("rope type 'yarn' is not supported") != std::string::npos);
+
+  auto mt = base;
+  mt["model_type"] = "gpt2";
+  CHECK(error_of([&] { parse(mt); }).find("model_type 'gpt2' is not supported") != std::string::npos);
+
+  auto wrong = base;
+  wrong["hidden_size"] = "96";
+  CHECK(error_of([&] { parse(wrong); }).find("key 'hidden_size': expected an integer, got string") != std::string::npos);
+
+  // transformers 4 layout: rope_theta at top level, rope_scaling null, torch_dtype.
+  auto v4 = base;
+  v4.erase("rope_parameters");
+  v4["rope_theta"] = 1e6;
+  v4["rope_scaling"] = nullptr;
+  v4.erase("dtype");
+  v4["torch_dtype"] = "bfloat16";
+  ModelConfig c4 = parse(v4);
+  CHECK(c4.rope_theta == 1e6);
+  CHECK(c4.rope_scaling.type == "default");
+  CHECK(c4.dtype == "bfloat16");
+
+  auto sliding = json::parse(read_file(model_dir("qwen2") / "config.json"), "config.json").as_object();
+  sliding["use_sliding_window"] = true;
+  CHECK(error_of([&] { parse(sliding); }).find("use_sliding_window") != std::string::npos);
+}
