@@ -35,13 +35,18 @@ static std::string location(const toml::source_region& where) {
 }
 
 void Errors::add(const toml::source_region& where, std::string_view key, std::string_view what) {
-  msgs_.push_back(fmt::format("{}: {}: {}", location(where), key, what));
+  msgs_.push_back({where.path ? std::string(*where.path) : std::string(), where.begin.line, where.begin.column,
+                   fmt::format("{}: {}: {}", location(where), key, what)});
 }
 
 void Errors::throw_if_any() const {
   if (msgs_.empty()) return;
-  std::string all = msgs_.size() == 1 ? "config error: " : fmt::format("{} config errors:\n  ", msgs_.size());
-  for (size_t i = 0; i < msgs_.size(); ++i) all += (i ? "\n  " : "") + msgs_[i];
+  auto sorted = msgs_;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const Msg& a, const Msg& b) {
+    return std::tie(a.file, a.line, a.column) < std::tie(b.file, b.line, b.column);
+  });
+  std::string all = sorted.size() == 1 ? "config error: " : fmt::format("{} config errors:\n  ", sorted.size());
+  for (size_t i = 0; i < sorted.size(); ++i) all += (i ? "\n  " : "") + sorted[i].text;
   throw ConfigError(all);
 }
 

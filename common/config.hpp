@@ -31,12 +31,16 @@ void apply_override(toml::table& root, std::string_view assignment);
 class Errors {
  public:
   void add(const toml::source_region& where, std::string_view key, std::string_view what);
-  void add_plain(std::string msg) { msgs_.push_back(std::move(msg)); }
-  void throw_if_any() const;
+  void throw_if_any() const;  // errors sorted by file position
   bool empty() const { return msgs_.empty(); }
 
  private:
-  std::vector<std::string> msgs_;
+  struct Msg {
+    std::string file;
+    uint32_t line = 0, column = 0;
+    std::string text;
+  };
+  std::vector<Msg> msgs_;
 };
 
 namespace detail {

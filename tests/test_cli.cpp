@@ -1,0 +1,115 @@
+// The r1 program end to end: every subcommand has --help, unfinished ones exit 2 and say why,
+// config errors exit 2 with file:line:column, and greedy generation on the embedded default model
+// is deterministic (temperature 0) and matches the library.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "test_paths.hpp"
+
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout and stderr
+};
+
+Result run_r1(const std::string& args) {
+  std::string cmd = (r1::test::binary_dir() / "r1").string() + " " + args + " 2>&1";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string write_tmp(const std::string& name, const std::string& text) {
+  auto path = std::filesystem::temp_directory_path() / name;
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+bool has(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("every subcommand has --help") {
+  for (const char* sub : {"train", "generate", "eval", "tokenize", "rewards", "curves", "config"}) {
+    CAPTURE(sub);
+    Result r = run_r1(std::string(sub) + " --help");
+    CHECK(r.code == 0);
+    CHECK(has(r.out, "Usage"));
+  }
+  CHECK(run_r1("").code == 2);                 // a subcommand is required
+  CHECK(run_r1("no-such-command").code == 2);
+}
+
+TEST_CASE("config check: valid file exits 0, errors exit 2 with location and did-you-mean") {
+  Result ok = run_r1("config check " + (r1::test::source_dir() / "configs" / "generate.toml").string());
+  CHECK(ok.code == 0);
+  std::string bad = write_tmp("r1_bad.toml", "[model]\ndtyp = \"float32\"\n[run]\nseed = -1\n");
+  Result r = run_r1("config check " + bad);
+  CHECK(r.code == 2);
+  CHECK(has(r.out, "r1_bad.toml:2:1: model.dtyp: unknown key (did you mean 'model.dtype'?)"));
+  CHECK(has(r.out, "r1_bad.toml:4:8: run.seed: value -1 is out of range"));
+  Result typed = run_r1("config check " + write_tmp("r1_type.toml", "[model]\nthreads = \"two\"\n"));
+  CHECK(typed.code == 2);
+  CHECK(has(typed.out, "model.threads: expected an integer, got a string"));
+  CHECK(run_r1("config check /nonexistent.toml").code == 2);
+  CHECK(run_r1("config check " + write_tmp("r1_syntax.toml", "[model\n")).code == 2);
+}
+
+TEST_CASE("config show prints defaults and --set overrides; --set errors exit 2") {
+  Result r = run_r1("config show --set model.dtype=bfloat16 --set run.seed=7");
+  CHECK(r.code == 0);
+  CHECK(has(r.out, "dtype = 'bfloat16'"));
+  CHECK(has(r.out, "seed = 7"));
+  CHECK(has(r.out, "# parameter and compute dtype"));
+  Result e = run_r1("config show --set model.dtype=float64");
+  CHECK(e.code == 2);
+  CHECK(has(e.out, "--set model.dtype=float64"));
+  CHECK(run_r1("config docs").out.find("| `seed` |") != std::string::npos);
+}
+
+TEST_CASE("subcommands that later milestones fill exit 2 and say so") {
+  for (const char* sub : {"train", "eval", "curves"}) {
+    CAPTURE(sub);
+    Result r = run_r1(sub);
+    CHECK(r.code == 2);
+    CHECK(has(r.out, "not available yet"));
+  }
+}
+
+TEST_CASE("generate: greedy on the embedded default model, deterministic, JSON output") {
+  Result a = run_r1("generate --prompt-ids 5,6,7 --max-new-tokens 8 --json --ignore-eos");
+  REQUIRE(a.code == 0);
+  CHECK(has(a.out, "\"prompt_ids\":[5,6,7]"));
+  CHECK(has(a.out, "\"finish_reason\":\"length\""));
+  Result b = run_r1("generate --prompt-ids 5,6,7 --max-new-tokens 8 --json --ignore-eos");
+  auto ids = [](const std::string& s) { return s.substr(s.find("\"ids\""), s.find("]", s.find("\"ids\"")) - s.find("\"ids\"")); };
+  CHECK(ids(a.out) == ids(b.out));
+  Result text = run_r1("generate --prompt \"Natalia sold 48 clips\" --max-new-tokens 4");
+  CHECK(text.code == 0);
+  CHECK(has(text.out, "Natalia sold 48 clips"));
+}
+
+TEST_CASE("generate: bad input exits with a clear message") {
+  CHECK(run_r1("generate --prompt-ids 1,x").code == 2);
+  CHECK(run_r1("generate").code == 2);  // neither --prompt nor --prompt-ids
+  CHECK(run_r1("generate --prompt-ids 1 --temperature 0.7").code == 2);
+  Result missing = run_r1("generate --model /nonexistent --prompt-ids 1");
+  CHECK(missing.code == 1);
+  CHECK(has(missing.out, "/nonexistent"));
+  Result oov = run_r1("generate --prompt-ids 100000");
+  CHECK(oov.code == 1);
+  CHECK(has(oov.out, "outside the vocabulary"));
+}
