@@ -3,6 +3,8 @@
 #pragma once
 #include "common/config_fields.hpp"
 #include "policy/options.hpp"
+#include "rewards/options.hpp"
+#include "rollout/options.hpp"
 
 namespace r1 {
 
@@ -17,7 +19,11 @@ struct RunOptions {
 struct RunConfig {
 #define R1_RUNCONFIG_FIELDS(F)                                         \
   F(RunOptions, run, {}, "Run identity and reproducibility", true)     \
-  F(PolicyOptions, model, {}, "The policy model", true)
+  F(PolicyOptions, model, {}, "The policy model", true)                \
+  F(DatasetOptions, data, {}, "Prompts: JSONL records and the prompt template", true) \
+  F(SamplingOptions, sampling, {}, "Sampling of completions", true)    \
+  F(RolloutOptions, rollout, {}, "Rollout workers and groups", true)   \
+  F(rewards::RewardsConfig, rewards, {}, "Reward checkers and their weights", true)
   R1_CONFIG(RunConfig, R1_RUNCONFIG_FIELDS)
 };
 

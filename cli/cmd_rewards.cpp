@@ -1,0 +1,65 @@
+// r1 rewards score|serve: score JSONL samples with the checkers of a TOML [rewards] section. A thin
+// wrapper over r1::rewards::score_jsonl; the HTTP service arrives with the reward service issue.
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <fstream>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "common/error.hpp"
+#include "rewards/scorer.hpp"
+
+namespace r1::cli {
+
+void add_rewards(CLI::App& app) {
+  auto* rw = app.add_subcommand("rewards", "Score completions with rule-based reward checkers");
+  rw->require_subcommand(1);
+
+  struct Args {
+    std::string config, input = "-", output = "-";
+    std::vector<std::string> sets;
+    int64_t threads = -1;
+    size_t batch = 256;
+  };
+  auto a = std::make_shared<Args>();
+
+  auto* score = rw->add_subcommand("score", "Score JSONL samples: r1 rewards score --config FILE < in.jsonl > out.jsonl");
+  score->add_option("--config", a->config, "TOML file with a [rewards] section (a run config works)")->required();
+  score->add_option("--set", a->sets, "override a field: rewards.key=value (repeatable)");
+  score->add_option("-i,--input", a->input, "samples JSONL ('-' = stdin)");
+  score->add_option("-o,--output", a->output, "scored JSONL ('-' = stdout)");
+  score->add_option("--threads", a->threads, "override rewards.threads");
+  score->add_option("--batch", a->batch, "samples scored together")->check(CLI::Range(1, 1 << 20));
+  score->callback([a] {
+    auto cfg = rewards::load_rewards_config(a->config, a->sets);
+    if (a->threads >= 0) cfg.threads = a->threads;
+    rewards::Scorer scorer(cfg);
+    std::ifstream fin;
+    std::ofstream fout;
+    if (a->input != "-") {
+      fin.open(a->input);
+      if (!fin) throw ConfigError("cannot read " + a->input);
+    }
+    if (a->output != "-") {
+      fout.open(a->output);
+      if (!fout) throw ConfigError("cannot write " + a->output);
+    }
+    std::istream& in = a->input == "-" ? std::cin : fin;
+    std::ostream& out = a->output == "-" ? std::cout : fout;
+    auto sum = rewards::score_jsonl(in, out, scorer, a->batch);
+    auto st = scorer.stats();
+    fmt::print(stderr, "r1 rewards: {} lines, mean score {:.4f}, {} timeouts, {} errors, {} bad lines\n", sum.lines,
+               sum.lines > sum.bad_lines ? sum.score_sum / static_cast<double>(sum.lines - sum.bad_lines) : 0.0,
+               st.timeouts, st.errors, sum.bad_lines);
+    if (sum.bad_lines > 0) throw Error(fmt::format("{} input lines were not valid samples (see their output lines)", sum.bad_lines));
+  });
+
+  auto* serve = rw->add_subcommand("serve", "HTTP reward service (arrives with the reward service)");
+  serve->allow_extras();
+  serve->callback([] {
+    throw NotImplemented("`r1 rewards serve` is not available yet: it arrives with the reward service (issue 5).");
+  });
+}
+
+}  // namespace r1::cli

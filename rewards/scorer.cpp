@@ -1,0 +1,476 @@
+// The scorer: registry, thread pool with a watchdog, composition of weighted parts, JSONL I/O.
+#include "rewards/scorer.hpp"
+
+#include <boost/json.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <istream>
+#include <mutex>
+#include <ostream>
+#include <thread>
+
+#include "common/config.hpp"
+#include "common/error.hpp"
+#include "rewards/builtin.hpp"
+#include "rewards/plugins.hpp"
+
+namespace r1::rewards {
+
+// ---- Registry ---------------------------------------------------------------------------------
+
+Registry Registry::with_builtins() {
+  Registry r;
+  r.add("format", [](const RewardEntry& e) { return make_format_checker(e.format); });
+  r.add("math", [](const RewardEntry& e) { return make_math_checker(e.math); });
+  r.add("countdown", [](const RewardEntry& e) { return make_countdown_checker(e.countdown); });
+  r.add("length", [](const RewardEntry& e) { return make_length_checker(e.length); });
+  return r;
+}
+
+namespace {
+std::string options_object(const RewardEntry& e, const std::string& where) {
+  if (e.options.empty()) return "{}";
+  boost::system::error_code ec;
+  auto v = boost::json::parse(e.options, ec);
+  if (ec || !v.is_object())
+    throw ConfigError(where + ".options: must be a JSON object text such as '{\"key\": 1}', got: " + e.options);
+  return boost::json::serialize(v);
+}
+}  // namespace
+
+Registry Registry::for_config(const RewardsConfig& cfg) {
+  Registry r = with_builtins();
+  for (const auto& p : cfg.plugins) {
+    // Loaded once per entry that uses it, with that entry's options.
+    r.add(p.name, [p](const RewardEntry& e) { return make_plugin_checker(p, options_object(e, "rewards.checkers[" + e.name + "]")); });
+  }
+  for (const auto& c : cfg.commands)
+    r.add(c.name, [c](const RewardEntry& e) { return make_command_checker(c, options_object(e, "rewards.checkers[" + e.name + "]")); });
+  return r;
+}
+
+void Registry::add(const std::string& kind, Factory f) {
+  if (f_.count(kind))
+    throw ConfigError("reward checker name '" + kind + "' is declared twice (built-in names: format, math, countdown, length)");
+  f_[kind] = std::move(f);
+}
+
+std::vector<std::string> Registry::kinds() const {
+  std::vector<std::string> k;
+  for (const auto& [n, f] : f_) k.push_back(n);
+  return k;
+}
+
+CheckerPtr Registry::create(const RewardEntry& e, const std::string& where) const {
+  auto it = f_.find(e.checker);
+  if (it == f_.end()) {
+    std::string hint = cfg::did_you_mean(e.checker, kinds());
+    std::string known;
+    for (const auto& k : kinds()) known += (known.empty() ? "" : ", ") + k;
+    throw ConfigError(where + ".checker: unknown checker '" + e.checker + "'" +
+                      (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; known: " + known +
+                      " (declare plugins in [[rewards.plugins]] and commands in [[rewards.commands]])");
+  }
+  // Options for another kind are almost always a mistake (copy-paste, wrong kind).
+  auto misplaced = [&](bool differs, const char* kind) {
+    if (differs && e.checker != kind)
+      throw ConfigError(where + "." + kind + ": options for checker \"" + kind + "\" given, but this entry's checker is '" +
+                        e.checker + "'");
+  };
+  misplaced(!(e.format == FormatOptions{}), "format");
+  misplaced(!(e.math == MathOptions{}), "math");
+  misplaced(!(e.countdown == CountdownOptions{}), "countdown");
+  misplaced(!(e.length == LengthOptions{}), "length");
+  bool builtin = e.checker == "format" || e.checker == "math" || e.checker == "countdown" || e.checker == "length";
+  if (builtin && !e.options.empty())
+    throw ConfigError(where + ".options: only plugins and commands take an options JSON; built-in '" + e.checker +
+                      "' takes its options in the " + e.checker + ".* table");
+  try {
+    return it->second(e);
+  } catch (const ConfigError&) {
+    throw;
+  } catch (const std::exception& ex) {
+    throw ConfigError(where + ": " + ex.what());
+  }
+}
+
+// ---- Thread pool with abandonment -------------------------------------------------------------
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Workers are detached and share this state, so a worker stuck in a checker can outlive the pool.
+struct PoolState {
+  std::mutex m;
+  std::condition_variable cv, exited;
+  std::deque<std::function<void()>> q;
+  bool stop = false;
+  int live = 0;
+  int excess = 0;  // replacements spawned for abandoned workers, not yet retired
+};
+
+class Pool {
+ public:
+  explicit Pool(int n) : st_(std::make_shared<PoolState>()) {
+    for (int i = 0; i < n; ++i) spawn();
+  }
+  ~Pool() {
+    std::unique_lock lk(st_->m);
+    st_->stop = true;
+    st_->cv.notify_all();
+    // Idle workers leave at once; abandoned ones keep the shared state alive until they return.
+    st_->exited.wait_for(lk, std::chrono::seconds(5), [&] { return st_->live <= st_->excess; });
+  }
+  void submit(std::function<void()> job) {
+    {
+      std::lock_guard lk(st_->m);
+      st_->q.push_back(std::move(job));
+    }
+    st_->cv.notify_one();
+  }
+  // A worker is stuck in an abandoned job: add a thread so capacity stays; the first worker to
+  // finish a job while there is excess retires.
+  void replace_abandoned() {
+    {
+      std::lock_guard lk(st_->m);
+      ++st_->excess;
+    }
+    spawn();
+  }
+
+ private:
+  std::shared_ptr<PoolState> st_;
+
+  void spawn() {
+    {
+      std::lock_guard lk(st_->m);
+      ++st_->live;
+    }
+    std::thread([st = st_] {
+      std::unique_lock lk(st->m);
+      while (true) {
+        st->cv.wait(lk, [&] { return st->stop || !st->q.empty(); });
+        if (st->q.empty()) break;
+        auto job = std::move(st->q.front());
+        st->q.pop_front();
+        lk.unlock();
+        job();
+        job = nullptr;
+        lk.lock();
+        if (st->excess > 0) {
+          --st->excess;
+          break;
+        }
+      }
+      --st->live;
+      st->exited.notify_all();
+    }).detach();
+  }
+};
+
+enum class Phase { queued, running, done, abandoned };
+
+struct Task {
+  Phase phase = Phase::queued;
+  Clock::time_point started;
+  CheckResult result;
+};
+
+struct Batch {
+  std::mutex m;
+  std::condition_variable cv;
+};
+
+}  // namespace
+
+struct Scorer::Impl {
+  struct Part {
+    PartResult meta;
+    CheckerPtr checker;
+  };
+  std::vector<Part> parts;
+  std::chrono::milliseconds budget{2000};
+  std::unique_ptr<Pool> pool;
+  std::atomic<uint64_t> samples{0}, checks{0}, timeouts{0}, errors{0}, abandoned{0};
+
+  void init(int64_t threads, int64_t deadline_ms) {
+    budget = std::chrono::milliseconds(deadline_ms);
+    int n = threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    pool = std::make_unique<Pool>(n);
+  }
+};
+
+Scorer::Scorer(const RewardsConfig& cfg) : Scorer(cfg, Registry::for_config(cfg)) {}
+
+Scorer::Scorer(const RewardsConfig& cfg, const Registry& registry) : impl_(std::make_unique<Impl>()) {
+  if (cfg.checkers.empty())
+    throw ConfigError("[rewards] has no [[rewards.checkers]] entries: add at least one, e.g. checker = \"math\"");
+  std::map<std::string, int> seen;
+  for (size_t i = 0; i < cfg.checkers.size(); ++i) {
+    const RewardEntry& e = cfg.checkers[i];
+    std::string where = "rewards.checkers[" + std::to_string(i) + "]";
+    Impl::Part p;
+    p.meta.name = e.name.empty() ? e.checker : e.name;
+    p.meta.weight = e.weight;
+    if (seen[p.meta.name]++)
+      throw ConfigError(where + ".name: part name '" + p.meta.name + "' is used twice; give each entry a distinct name");
+    p.checker = registry.create(e, where);
+    impl_->parts.push_back(std::move(p));
+  }
+  // Commands and isolated plugins have their own timeout; the watchdog allows for it.
+  int64_t budget = cfg.deadline_ms;
+  for (const auto& c : cfg.commands) budget = std::max(budget, c.timeout_ms);
+  for (const auto& p : cfg.plugins)
+    if (p.isolated) budget = std::max(budget, p.timeout_ms);
+  impl_->init(cfg.threads, budget);
+}
+
+Scorer::Scorer(std::vector<std::pair<PartResult, CheckerPtr>> checkers, int64_t threads, int64_t deadline_ms)
+    : impl_(std::make_unique<Impl>()) {
+  for (auto& [meta, c] : checkers) impl_->parts.push_back({meta, c});
+  impl_->init(threads, deadline_ms);
+}
+
+Scorer::~Scorer() = default;
+
+std::vector<std::string> Scorer::part_names() const {
+  std::vector<std::string> n;
+  for (const auto& p : impl_->parts) n.push_back(p.meta.name);
+  return n;
+}
+
+ScorerStats Scorer::stats() const {
+  return {impl_->samples.load(), impl_->checks.load(), impl_->timeouts.load(), impl_->errors.load(), impl_->abandoned.load()};
+}
+
+std::vector<Scored> Scorer::score(const std::vector<Sample>& batch) {
+  Impl& I = *impl_;
+  const size_t np = I.parts.size();
+  auto sync = std::make_shared<Batch>();
+  // Samples are shared with the jobs so an abandoned job never reads freed memory.
+  auto samples = std::make_shared<const std::vector<Sample>>(batch);
+  std::vector<std::shared_ptr<Task>> tasks(batch.size() * np);
+  const auto budget = I.budget;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    for (size_t p = 0; p < np; ++p) {
+      auto t = std::make_shared<Task>();
+      tasks[s * np + p] = t;
+      CheckerPtr checker = I.parts[p].checker;
+      I.pool->submit([t, sync, samples, s, checker, budget] {
+        Clock::time_point start;
+        {
+          std::lock_guard lk(sync->m);
+          if (t->phase != Phase::queued) return;
+          t->phase = Phase::running;
+          start = t->started = Clock::now();
+        }
+        CheckResult r;
+        try {
+          r = checker->check((*samples)[s], Deadline(start + budget));
+        } catch (const DeadlineExceeded&) {
+          r = CheckResult::failure(Status::timeout, "timeout");
+        } catch (const std::exception& e) {
+          r = CheckResult::failure(Status::error, e.what());
+        } catch (...) {
+          r = CheckResult::failure(Status::error, "unknown exception");
+        }
+        if (r.status != Status::ok) r.score = 0;
+        std::lock_guard lk(sync->m);
+        if (t->phase == Phase::running) {
+          t->result = std::move(r);
+          t->phase = Phase::done;
+        }
+        sync->cv.notify_all();
+      });
+    }
+  }
+  // Watchdog: wait for each task; one that runs past its deadline (plus a grace period for
+  // cooperative checks to notice) is abandoned and its worker replaced.
+  const auto grace = std::chrono::milliseconds(50) + budget / 10;
+  {
+    std::unique_lock lk(sync->m);
+    for (auto& t : tasks) {
+      while (t->phase != Phase::done) {
+        if (t->phase == Phase::running) {
+          auto limit = t->started + budget + grace;
+          if (Clock::now() >= limit) {
+            t->phase = Phase::abandoned;
+            t->result = CheckResult::failure(Status::timeout, "timeout");
+            ++I.abandoned;
+            lk.unlock();
+            I.pool->replace_abandoned();
+            lk.lock();
+            break;
+          }
+          sync->cv.wait_until(lk, limit);
+        } else {
+          sync->cv.wait_for(lk, std::chrono::milliseconds(20));
+        }
+      }
+    }
+  }
+  std::vector<Scored> out(batch.size());
+  for (size_t s = 0; s < batch.size(); ++s) {
+    Scored& sc = out[s];
+    for (size_t p = 0; p < np; ++p) {
+      PartResult pr = I.parts[p].meta;
+      pr.result = std::move(tasks[s * np + p]->result);
+      ++I.checks;
+      if (pr.result.status == Status::timeout) ++I.timeouts;
+      if (pr.result.status == Status::error) ++I.errors;
+      if (pr.result.status == Status::ok) sc.score += pr.weight * pr.result.score;
+      if (static_cast<int>(pr.result.status) > static_cast<int>(sc.status)) sc.status = pr.result.status;
+      sc.parts.push_back(std::move(pr));
+    }
+    ++I.samples;
+  }
+  return out;
+}
+
+// ---- JSON ---------------------------------------------------------------------------------------
+
+Sample sample_from_json(const boost::json::value& v, const std::string& where) {
+  if (!v.is_object()) throw Error(where + ": a sample must be a JSON object");
+  const auto& o = v.as_object();
+  Sample s;
+  auto str = [&](const char* key, bool required) -> std::string {
+    auto* x = o.if_contains(key);
+    if (!x || x->is_null()) {
+      if (required) throw Error(where + ": missing \"" + key + "\" (a string)");
+      return {};
+    }
+    if (!x->is_string()) throw Error(where + ": \"" + key + "\" must be a string");
+    return std::string(x->as_string());
+  };
+  s.prompt = str("prompt", false);
+  s.completion = str("completion", true);
+  if (auto* r = o.if_contains("reference")) {
+    if (!r->is_object()) throw Error(where + ": \"reference\" must be an object");
+    s.reference = r->as_object();
+  } else {
+    for (const auto& [k, x] : o)
+      if (k != "prompt" && k != "completion" && k != "metadata" && k != "id" && k != "completion_tokens") s.reference[k] = x;
+  }
+  if (auto* m = o.if_contains("metadata"); m && !m->is_null()) {
+    if (!m->is_object()) throw Error(where + ": \"metadata\" must be an object");
+    s.metadata = m->as_object();
+  }
+  if (auto* t = o.if_contains("completion_tokens"); t && !t->is_null()) {
+    if (!t->is_int64() && !t->is_uint64()) throw Error(where + ": \"completion_tokens\" must be an integer");
+    s.completion_tokens = t->to_number<int64_t>();
+  }
+  return s;
+}
+
+boost::json::object to_json(const Scored& s) {
+  boost::json::object o, parts, reasons;
+  o["score"] = s.score;
+  std::string reason;
+  for (const auto& p : s.parts) {
+    parts[p.name] = p.result.score;
+    reasons[p.name] = p.result.reason;
+    reason += (reason.empty() ? "" : "; ") + p.name + ": " + p.result.reason;
+  }
+  o["parts"] = std::move(parts);
+  o["reason"] = reason;
+  o["reasons"] = std::move(reasons);
+  o["status"] = status_name(s.status);
+  boost::json::object details;
+  for (const auto& p : s.parts) {
+    boost::json::object d;
+    d["weight"] = p.weight;
+    d["status"] = status_name(p.result.status);
+    boost::json::object sub;
+    for (const auto& [k, v] : p.result.parts) sub[k] = v;
+    d["parts"] = std::move(sub);
+    details[p.name] = std::move(d);
+  }
+  o["details"] = std::move(details);
+  return o;
+}
+
+JsonlSummary score_jsonl(std::istream& in, std::ostream& out, Scorer& scorer, size_t batch_size) {
+  JsonlSummary sum;
+  struct Line {
+    std::optional<boost::json::value> id;
+    std::string error;  // non-empty: bad input
+    size_t sample = 0;
+  };
+  std::string text;
+  uint64_t lineno = 0;
+  bool eof = false;
+  while (!eof) {
+    std::vector<Line> lines;
+    std::vector<Sample> samples;
+    while (samples.size() < batch_size && !(eof = !std::getline(in, text))) {
+      ++lineno;
+      if (text.find_first_not_of(" \t\r") == std::string::npos) continue;  // blank lines are skipped
+      Line l;
+      boost::system::error_code ec;
+      auto v = boost::json::parse(text, ec);
+      if (ec) {
+        l.error = "line " + std::to_string(lineno) + ": not valid JSON (" + ec.message() + ")";
+      } else {
+        if (v.is_object())
+          if (auto* id = v.as_object().if_contains("id")) l.id = *id;
+        try {
+          samples.push_back(sample_from_json(v, "line " + std::to_string(lineno)));
+          l.sample = samples.size() - 1;
+        } catch (const std::exception& e) {
+          l.error = e.what();
+        }
+      }
+      lines.push_back(std::move(l));
+    }
+    auto scored = scorer.score(samples);
+    for (const auto& l : lines) {
+      ++sum.lines;
+      boost::json::object o;
+      if (!l.error.empty()) {
+        ++sum.bad_lines;
+        o["score"] = 0.0;
+        o["parts"] = boost::json::object{};
+        o["status"] = "error";
+        o["reason"] = "bad input: " + l.error;
+      } else {
+        const Scored& s = scored[l.sample];
+        o = to_json(s);
+        sum.score_sum += s.score;
+        if (s.status == Status::timeout) ++sum.timeouts;
+        if (s.status == Status::error) ++sum.errors;
+      }
+      if (l.id) o["id"] = *l.id;
+      out << boost::json::serialize(o) << '\n';
+    }
+    out.flush();
+  }
+  return sum;
+}
+
+RewardsConfig load_rewards_config(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
+  toml::table t = cfg::parse_file(file);
+  for (const auto& o : overrides) cfg::apply_override(t, o);
+  RewardsConfig out{};
+  cfg::Errors errs;
+  const toml::node* r = t.get("rewards");
+  if (!r) {
+    std::string hint;
+    if (t.get("checkers")) hint = " (found a top-level 'checkers': put it under [rewards] as [[rewards.checkers]])";
+    throw ConfigError(file.string() + ": no [rewards] section" + hint +
+                      "; see configs/rewards_math.toml for an example");
+  }
+  if (!r->is_table()) {
+    errs.add(r->source(), "rewards",
+             r->is_array_of_tables() ? "expected a [rewards] table; write the checkers as [[rewards.checkers]]"
+                                     : "expected a table");
+    errs.throw_if_any();
+  }
+  cfg::detail::read_struct(*r->as_table(), out, "rewards.", errs);
+  errs.throw_if_any();
+  return out;
+}
+
+}  // namespace r1::rewards

@@ -1,0 +1,95 @@
+#include "rollout/weights.hpp"
+
+#include <cstring>
+
+#include "common/error.hpp"
+
+namespace r1 {
+
+namespace {
+
+// FNV-1a over 8-byte words (bytes for the tail), mixed per tensor: fast and order-sensitive.
+struct Hasher {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  void bytes(const void* data, size_t n) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      h = (h ^ w) * 0x100000001b3ULL;
+      h ^= h >> 29;
+    }
+    for (; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ULL;
+  }
+  void str(const std::string& s) { bytes(s.data(), s.size()); }
+};
+
+uint64_t checksum_of(const std::vector<std::pair<std::string, at::Tensor>>& named) {
+  Hasher hs;
+  for (const auto& [name, t] : named) {
+    hs.str(name);
+    hs.str(std::string(c10::toString(t.scalar_type())));
+    for (auto d : t.sizes()) hs.bytes(&d, sizeof d);
+    at::Tensor c = t.detach().to(at::kCPU).contiguous();
+    hs.bytes(c.data_ptr(), c.numel() * c.element_size());
+  }
+  return hs.h;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> sorted_params(torch::nn::Module& m) {
+  std::vector<std::pair<std::string, at::Tensor>> v;
+  for (auto& p : m.named_parameters()) v.emplace_back(p.key(), p.value());
+  std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return v;
+}
+
+}  // namespace
+
+uint64_t weights_checksum(torch::nn::Module& model) { return checksum_of(sorted_params(model)); }
+
+uint64_t WeightStore::publish(torch::nn::Module& trainer_model, int64_t version) {
+  auto snap = std::make_shared<WeightSnapshot>();
+  snap->version = version;
+  at::NoGradGuard ng;
+  for (auto& [name, t] : sorted_params(trainer_model)) snap->tensors.emplace_back(name, t.detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));
+  snap->checksum = checksum_of(snap->tensors);
+  std::lock_guard<std::mutex> lock(mu_);
+  R1_CHECK(!latest_ || version > latest_->version, "weight sync: version {} is not newer than {}", version,
+           latest_->version);
+  latest_ = snap;
+  return snap->checksum;
+}
+
+std::shared_ptr<const WeightSnapshot> WeightStore::latest() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return latest_;
+}
+
+int64_t WeightStore::version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return latest_ ? latest_->version : -1;
+}
+
+bool install_weights(torch::nn::Module& model, const WeightSnapshot& snap, int64_t* installed_version) {
+  if (*installed_version >= snap.version) return false;
+  at::NoGradGuard ng;
+  auto params = model.named_parameters();
+  R1_CHECK(params.size() == snap.tensors.size(), "weight sync v{}: the worker model has {} parameters, the trainer {}",
+           snap.version, params.size(), snap.tensors.size());
+  for (const auto& [name, t] : snap.tensors) {
+    auto* p = params.find(name);
+    R1_CHECK(p != nullptr, "weight sync v{}: trainer parameter '{}' is not in the worker model", snap.version, name);
+    R1_CHECK(p->sizes() == t.sizes(), "weight sync v{}: '{}' has a different shape on the worker", snap.version, name);
+    p->copy_(t);
+  }
+  uint64_t got = weights_checksum(model);
+  if (got != snap.checksum)
+    fail("weight sync v{}: checksum of the worker's weights {:016x} != trainer's {:016x}: the worker would sample "
+         "from weights the trainer never had",
+         snap.version, got, snap.checksum);
+  *installed_version = snap.version;
+  return true;
+}
+
+}  // namespace r1

@@ -1,0 +1,44 @@
+// Weight sync from the trainer to rollout workers. The trainer publishes a snapshot with a version
+// number and a checksum; a worker installs a whole snapshot (never a mix of two versions) before
+// its next generation, recomputes the checksum of the weights it will sample from, and fails on a
+// mismatch. Every sample records the version that generated it.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "policy/model.hpp"
+
+namespace r1 {
+
+// 64-bit checksum over parameter names, shapes, dtypes and bytes, in name order.
+uint64_t weights_checksum(torch::nn::Module& model);
+
+struct WeightSnapshot {
+  int64_t version = 0;
+  uint64_t checksum = 0;
+  std::vector<std::pair<std::string, at::Tensor>> tensors;  // CPU copies, name order
+};
+
+class WeightStore {
+ public:
+  // Copies the trainer's parameters into a new snapshot; returns its checksum.
+  uint64_t publish(torch::nn::Module& trainer_model, int64_t version);
+  std::shared_ptr<const WeightSnapshot> latest() const;
+  int64_t version() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const WeightSnapshot> latest_;
+};
+
+// Installs `snap` into `model` if it is newer than `*installed_version`; verifies the checksum of
+// the installed weights against the trainer's and throws r1::Error on a mismatch.
+bool install_weights(torch::nn::Module& model, const WeightSnapshot& snap, int64_t* installed_version);
+
+}  // namespace r1

@@ -1,0 +1,218 @@
+// Math checker: extraction, equivalence by category, Math-Verify's known bugs (issues #14, #60),
+// the ported Math-Verify test cases and the agreement fixture (verdicts stored by
+// scripts/fixtures/make_math_fixtures.py, so no Python is needed here).
+#include <doctest/doctest.h>
+
+#include <boost/json.hpp>
+#include <fstream>
+#include <string>
+
+#include "rewards/math.hpp"
+#include "test_paths.hpp"
+
+namespace m = r1::rewards::math;
+
+namespace {
+
+bool eqv(const std::string& gold, const std::string& pred) { return m::equivalent_text(gold, pred); }
+
+// The r1 verdict for a gold text and a free-form prediction, the way the math checker forms it.
+bool verdict(const std::string& gold, const std::string& completion) {
+  r1::rewards::Deadline dl;
+  auto p = m::extract_answer(completion);
+  if (!p) return false;
+  auto gp = m::parse(m::gold_answer(gold), dl);
+  auto pp = m::parse(p->text, dl);
+  bool ok = m::equivalent(gp, pp, dl);
+  if (!ok && p->rule == "answer_is")
+    if (auto n = m::first_number(p->text)) ok = m::equivalent(gp, m::parse(*n, dl), dl);
+  return ok;
+}
+
+std::vector<boost::json::object> read_jsonl(const std::filesystem::path& p) {
+  std::vector<boost::json::object> out;
+  std::ifstream f(p);
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) out.push_back(boost::json::parse(line).as_object());
+  return out;
+}
+
+std::string s(const boost::json::object& o, const char* k) { return std::string(o.at(k).as_string()); }
+
+}  // namespace
+
+TEST_CASE("math: answer extraction") {
+  auto ex = [](const std::string& t) { auto e = m::extract_answer(t); return e ? e->text : std::string("<none>"); };
+  CHECK(ex("so \\boxed{\\frac{1}{2}} is it") == "\\frac{1}{2}");
+  CHECK(ex("nested \\boxed{\\frac{\\sqrt{2}}{2}}") == "\\frac{\\sqrt{2}}{2}");
+  CHECK(ex("\\fbox{7}") == "7");
+  CHECK(ex("first \\boxed{3} then, much later and after a very long detour through many other cases and examples, \\boxed{4}") == "4");
+  CHECK(ex("\\boxed{3} and \\boxed{4}") == "3, 4");  // Math-Verify: close boxes form a set
+  CHECK(ex("\\boxed{3}\n\nSo the answer is \\boxed{4}") == "4");
+  CHECK(ex("<think>2+2</think> <answer>4</answer>") == "4");
+  CHECK(ex("<think>x</think><answer>The answer is \\boxed{9}</answer>") == "9");
+  CHECK(ex("blah. The answer is 42.") == "42");
+  CHECK(ex("Natalia sold 48/2 = 24 clips.\n#### 72") == "72");
+  CHECK(ex("We find $x = 3$ and then $y = 5$.") == "y = 5");
+  CHECK(ex("she pays 1,234 dollars") == "1,234");
+  CHECK(ex("no numbers here") == "<none>");
+  CHECK_FALSE(m::extract_answer("we get 5", /*require_anchor=*/true));
+  CHECK(m::gold_answer("Natalia sold...\n#### 1,080") == "1,080");
+  CHECK(m::gold_answer("The result is \\boxed{12}.") == "12");
+}
+
+TEST_CASE("math: numbers") {
+  CHECK(eqv("7425000", "7,425,000"));
+  CHECK(eqv("1000", "1 000"));
+  CHECK(eqv("1000", "1000.0"));
+  CHECK(eqv("0.4", ".4"));
+  CHECK(eqv("-5", "-5"));
+  CHECK_FALSE(eqv("5", "-5"));
+  CHECK(eqv("1/3", "0.333333"));
+  CHECK_FALSE(eqv("1/3", "0.33"));
+  CHECK(eqv("1.5e3", "1500"));
+  CHECK(eqv("1500", "1.5\\times10^{3}"));
+  CHECK(eqv("2.5E-2", "0.025"));
+  CHECK(eqv("\\frac{10}{9}", "10/9"));
+  CHECK(eqv("-\\frac{10}{9}", "-10/9"));
+  CHECK(eqv("\\dfrac{3}{4}", "\\tfrac{6}{8}"));
+  CHECK(eqv("\\frac12", "0.5"));
+  CHECK(eqv("2\\frac{1}{2}", "5/2"));  // mixed numbers
+  CHECK(eqv("3 1/2", "7/2"));
+  CHECK(eqv("50\\%", "0.5"));
+  CHECK(eqv("9\\%", "9"));
+  CHECK(eqv("2^{10}", "1024"));
+  CHECK(eqv("\\sqrt{8}", "2\\sqrt{2}"));
+  CHECK(eqv("\\sqrt[3]{27}", "3"));
+  CHECK(eqv("2\\pi", "\\pi \\cdot 2"));
+  CHECK_FALSE(eqv("2\\pi", "6.28"));
+  CHECK(eqv("\\frac{\\sqrt{3}}{2}", "\\frac{1}{2}\\sqrt{3}"));
+  CHECK(eqv("5!", "120"));
+  CHECK(eqv("\\binom{5}{2}", "10"));
+}
+
+TEST_CASE("math: noise, units and text") {
+  CHECK(eqv("5", "5 \\text{ cm}"));
+  CHECK(eqv("5", "5\\,\\mathrm{cm}^2"));
+  CHECK(eqv("12", "12 apples"));
+  CHECK(eqv("(1,2)", "\\left( 1, 2 \\right)"));
+  CHECK(eqv("\\frac{1}{2}", "\\displaystyle\\frac{1}{2}"));
+  CHECK(eqv("1000", "1\\!000"));
+  CHECK(eqv("30", "30^\\circ"));
+  CHECK(eqv("\\text{yes}", "Yes"));
+  CHECK(eqv("\\text{(A)}", "\\text{(A)}"));
+  CHECK_FALSE(eqv("\\text{yes}", "\\text{no}"));
+}
+
+TEST_CASE("math: structures") {
+  CHECK(eqv("[0,1)", "[0,1)"));
+  CHECK_FALSE(eqv("[0,9)", "[0,1)"));
+  CHECK_FALSE(eqv("(0,9)", "[0,9)"));
+  CHECK_FALSE(eqv("[1,2]", "(1,2]"));
+  CHECK(eqv("\\{1, 2\\}", "\\{2, 1\\}"));
+  CHECK(eqv("(1, 2, 3)", "(1, 2, 3)"));
+  CHECK_FALSE(eqv("(1, 2, 3)", "(1, 3, 2)"));
+  CHECK(eqv("(-\\infty, 3]", "(-\\infty, 3]"));
+  CHECK(eqv("[1,2] \\cup [3,4]", "[3,4] \\cup [1,2]"));
+  CHECK(eqv("\\pm 2", "\\{-2, 2\\}"));
+  CHECK_FALSE(eqv("\\pm 2021", "2021"));
+}
+
+TEST_CASE("math: equations and inequalities") {
+  CHECK(eqv("x = 5", "5"));
+  CHECK(eqv("5", "x = 5"));
+  CHECK(eqv("x = 5", "x = 5"));
+  CHECK_FALSE(eqv("x = 5", "y = 5"));
+  CHECK(eqv("x > 3", "3 < x"));
+  CHECK(eqv("x \\ge 3", "3 \\le x"));
+  CHECK_FALSE(eqv("x > 3", "x \\ge 3"));
+  CHECK(eqv("2x + 4y - 3 = 0", "y = -\\frac{1}{2}x + \\frac{3}{4}"));
+  CHECK(eqv("x > 1", "(1, \\infty)"));
+  CHECK(eqv("1 < x \\le 2", "(1, 2]"));
+}
+
+TEST_CASE("math: expressions with variables") {
+  CHECK(eqv("(x+1)^2", "x^2 + 2x + 1"));
+  CHECK_FALSE(eqv("(x+1)^2", "x^2 + x + 1"));
+  CHECK(eqv("\\frac{x+2}{7}", "\\frac{x}{7} + \\frac{2}{7}"));
+  CHECK(eqv("\\sec^2(y)", "\\tan^2(y) + 1"));
+  CHECK(eqv("\\sin^2 x + \\cos^2 x", "1") == false);  // variables differ (x vs none): strict like Math-Verify
+  CHECK(eqv("a b", "b a"));
+}
+
+// Math-Verify gets these wrong (its issues #14 and #60); r1 must be right.
+TEST_CASE("math: Math-Verify issue #14 and #60 cases") {
+  CHECK_FALSE(eqv("\\frac{1}{2004!}", "\\frac{1}{2006!}"));
+  CHECK_FALSE(eqv("\\frac{1}{2^{99}}", "\\frac{1}{2^{98}}"));
+  CHECK_FALSE(eqv("n=2, 3, 4", "n=1, 2, 3"));
+  CHECK_FALSE(eqv("D = (0, 1)", "D = (0, 1.5)"));
+  CHECK_FALSE(eqv("F_n = \\sum_{k=0}^{n-1} F_k F_{n-k-1}", "F_n = \\sum_{k=0}^{n-2} F_k F_{n-k-2}"));
+  CHECK_FALSE(eqv("19, 46, \\text{ and } 82", "21, 36, and 82"));
+  CHECK_FALSE(eqv("\\frac{2^{2005}+1}{3 \\cdot 2^{2006}}", "\\frac{1}{3 \\cdot 2^{2006}}"));
+  CHECK_FALSE(eqv("1 - \\frac{1}{\\mathrm{e}}", "1 + \\frac{1}{\\mathrm{e}}"));
+  CHECK_FALSE(eqv("\\pm 2021", "2021"));
+  CHECK_FALSE(eqv("12:00", "1:00"));
+  CHECK_FALSE(eqv("1, 2, \\ldots, n", "1, 3, 5, \\ldots, 2n-1"));
+  CHECK_FALSE(eqv("1:2:3:\\ldots", "1:4:9:\\ldots"));
+  CHECK_FALSE(eqv("3*x-1*y+13=0", "3x + 4y + 14=0"));  // issue #60
+  // ... while the true equalities still hold.
+  CHECK(eqv("\\frac{1}{2004!}", "\\frac{1}{2004!}"));
+  CHECK(eqv("n=2, 3, 4", "n = 4, 3, 2"));
+  CHECK(eqv("3x - y + 13 = 0", "-6x + 2y - 26 = 0"));
+}
+
+TEST_CASE("math: bounded work") {
+  r1::rewards::Deadline dl;
+  std::string deep(5000, '(');
+  CHECK_FALSE(m::parse(deep + "1" + std::string(5000, ')'), dl).expr);
+  m::Limits lim;
+  lim.max_chars = 100000;
+  auto p = m::parse(std::string(400, '(') + "1" + std::string(400, ')'), dl, lim);
+  CHECK_FALSE(p.expr);
+  CHECK(p.error.find("deep") != std::string::npos);
+  CHECK(eqv("10^{10^{10}}", "10^{10^{10}}"));  // identical text; no huge number is built
+  CHECK(eqv("2^{100000}", "2^{100000}"));
+  CHECK_FALSE(eqv("2^{100000}", "2^{100001}"));
+  // An expired deadline stops parsing cooperatively.
+  auto past = r1::rewards::Deadline(r1::rewards::Deadline::Clock::now() - std::chrono::seconds(1));
+  std::string big;
+  for (int i = 0; i < 300; ++i) big += "x+";
+  CHECK_THROWS_AS(m::parse(big + "1", past, lim), r1::rewards::DeadlineExceeded);
+}
+
+TEST_CASE("math: Math-Verify's own test cases (ported corpus)") {
+  auto path = r1::test::fixtures() / "rewards" / "math_verify_cases.jsonl";
+  REQUIRE(std::filesystem::exists(path));
+  auto cases = read_jsonl(path);
+  REQUIRE(cases.size() > 200);
+  size_t agree = 0;
+  for (const auto& c : cases) {
+    bool got = verdict(s(c, "gold"), s(c, "pred"));
+    bool want = c.at("expected").as_bool();
+    if (got == want) ++agree;
+    else MESSAGE("differs from Math-Verify's test [" << s(c, "source") << "]: gold=" << s(c, "gold").substr(0, 120)
+                 << " pred=" << s(c, "pred").substr(0, 120) << " expected=" << want);
+  }
+  double rate = static_cast<double>(agree) / static_cast<double>(cases.size());
+  MESSAGE("Math-Verify test corpus: " << agree << "/" << cases.size() << " (" << 100.0 * rate << "%)");
+  CHECK(rate >= 0.80);
+}
+
+TEST_CASE("math: agreement with Math-Verify (GSM8K and generated forms)") {
+  auto path = r1::test::fixtures() / "rewards" / "math_agreement.jsonl";
+  REQUIRE(std::filesystem::exists(path));
+  auto pairs = read_jsonl(path);
+  REQUIRE(pairs.size() > 1000);
+  size_t agree = 0;
+  for (const auto& c : pairs) {
+    bool got = verdict(s(c, "gold"), s(c, "completion"));
+    bool want = c.at("math_verify").as_bool();
+    if (got == want) ++agree;
+    else MESSAGE("disagree [" << s(c, "kind") << "]: gold=" << s(c, "gold") << " completion=" << s(c, "completion")
+                 << " math_verify=" << want);
+  }
+  double rate = static_cast<double>(agree) / static_cast<double>(pairs.size());
+  MESSAGE("agreement with Math-Verify: " << agree << "/" << pairs.size() << " (" << 100.0 * rate << "%)");
+  CHECK(rate >= 0.99);
+}

@@ -1,0 +1,340 @@
+// The rollout engine: greedy equals transformers generate, sampling frequencies match the
+// filtered distribution, stop strings across token boundaries, rollout log-probs equal the
+// trainer-side forward, determinism, weight sync with versions and checksums, datasets, workers.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <set>
+
+#include "common/error.hpp"
+#include "policy/checkpoint.hpp"
+#include "policy/logprobs.hpp"
+#include "policy/safetensors.hpp"
+#include "rollout/rollout.hpp"
+#include "test_paths.hpp"
+
+namespace fs = std::filesystem;
+using namespace r1;
+
+namespace {
+
+CausalLM load_f32(const fs::path& dir) { return load_pretrained(dir, at::TensorOptions().dtype(at::kFloat)); }
+fs::path tiny() { return test::source_dir() / "models" / "tiny"; }
+
+SamplingOptions greedy(int64_t n) {
+  SamplingOptions s;
+  s.temperature = 0;
+  s.ignore_eos = true;
+  s.max_new_tokens = n;
+  return s;
+}
+
+std::vector<std::vector<TokenId>> parity_prompts(const std::string& name, std::vector<std::vector<TokenId>>* want) {
+  SafetensorsReader r(test::fixtures() / "parity" / (name + ".safetensors"));
+  at::Tensor ids = r.get("input_ids"), mask = r.get("attention_mask"), g = r.get("greedy");
+  std::vector<std::vector<TokenId>> prompts;
+  for (int64_t b = 0; b < ids.size(0); ++b) {
+    std::vector<TokenId> p, w;
+    for (int64_t t = 0; t < ids.size(1); ++t)
+      if (mask[b][t].item<int64_t>()) p.push_back(static_cast<TokenId>(ids[b][t].item<int64_t>()));
+    for (int64_t t = 0; t < g.size(1); ++t) w.push_back(static_cast<TokenId>(g[b][t].item<int64_t>()));
+    prompts.push_back(p);
+    want->push_back(w);
+  }
+  return prompts;
+}
+
+}  // namespace
+
+TEST_CASE("greedy rollouts equal transformers generate: mixed prompt lengths, shared prefills, small batches") {
+  for (std::string name : {"qwen2", "qwen3", "llama"}) {
+    CAPTURE(name);
+    std::vector<std::vector<TokenId>> want;
+    auto prompts = parity_prompts(name, &want);
+    for (int64_t max_batch : {64, 2}) {
+      CAPTURE(max_batch);
+      Engine engine(load_f32(test::fixtures() / "models" / name), nullptr, {.max_batch = max_batch});
+      std::vector<GenerationRequest> reqs;
+      for (auto& p : prompts) reqs.push_back({p, 2, 0});
+      auto out = engine.generate(reqs, greedy(20));
+      REQUIRE(out.size() == 2 * prompts.size());
+      for (const auto& c : out) {
+        CHECK(c.tokens == want[c.request]);
+        CHECK(c.finish_reason == "length");
+        CHECK(c.logprobs.size() == c.tokens.size());
+      }
+    }
+  }
+}
+
+TEST_CASE("sampling frequencies match the temperature / top-k / top-p / min-p distribution") {
+  at::Tensor logits = at::tensor({2.0f, 1.5f, 1.0f, 0.5f, 0.0f, -0.5f, -1.0f, -3.0f}).unsqueeze(0);  // [1, 8]
+  const int64_t rows = 4000, rounds = 5;
+  struct Case {
+    SamplingOptions o;
+    const char* what;
+  };
+  std::vector<Case> cases;
+  {
+    SamplingOptions o;
+    o.temperature = 0.7;
+    cases.push_back({o, "temperature"});
+    o.top_k = 3;
+    cases.push_back({o, "top_k"});
+    o = {};
+    o.top_p = 0.8;
+    cases.push_back({o, "top_p"});
+    o = {};
+    o.min_p = 0.2;
+    o.temperature = 1.3;
+    cases.push_back({o, "min_p"});
+  }
+  for (auto& c : cases) {
+    CAPTURE(c.what);
+    // Expected: softmax of the filtered, temperature-scaled logits.
+    at::Tensor expect = filter_logits(logits / c.o.temperature, c.o).softmax(-1).squeeze(0);
+    std::vector<SequenceRng> streams;
+    for (int64_t r = 0; r < rows; ++r) streams.emplace_back(42, 0, r);
+    std::vector<SequenceRng*> rngs;
+    for (auto& s : streams) rngs.push_back(&s);
+    std::vector<double> counts(8, 0.0);
+    for (int64_t k = 0; k < rounds; ++k) {
+      auto st = sample_tokens(logits.expand({rows, 8}).contiguous(), c.o, rngs);
+      for (int64_t r = 0; r < rows; ++r) counts[st.tokens[r].item<int64_t>()] += 1;
+      // The recorded log-prob is under the full tempered softmax, not the filtered one.
+      at::Tensor full = (logits / c.o.temperature).log_softmax(-1).squeeze(0);
+      CHECK(st.logprobs[0].item<float>() == doctest::Approx(full[st.tokens[0].item<int64_t>()].item<float>()));
+    }
+    const double n = static_cast<double>(rows * rounds);
+    for (int64_t v = 0; v < 8; ++v) {
+      double p = expect[v].item<double>(), f = counts[v] / n;
+      CAPTURE(v);
+      if (p == 0) CHECK(counts[v] == 0);
+      else CHECK(std::abs(f - p) <= 4 * std::sqrt(p * (1 - p) / n) + 1e-3);  // ~4 sigma
+    }
+  }
+  // top_k keeps exactly 3 tokens, top_p = 0.8 keeps the smallest prefix reaching 0.8.
+  SamplingOptions k3;
+  k3.top_k = 3;
+  CHECK(filter_logits(logits, k3).isfinite().sum().item<int64_t>() == 3);
+  SamplingOptions p8;
+  p8.top_p = 0.8;
+  at::Tensor kept = filter_logits(logits, p8).isfinite().squeeze(0);
+  at::Tensor probs = logits.softmax(-1).squeeze(0);
+  double mass = (probs * kept).sum().item<double>();
+  double mass_without_last = mass - probs[kept.sum().item<int64_t>() - 1].item<double>();
+  CHECK(mass >= 0.8);
+  CHECK(mass_without_last < 0.8);
+}
+
+TEST_CASE("stop strings that span token boundaries end the completion there") {
+  Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
+  Engine engine(load_f32(tiny()), &tok);
+  std::vector<TokenId> prompt = tok.encode("Natalia sold 48 clips in April");
+  auto free_run = engine.generate({{prompt, 1, 0}}, greedy(24))[0];
+  REQUIRE(free_run.tokens.size() >= 8);
+  // A stop string made of the last char of token 4 and the first char of token 5.
+  std::string t4 = tok.decode(std::span<const TokenId>(free_run.tokens.data() + 4, 1));
+  std::string t5 = tok.decode(std::span<const TokenId>(free_run.tokens.data() + 5, 1));
+  REQUIRE(!t4.empty());
+  REQUIRE(!t5.empty());
+  std::string stop = t4.substr(t4.size() - 1) + t5.substr(0, 1);
+  std::string prefix = tok.decode(std::span<const TokenId>(free_run.tokens.data(), 6));
+  size_t first = prefix.find(stop);
+  REQUIRE(first != std::string::npos);
+  SamplingOptions s = greedy(24);
+  s.stop = {stop};
+  auto c = engine.generate({{prompt, 1, 0}}, s)[0];
+  CHECK(c.finish_reason == "stop");
+  CHECK(c.text == prefix.substr(0, first + stop.size()));
+  CHECK(c.tokens.size() <= 6);
+  s.include_stop_str = false;
+  CHECK(engine.generate({{prompt, 1, 0}}, s)[0].text == prefix.substr(0, first));
+}
+
+TEST_CASE("rollout log-probs equal the trainer-side forward log-probs (float32, <= 1e-5)") {
+  for (std::string name : {"qwen3", "llama"}) {
+    CAPTURE(name);
+    CausalLM model = load_f32(test::fixtures() / "models" / name);
+    Engine engine(model, nullptr, {.max_batch = 16});
+    std::vector<std::vector<TokenId>> want;
+    auto prompts = parity_prompts(name, &want);
+    SamplingOptions s;
+    s.temperature = 0.8;
+    s.top_p = 0.9;
+    s.max_new_tokens = 24;
+    s.seed = 11;
+    std::vector<GenerationRequest> reqs;
+    for (size_t i = 0; i < prompts.size(); ++i) reqs.push_back({prompts[i], 3, i});
+    auto out = engine.generate(reqs, s);
+    at::NoGradGuard ng;
+    double worst = 0;
+    for (const auto& c : out) {
+      std::vector<int64_t> seq(prompts[c.request].begin(), prompts[c.request].end());
+      seq.insert(seq.end(), c.tokens.begin(), c.tokens.end());
+      at::Tensor ids = at::tensor(seq, at::kLong).unsqueeze(0);
+      at::Tensor h = model->hidden({ids}).squeeze(0);  // [T, H]
+      const int64_t P = static_cast<int64_t>(prompts[c.request].size()), N = static_cast<int64_t>(c.tokens.size());
+      auto lp = token_logprobs(h.narrow(0, P - 1, N), model->lm_head_weight(), ids.squeeze(0).narrow(0, P, N),
+                               {.temperature = s.temperature});
+      at::Tensor rollout = at::tensor(c.logprobs, at::kFloat);
+      worst = std::max(worst, (lp.logprobs - rollout).abs().max().item<double>());
+    }
+    MESSAGE(name << ": max |rollout - trainer log-prob| = " << worst);
+    CHECK(worst <= 1e-5);
+  }
+}
+
+TEST_CASE("same seed, same samples; independent of batch size and compaction") {
+  Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
+  SamplingOptions s;
+  s.temperature = 1.0;
+  s.max_new_tokens = 16;
+  s.seed = 5;
+  std::vector<GenerationRequest> reqs = {{tok.encode("What is 2 + 3?"), 4, 0}, {tok.encode("Tom has 7 apples."), 4, 1}};
+  auto a = Engine(load_f32(tiny()), &tok, {.max_batch = 8}).generate(reqs, s);
+  auto b = Engine(load_f32(tiny()), &tok, {.max_batch = 4}).generate(reqs, s);
+  REQUIRE(a.size() == 8);
+  std::set<std::vector<TokenId>> distinct;
+  for (size_t i = 0; i < a.size(); ++i) {
+    CHECK(a[i].tokens == b[i].tokens);
+    CHECK(a[i].text == b[i].text);
+    distinct.insert(a[i].tokens);
+  }
+  CHECK(distinct.size() > 1);  // the samples of a prompt differ from each other
+  s.seed = 6;
+  auto c = Engine(load_f32(tiny()), &tok, {.max_batch = 8}).generate(reqs, s);
+  bool any_diff = false;
+  for (size_t i = 0; i < a.size(); ++i) any_diff = any_diff || a[i].tokens != c[i].tokens;
+  CHECK(any_diff);
+}
+
+TEST_CASE("weight sync: versions, whole snapshots, and checksum mismatches are errors") {
+  CausalLM trainer = load_f32(tiny());
+  CausalLM worker = load_f32(tiny());
+  WeightStore store;
+  uint64_t c0 = store.publish(*trainer, 0);
+  CHECK(c0 == weights_checksum(*trainer));
+  int64_t installed = -1;
+  CHECK(install_weights(*worker, *store.latest(), &installed));
+  CHECK(installed == 0);
+  CHECK_FALSE(install_weights(*worker, *store.latest(), &installed));  // already current
+
+  {  // the trainer steps; the worker picks up the new version and matches it bit for bit
+    at::NoGradGuard ng;
+    trainer->model->norm->weight.add_(0.5);
+  }
+  uint64_t c1 = store.publish(*trainer, 1);
+  CHECK(c1 != c0);
+  CHECK(install_weights(*worker, *store.latest(), &installed));
+  CHECK(installed == 1);
+  CHECK(weights_checksum(*worker) == c1);
+  CHECK(worker->model->norm->weight.equal(trainer->model->norm->weight));
+
+  CHECK_THROWS_WITH_AS(store.publish(*trainer, 1), doctest::Contains("not newer"), r1::Error);
+
+  // A snapshot whose bytes do not match its checksum is refused.
+  auto bad = std::make_shared<WeightSnapshot>(*store.latest());
+  bad->version = 2;
+  bad->tensors[0].second = bad->tensors[0].second.clone().add_(1.0);
+  CHECK_THROWS_WITH_AS(install_weights(*worker, *bad, &installed), doctest::Contains("checksum"), r1::Error);
+}
+
+TEST_CASE("datasets: GSM8K out of the box, templates, reference fields, seeded epochs, rank shards, cursor") {
+  fs::path gsm = test::shared_file("data/gsm8k/test.jsonl");
+  if (gsm.empty()) {
+    MESSAGE("skipped: ../shared/data/gsm8k/test.jsonl is missing");
+    return;
+  }
+  DatasetOptions o;
+  o.path = gsm.string();
+  o.prompt_template = "Q: {question}\nA: {{think}}";
+  o.limit = 50;
+  Dataset d(o);
+  CHECK(d.size() == 50);
+  const PromptRecord& r0 = d.at(0);
+  CHECK(r0.prompt.rfind("Q: ", 0) == 0);
+  CHECK(r0.prompt.find("{think}") != std::string::npos);
+  CHECK(r0.reference.contains("answer"));
+
+  Dataset a(o), b(o);
+  std::vector<int64_t> sa, sb;
+  for (int i = 0; i < 120; ++i) sa.push_back(a.next().index), sb.push_back(b.next().index);
+  CHECK(sa == sb);
+  CHECK(std::set<int64_t>(sa.begin(), sa.begin() + 50).size() == 50);  // an epoch covers every record once
+  CHECK(a.cursor().epoch == 2);
+
+  // Resume from a cursor gives the same continuation.
+  Dataset c(o);
+  c.set_cursor({1, 7});
+  Dataset ref(o);
+  for (int i = 0; i < 57; ++i) ref.next();
+  for (int i = 0; i < 30; ++i) CHECK(c.next().index == ref.next().index);
+
+  // Two ranks split each epoch without overlap.
+  Dataset r0d(o, 0, 2), r1d(o, 1, 2);
+  std::set<int64_t> seen;
+  for (int i = 0; i < 25; ++i) seen.insert(r0d.next().index), seen.insert(r1d.next().index);
+  CHECK(seen.size() == 50);
+
+  DatasetOptions bad = o;
+  bad.prompt_template = "{nope}";
+  CHECK_THROWS_WITH_AS(Dataset(bad, 0, 1), doctest::Contains("no field 'nope'"), r1::Error);
+  bad = o;
+  bad.reference_fields = {"solution"};
+  CHECK_THROWS_WITH_AS(Dataset(bad, 0, 1), doctest::Contains("reference field 'solution'"), r1::Error);
+}
+
+TEST_CASE("rollout workers: groups per step in order, reward stage, policy versions, on-policy lag") {
+  fs::path gsm = test::shared_file("data/gsm8k/test.jsonl");
+  if (gsm.empty()) {
+    MESSAGE("skipped: ../shared/data/gsm8k/test.jsonl is missing");
+    return;
+  }
+  Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
+  DatasetOptions d;
+  d.path = gsm.string();
+  d.limit = 40;
+  RolloutOptions ro;
+  ro.workers = 2;
+  ro.group_size = 3;
+  ro.prompts_per_step = 4;
+  ro.prompts_per_batch = 2;
+  ro.max_batch = 8;
+  SamplingOptions s;
+  s.max_new_tokens = 6;
+  CausalLM trainer = load_f32(tiny());
+  auto store = std::make_shared<WeightStore>();
+  store->publish(*trainer, 0);
+  RolloutPool pool(ro, s,
+                   {.make_model = [](int64_t) { return load_f32(tiny()); },
+                    .tokenizer = &tok,
+                    .dataset = std::make_shared<Dataset>(d),
+                    .weights = store,
+                    .reward = [](ScoredGroup& g) {
+                      for (const auto& c : g.completions) {
+                        g.rewards.push_back(static_cast<double>(c.tokens.size()));
+                        g.reward_parts.push_back({{"len", static_cast<double>(c.tokens.size())}});
+                        g.reward_reasons.push_back("length");
+                      }
+                    }});
+  pool.start();
+  auto step0 = pool.take_step(0);
+  REQUIRE(step0.size() == 4);
+  for (size_t i = 0; i < step0.size(); ++i) {
+    CHECK(step0[i].sequence == static_cast<int64_t>(i));
+    CHECK(step0[i].completions.size() == 3);
+    CHECK(step0[i].rewards.size() == 3);
+    CHECK(step0[i].policy_version == 0);
+  }
+  {
+    at::NoGradGuard ng;
+    trainer->model->norm->weight.mul_(1.1);
+  }
+  pool.publish(*trainer, 1);
+  auto step1 = pool.take_step(1);
+  for (const auto& g : step1) CHECK(g.policy_version == 1);  // lag 0: on-policy
+  pool.stop();
+  CHECK(pool.engine_stats().decode_tokens > 0);
+}
