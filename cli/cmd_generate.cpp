@@ -1,4 +1,5 @@
-// r1 generate: greedy decoding from a Hugging Face model folder (text or token-id prompts).
+// r1 generate: completions from a Hugging Face model folder, greedy or sampled (text or token-id
+// prompts), on the batched KV-cache engine.
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <fmt/format.h>
@@ -8,12 +9,12 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
-#include "common/config.hpp"
+#include "cli/flags.hpp"
 #include "common/error.hpp"
 #include "policy/checkpoint.hpp"
 #include "policy/device.hpp"
-#include "policy/generate.hpp"
 #include "policy/tokenizer.hpp"
+#include "rollout/engine.hpp"
 
 namespace r1::cli {
 
@@ -21,12 +22,11 @@ namespace {
 
 struct GenerateArgs {
   PolicyOptions model;
+  SamplingOptions sampling;
   std::string prompt;
   std::string prompt_ids;
-  int64_t max_new_tokens = 32;
-  double temperature = 0.0;
+  int64_t n = 1;
   bool json = false;
-  bool ignore_eos = false;
 };
 
 std::vector<TokenId> parse_ids(const std::string& s) {
@@ -52,15 +52,15 @@ std::vector<TokenId> parse_ids(const std::string& s) {
 void run(const GenerateArgs& a) {
   if (a.prompt.empty() == a.prompt_ids.empty())
     throw ConfigError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
-  if (a.temperature != 0.0)
-    throw NotImplemented("sampling with --temperature > 0 arrives with the rollout engine; use --temperature 0");
-  if (a.max_new_tokens < 0) throw ConfigError("--max-new-tokens must be >= 0");
+  if (a.n < 1) throw ConfigError("-n must be >= 1");
+  check_sampling(a.sampling);
 
   const std::filesystem::path dir = a.model.path;
   CausalLM model = load_pretrained(a.model);
   model->eval();
   std::optional<Tokenizer> tok;
   if (std::filesystem::exists(dir / "tokenizer.json")) tok = Tokenizer::load(dir / "tokenizer.json");
+  if (!tok && !a.sampling.stop.empty()) throw ConfigError("--stop needs tokenizer.json in the model folder");
 
   std::vector<TokenId> prompt;
   if (!a.prompt.empty()) {
@@ -69,48 +69,44 @@ void run(const GenerateArgs& a) {
   } else {
     prompt = parse_ids(a.prompt_ids);
   }
-  GreedyOptions go;
-  go.max_new_tokens = a.max_new_tokens;
-  if (!a.ignore_eos) {
-    for (auto e : model->config().eos_token_ids) go.stop_ids.push_back(e);
-    if (go.stop_ids.empty() && tok && tok->eos_id()) go.stop_ids.push_back(*tok->eos_id());
-  }
+  Engine engine(model, tok ? &*tok : nullptr, {.max_batch = std::max<int64_t>(a.n, 1)});
   auto t0 = std::chrono::steady_clock::now();
-  Generation g = greedy_generate(model, {prompt}, go)[0];
+  auto outs = engine.generate({{prompt, a.n, 0}}, a.sampling);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::string text = tok ? tok->decode(g.tokens) : std::string();
-  if (a.json) {
-    boost::json::object o{{"prompt_ids", boost::json::value_from(prompt)},
-                          {"ids", boost::json::value_from(g.tokens)},
-                          {"finish_reason", g.finish_reason},
-                          {"seconds", secs}};
-    if (tok) o["text"] = text;
-    fmt::print("{}\n", boost::json::serialize(o));
-  } else if (tok) {
-    fmt::print("{}{}\n", a.prompt.empty() ? tok->decode(prompt) : a.prompt, text);
-  } else {
-    fmt::print("{}\n", fmt::join(g.tokens, ","));
+  size_t total = 0;
+  for (const auto& c : outs) {
+    total += c.tokens.size();
+    if (a.json) {
+      boost::json::object o{{"prompt_ids", boost::json::value_from(prompt)},
+                            {"sample", c.sample},
+                            {"ids", boost::json::value_from(c.tokens)},
+                            {"logprobs", boost::json::value_from(c.logprobs)},
+                            {"finish_reason", c.finish_reason}};
+      if (tok) o["text"] = c.text;
+      fmt::print("{}\n", boost::json::serialize(o));
+    } else if (tok) {
+      fmt::print("{}{}\n", a.prompt.empty() ? tok->decode(prompt) : a.prompt, c.text);
+    } else {
+      fmt::print("{}\n", fmt::join(c.tokens, ","));
+    }
   }
-  if (!a.json)
-    fmt::print(stderr, "[{} new tokens, {}, {:.1f} tok/s; {}]\n", g.tokens.size(), g.finish_reason,
-               secs > 0 ? g.tokens.size() / secs : 0.0, device_summary());
+  fmt::print(stderr, "[{} completion(s), {} new tokens in {:.2f}s, {:.1f} tok/s; {}]\n", outs.size(), total, secs,
+             secs > 0 ? static_cast<double>(total) / secs : 0.0, device_summary());
 }
 
 }  // namespace
 
 void add_generate(CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
-  auto* cmd = app.add_subcommand("generate", "Generate a completion from a Hugging Face model folder");
-  cmd->add_option("--model", a->model.path, "model folder (default: the embedded tiny model)");
+  a->sampling.temperature = 0.0;  // greedy unless asked
+  a->sampling.max_new_tokens = 32;
+  auto* cmd = app.add_subcommand("generate", "Generate completions from a Hugging Face model folder");
+  add_model_flags(cmd, a->model);
   cmd->add_option("--prompt", a->prompt, "prompt text (needs tokenizer.json in the model folder)");
   cmd->add_option("--prompt-ids", a->prompt_ids, "prompt token ids, comma-separated: 1,2,3");
-  cmd->add_option("--max-new-tokens", a->max_new_tokens, "tokens to generate (default 32)");
-  cmd->add_option("--temperature", a->temperature, "0 = greedy (sampling arrives with the rollout engine)");
-  cmd->add_option("--dtype", a->model.dtype, "float32 | bfloat16 | float16");
-  cmd->add_option("--device", a->model.device, "cpu | cuda | cuda:N");
-  cmd->add_option("--threads", a->model.threads, "CPU threads (0: all)");
-  cmd->add_flag("--json", a->json, "print one JSON object: prompt_ids, ids, text, finish_reason");
-  cmd->add_flag("--ignore-eos", a->ignore_eos, "do not stop at the model's eos token");
+  add_sampling_flags(cmd, a->sampling);
+  cmd->add_option("-n,--samples", a->n, "completions to sample for the prompt");
+  cmd->add_flag("--json", a->json, "one JSON object per completion: prompt_ids, ids, logprobs, text, finish_reason");
   cmd->callback([a] { run(*a); });
 }
 

@@ -18,10 +18,6 @@ static void later(CLI::App& app, const char* name, const char* what, const char*
 void add_train(CLI::App& app) {
   later(app, "train", "GRPO training from a TOML config (arrives with the GRPO trainer)", "the GRPO trainer");
 }
-void add_eval(CLI::App& app) {
-  later(app, "eval", "pass@k / maj@k evaluation of a model on a dataset (arrives with the rollout engine)",
-        "the rollout engine");
-}
 void add_curves(CLI::App& app) {
   later(app, "curves", "reward curves from a run's metrics.jsonl (arrives with the GRPO trainer)",
         "the GRPO trainer");

@@ -28,15 +28,18 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
   return best;
 }
 
+// "file:line:column", "(--set a.b=c)", or "" for values that did not come from text.
 static std::string location(const toml::source_region& where) {
-  std::string file = where.path ? std::string(*where.path) : std::string("<config>");
+  if (!where.path) return "";
+  std::string file(*where.path);
   if (file.rfind("--set", 0) == 0) return "(" + file + ")";
   return fmt::format("{}:{}:{}", file, where.begin.line, where.begin.column);
 }
 
 void Errors::add(const toml::source_region& where, std::string_view key, std::string_view what) {
   msgs_.push_back({where.path ? std::string(*where.path) : std::string(), where.begin.line, where.begin.column,
-                   fmt::format("{}: {}: {}", location(where), key, what)});
+                   location(where).empty() ? fmt::format("{}: {}", key, what)
+                                           : fmt::format("{}: {}: {}", location(where), key, what)});
 }
 
 void Errors::throw_if_any() const {

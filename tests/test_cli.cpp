@@ -81,7 +81,7 @@ TEST_CASE("config show prints defaults and --set overrides; --set errors exit 2"
 }
 
 TEST_CASE("subcommands that later milestones fill exit 2 and say so") {
-  for (const char* sub : {"train", "eval", "curves"}) {
+  for (const char* sub : {"train", "curves"}) {
     CAPTURE(sub);
     Result r = run_r1(sub);
     CHECK(r.code == 2);
@@ -105,11 +105,36 @@ TEST_CASE("generate: greedy on the embedded default model, deterministic, JSON o
 TEST_CASE("generate: bad input exits with a clear message") {
   CHECK(run_r1("generate --prompt-ids 1,x").code == 2);
   CHECK(run_r1("generate").code == 2);  // neither --prompt nor --prompt-ids
-  CHECK(run_r1("generate --prompt-ids 1 --temperature 0.7").code == 2);
+  CHECK(run_r1("generate --prompt-ids 1 --temperature -0.7").code == 2);
+  CHECK(run_r1("generate --prompt-ids 1 --top-p 1.5").code == 2);
   Result missing = run_r1("generate --model /nonexistent --prompt-ids 1");
   CHECK(missing.code == 1);
   CHECK(has(missing.out, "/nonexistent"));
   Result oov = run_r1("generate --prompt-ids 100000");
   CHECK(oov.code == 1);
   CHECK(has(oov.out, "outside the vocabulary"));
+}
+
+TEST_CASE("eval: pass@k report, per-sample JSONL, progress") {
+  auto gsm = r1::test::shared_file("data/gsm8k/test.jsonl");
+  if (gsm.empty()) {
+    MESSAGE("skipped: ../shared/data/gsm8k/test.jsonl is missing");
+    return;
+  }
+  auto out = std::filesystem::temp_directory_path() / "r1_eval.jsonl";
+  Result r = run_r1("eval --data " + gsm.string() + " --limit 3 --samples 2 --max-new-tokens 8 --out " + out.string());
+  REQUIRE(r.code == 0);
+  CHECK(has(r.out, "pass@1"));
+  CHECK(has(r.out, "pass@2"));
+  CHECK(has(r.out, "maj@2"));
+  CHECK(has(r.out, "3/3 prompts"));
+  std::ifstream in(out);
+  int lines = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++lines;
+    CHECK(has(line, "\"prompt_index\""));
+    CHECK(has(line, "\"score\""));
+  }
+  CHECK(lines == 6);
+  CHECK(run_r1("eval --data " + gsm.string() + " --checker nosuch --limit 1").code == 2);
 }
