@@ -1,5 +1,5 @@
-// r1 rewards score|serve: score JSONL samples with the checkers of a TOML [rewards] section. A thin
-// wrapper over r1::rewards::score_jsonl; the HTTP service arrives with the reward service issue.
+// r1 rewards score|serve: score JSONL samples with the checkers of a TOML [rewards] section (a thin
+// wrapper over r1::rewards::score_jsonl), or serve them over HTTP (cmd_rewards_serve.cpp).
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -8,6 +8,7 @@
 
 #include "cli/commands.hpp"
 #include "common/error.hpp"
+#include "rewards/sandbox/code_checker.hpp"
 #include "rewards/scorer.hpp"
 
 namespace r1::cli {
@@ -34,7 +35,9 @@ void add_rewards(CLI::App& app) {
   score->callback([a] {
     auto cfg = rewards::load_rewards_config(a->config, a->sets);
     if (a->threads >= 0) cfg.threads = a->threads;
-    rewards::Scorer scorer(cfg);
+    auto registry = rewards::Registry::for_config(cfg);
+    rewards::register_code_checker(registry);
+    rewards::Scorer scorer(cfg, registry);
     std::ifstream fin;
     std::ofstream fout;
     if (a->input != "-") {
@@ -55,11 +58,7 @@ void add_rewards(CLI::App& app) {
     if (sum.bad_lines > 0) throw Error(fmt::format("{} input lines were not valid samples (see their output lines)", sum.bad_lines));
   });
 
-  auto* serve = rw->add_subcommand("serve", "HTTP reward service (arrives with the reward service)");
-  serve->allow_extras();
-  serve->callback([] {
-    throw NotImplemented("`r1 rewards serve` is not available yet: it arrives with the reward service (issue 5).");
-  });
+  add_rewards_serve(*rw);
 }
 
 }  // namespace r1::cli

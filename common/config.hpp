@@ -13,11 +13,12 @@
 
 #include "common/config_fields.hpp"
 #include "common/error.hpp"
+#include "common/strings.hpp"
 
 namespace r1::cfg {
 
-// The closest candidate to `word` within a small edit distance, or "".
-std::string did_you_mean(std::string_view word, const std::vector<std::string>& candidates);
+// The closest candidate to `word` within a small edit distance, or "" (common/strings.hpp).
+using r1::did_you_mean;
 
 // Parses a TOML file (syntax errors become ConfigError with file:line:column).
 toml::table parse_file(const std::filesystem::path& path);

@@ -125,8 +125,25 @@ struct CommandDecl {
   R1_CONFIG(CommandDecl, R1_COMMAND_FIELDS)
 };
 
+// How the trainer talks to a remote reward service ([rewards.client]; see rewards/service/).
+struct ClientOptions {
+#define R1_CLIENT_FIELDS(F)                                                                         \
+  F(int64_t, connect_timeout_ms, 3000, "TCP connect timeout", x >= 1)                             \
+  F(int64_t, timeout_ms, 120000, "one request's timeout (send, scoring, receive)", x >= 1)       \
+  F(int64_t, retries, 5, "retries after a connection error, a timeout or a 5xx", x >= 0)          \
+  F(int64_t, backoff_ms, 100, "first retry delay; doubles each retry, with jitter", x >= 0)       \
+  F(int64_t, max_backoff_ms, 5000, "longest retry delay", x >= 0)                                 \
+  F(int64_t, connections, 8, "keep-alive connections kept for concurrent calls", x >= 1)         \
+  F(int64_t, max_batch, 1024, "samples per request; larger batches are split", x >= 1)
+  R1_CONFIG(ClientOptions, R1_CLIENT_FIELDS)
+};
+
 struct RewardsConfig {
 #define R1_REWARDS_FIELDS(F)                                                                         \
+  F(std::string, endpoint, "",                                                                       \
+    "http://host:port of a reward service (r1 rewards serve); empty = score in-process",             \
+    x.empty() || x.rfind("http://", 0) == 0)                                                         \
+  F(ClientOptions, client, {}, "client of the remote reward service (used when endpoint is set)", true) \
   F(int64_t, threads, 0, "scorer worker threads (0 = hardware concurrency)", x >= 0 && x <= 1024)  \
   F(int64_t, deadline_ms, 2000,                                                                      \
     "per-sample, per-checker deadline; a check past it scores 0 with reason \"timeout\"", x >= 1)   \

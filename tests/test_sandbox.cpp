@@ -1,0 +1,410 @@
+// The sandbox and the "code" checker: HumanEval canonical solutions pass and their `pass` bodies
+// fail; adversarial programs are contained, score 0, leave no process behind and change nothing
+// on the host; stdin/stdout comparison modes; the checker through the rewards registry.
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include <boost/json.hpp>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/json.hpp"
+#include "rewards/sandbox/code_checker.hpp"
+#include "rewards/scorer.hpp"
+#include "test_paths.hpp"
+
+namespace fs = std::filesystem;
+using namespace r1::sandbox;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::shared_ptr<Sandbox> shared_sandbox() {
+  static std::shared_ptr<Sandbox> sb = [] {
+    SandboxOptions o;
+    o.parallelism = 4;
+    return std::make_shared<Sandbox>(o);
+  }();
+  return sb;
+}
+
+CodeOptions fast_options() {
+  CodeOptions o;
+  o.timeout_ms = 3000;
+  o.cpu_seconds = 2;
+  o.memory_mb = 512;
+  return o;
+}
+
+// No process of the sandbox's slot uids may survive a run (the kernel may need a moment to
+// finish tearing a killed pid namespace down, so poll briefly).
+void require_no_leftovers(Sandbox& sb) {
+  auto uids = sb.slot_uids();
+  if (uids.empty()) return;  // not root: runs keep the caller's uid, nothing to tell apart
+  std::vector<std::pair<int, uint32_t>> left;
+  for (int i = 0; i < 100; ++i) {
+    left = processes_of(uids);
+    if (left.empty()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL("processes left behind: " << left.size() << " (first pid " << left[0].first << ")");
+}
+
+const char* kAddTest = R"(
+def check(candidate):
+    assert candidate(1, 2) == 3
+    assert candidate(2, 2) == 4
+    assert candidate(-1, 1) == 0
+)";
+
+CodeResult run_add(const std::string& code) {
+  return run_assert_tests(*shared_sandbox(), code, kAddTest, "add", fast_options());
+}
+
+struct Problem {
+  std::string task_id, prompt, solution, test, entry;
+};
+
+std::vector<Problem> load_humaneval() {
+  std::vector<Problem> ps;
+  auto path = r1::test::shared_file("data/humaneval/HumanEval.jsonl");
+  if (path.empty()) return ps;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto v = r1::json::parse(line, path.string());
+    r1::json::Object o(v, "HumanEval");
+    ps.push_back({o.string("task_id"), o.string("prompt"), o.string("canonical_solution"), o.string("test"),
+                  o.string("entry_point")});
+  }
+  return ps;
+}
+
+// Runs f(i) for i in [0, n) on `threads` threads.
+template <class F>
+void parallel_for(size_t n, int threads, F f) {
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t)
+    ts.emplace_back([&] {
+      for (size_t i; (i = next++) < n;) f(i);
+    });
+  for (auto& t : ts) t.join();
+}
+
+}  // namespace
+
+TEST_CASE("sandbox: a run is isolated, limited and fully reaped") {
+  auto& sb = *shared_sandbox();
+  sb.self_test();
+
+  RunSpec s;
+  s.args = {"-c",
+            "import os, socket\n"
+            "print(os.getuid(), os.getpid(), sorted(os.listdir('/')))\n"
+            "print(os.path.exists('/proc'), os.path.exists('/etc/passwd'), os.path.exists('/work'))\n"
+            "open('/tmp/x', 'w').write('ok')\n"
+            "try:\n  open('/usr/x', 'w')\nexcept OSError as e:\n  print('ro', e.errno)\n"
+            "try:\n  socket.create_connection(('127.0.0.1', 22), timeout=1)\nexcept OSError as e:\n  print('net', e.errno)\n"};
+  auto r = sb.run(s);
+  CHECK(r.ending == Ending::exited);
+  CHECK(r.exit_code == 0);
+  INFO(r.out << r.err);
+  CHECK(r.out.find("1000 2 ['bin', 'dev', 'lib', 'lib64', 'tmp', 'usr']") == 0);  // sandbox uid, pid 2 (pid ns)
+  CHECK(r.out.find("False False False") != std::string::npos);
+  CHECK(r.out.find("ro 30") != std::string::npos);   // EROFS
+  // Its own empty network namespace: nothing listens on its loopback, nothing else is reachable.
+  CHECK((r.out.find("net 111") != std::string::npos || r.out.find("net 101") != std::string::npos));
+  require_no_leftovers(sb);
+
+  SUBCASE("wall-clock timeout kills the tree, background children included") {
+    RunSpec t;
+    t.args = {"-c", "import os, time\nfor _ in range(3):\n  if os.fork() == 0:\n    time.sleep(1000)\ntime.sleep(1000)"};
+    t.limits.wall_ms = 500;
+    auto t0 = Clock::now();
+    auto rr = sb.run(t);
+    CHECK(rr.ending == Ending::timeout);
+    CHECK(Clock::now() - t0 < std::chrono::seconds(3));
+    require_no_leftovers(sb);
+  }
+  SUBCASE("output is capped") {
+    RunSpec t;
+    t.args = {"-c", "import sys\nwhile True: sys.stdout.write('x' * 65536)"};
+    auto rr = sb.run(t);
+    CHECK(rr.ending == Ending::output_limit);
+    CHECK(rr.out.size() == static_cast<size_t>(sb.options().output_limit_kb) * 1024);
+    require_no_leftovers(sb);
+  }
+  SUBCASE("files are read-only and the secret is only on fd 4") {
+    RunSpec t;
+    t.files = {{"data.txt", "hello"}};
+    t.secret = "s3cret";
+    t.args = {"-c",
+              "import os\nprint(open('/sandbox/data.txt').read(), os.read(4, 100).decode())\n"
+              "try:\n  open('/sandbox/data.txt', 'w')\nexcept OSError as e:\n  print('ro', e.errno)"};
+    auto rr = sb.run(t);
+    CHECK(rr.out == "hello s3cret\nro 30\n");
+  }
+}
+
+TEST_CASE("code checker: output comparison modes") {
+  CHECK(outputs_match("1 2\n", "1 2", "exact", 0));
+  CHECK(outputs_match("1 2\r\n", "1 2\n", "exact", 0));
+  CHECK_FALSE(outputs_match("1  2\n", "1 2", "exact", 0));
+  CHECK(outputs_match("1  2\n\n", "1\n2", "whitespace", 0));
+  CHECK_FALSE(outputs_match("1 2 3", "1 2", "whitespace", 0));
+  CHECK(outputs_match("0.3333333", "0.333333333", "float", 1e-6));
+  CHECK(outputs_match("1e9 abc", "1000000000.0000001 abc", "float", 1e-6));
+  CHECK_FALSE(outputs_match("0.34", "0.33", "float", 1e-6));
+  CHECK_FALSE(outputs_match("nan", "0", "float", 1e-6));
+  CHECK_FALSE(outputs_match("abc", "abd", "float", 1e-6));
+}
+
+TEST_CASE("code checker: code extraction") {
+  CHECK(extract_code("think\n```python\nx = 1\n```\nmore\n```py\ny = 2\n```\n", "auto") == "y = 2\n");
+  CHECK(extract_code("```text\nno\n```", "auto") == "```text\nno\n```");
+  CHECK(extract_code("def f(): pass", "fenced").empty());
+  CHECK(extract_code("```python\nx\n```", "raw") == "```python\nx\n```");
+}
+
+TEST_CASE("code checker: stdin/stdout cases") {
+  auto& sb = *shared_sandbox();
+  auto o = fast_options();
+  std::vector<IoCase> cases{{"1 2\n", "3\n"}, {"5 7\n", "12"}, {"10 -3\n", "7\n"}};
+  auto good = run_io_tests(sb, "a, b = map(int, input().split())\nprint(a + b)\n", cases, o);
+  CHECK(good.verdict == Verdict::passed);
+  CHECK(good.passed == 3);
+  auto wrong = run_io_tests(sb, "a, b = map(int, input().split())\nprint(a + b if a < 10 else 0)\n", cases, o);
+  CHECK(wrong.verdict == Verdict::wrong_answer);
+  CHECK(wrong.passed == 2);
+  auto crash = run_io_tests(sb, "raise ValueError('boom')\n", cases, o);
+  CHECK(crash.verdict == Verdict::runtime_error);
+  CHECK(crash.passed == 0);
+  o.compare = "float";
+  auto flt = run_io_tests(sb, "print(1/3)\n", {{"", "0.333333"}}, o);
+  CHECK(flt.verdict == Verdict::passed);
+  o.compare = "exact";
+  CHECK(run_io_tests(sb, "print(1/3)\n", {{"", "0.333333"}}, o).verdict == Verdict::wrong_answer);
+  // Printing the expected output of another case, or exiting 0 without output, cannot pass.
+  CHECK(run_io_tests(sb, "import sys; sys.exit(0)\n", cases, fast_options()).passed == 0);
+  require_no_leftovers(sb);
+}
+
+TEST_CASE("code checker: HumanEval canonical solutions pass, `pass` bodies fail") {
+  auto problems = load_humaneval();
+  if (problems.empty()) {
+    MESSAGE("skipped: ../shared/data/humaneval/HumanEval.jsonl is missing");
+    return;
+  }
+  REQUIRE(problems.size() == 164);
+  auto sb = shared_sandbox();
+  auto o = fast_options();
+  o.timeout_ms = 20000;  // generous: the machine may be shared; a canonical run takes ~20 ms
+  o.cpu_seconds = 10;
+  std::mutex m;
+  std::vector<std::string> wrong_pass, wrong_fail;
+  auto t0 = Clock::now();
+  parallel_for(problems.size() * 2, sb->slots(), [&](size_t k) {
+    const Problem& p = problems[k / 2];
+    bool canonical = k % 2 == 0;
+    std::string code = p.prompt + (canonical ? p.solution : "    pass\n");
+    CodeResult r = run_assert_tests(*sb, code, p.test, p.entry, o);
+    std::lock_guard lk(m);
+    if (canonical && r.verdict != Verdict::passed)
+      wrong_fail.push_back(p.task_id + ": " + verdict_name(r.verdict) + " " + std::to_string(r.passed) + "/" +
+                           std::to_string(r.tests) + " " + r.detail);
+    if (!canonical && (r.verdict == Verdict::passed || r.verdict == Verdict::sandbox_error || r.tests == 0))
+      wrong_pass.push_back(p.task_id + ": " + verdict_name(r.verdict));
+  });
+  double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  MESSAGE("HumanEval: 164 canonical + 164 `pass` bodies in " << secs << " s on " << sb->slots() << " slots");
+  for (const auto& s : wrong_fail) MESSAGE("canonical failed: " << s);
+  for (const auto& s : wrong_pass) MESSAGE("`pass` body not failed: " << s);
+  CHECK(wrong_fail.empty());
+  CHECK(wrong_pass.empty());
+  require_no_leftovers(*sb);
+}
+
+TEST_CASE("code checker: adversarial programs are contained and score 0") {
+  auto sb = shared_sandbox();
+  // Host canaries: a file and a folder the attacks target by their host paths.
+  fs::path canary_dir = fs::temp_directory_path() / ("r1-canary-" + std::to_string(::getpid()));
+  fs::create_directories(canary_dir);
+  fs::path canary = canary_dir / "keep.txt";
+  r1::write_file_atomic(canary, "canary");
+  const std::string cpath = canary.string(), cdir = canary_dir.string();
+
+  // A host listener on 127.0.0.1 that nothing from a sandbox may reach.
+  int lsock = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(lsock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(lsock, 16) == 0);
+  socklen_t alen = sizeof addr;
+  ::getsockname(lsock, reinterpret_cast<sockaddr*>(&addr), &alen);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+
+  struct Attack {
+    const char* name;
+    std::string code;
+    std::vector<Verdict> allowed;  // acceptable verdicts (all are failures)
+  };
+  const std::string ret_wrong = "def add(a, b):\n    return None\n";
+  std::vector<Attack> attacks{
+      {"fork bomb", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", {Verdict::timeout}},
+      {"fork bomb in the function",
+       "import os\ndef add(a, b):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n",
+       {Verdict::timeout}},
+      {"memory bomb", "x = []\nwhile True:\n    x.append(bytearray(1 << 24))\n", {Verdict::memory_limit}},
+      {"memory bomb in one allocation", "def add(a, b):\n    return len(bytearray(1 << 40))\n", {Verdict::memory_limit}},
+      {"infinite loop", "while True:\n    pass\n", {Verdict::timeout}},
+      {"never-ending sleep", "import time\ntime.sleep(10 ** 6)\n", {Verdict::timeout}},
+      {"write and delete host files",
+       "import os, shutil\n"
+       "for p in ['" + cpath + "', '/usr/bin/python3', '/sandbox/test.py', '/sandbox/harness.py']:\n"
+       "    for f in (os.remove, lambda p: open(p, 'w').write('x')):\n"
+       "        try:\n            f(p)\n        except OSError:\n            pass\n"
+       "for d in ['" + cdir + "', '/usr/lib', '/tmp']:\n"
+       "    shutil.rmtree(d, ignore_errors=True)\n"
+       "open('/tmp/r1-escape-marker', 'w').write('x')\n" + ret_wrong,
+       {Verdict::wrong_answer}},
+      {"read host files",
+       "def add(a, b):\n"
+       "    out = []\n"
+       "    for p in ['/etc/passwd', '/etc/shadow', '/root/.bashrc', '" + cpath + "', '/work/main/CMakeLists.txt', '/proc/1/environ']:\n"
+       "        try:\n            out.append(open(p).read())\n        except OSError:\n            pass\n"
+       "    return 3 if out else None\n",
+       {Verdict::wrong_answer}},
+      {"socket to 127.0.0.1",
+       "import socket\ndef add(a, b):\n    s = socket.create_connection(('127.0.0.1', " + port + "), timeout=1)\n    return a + b\n",
+       {Verdict::runtime_error}},
+      {"kill the parent",
+       "import os\nfor pid in (os.getppid(), 1, -1):\n    try:\n        os.kill(pid, 9)\n    except OSError:\n        pass\n" + ret_wrong,
+       {Verdict::runtime_error, Verdict::wrong_answer}},
+      {"gigabytes of output", "import sys\nwhile True:\n    sys.stdout.write('y' * (1 << 20))\n", {Verdict::runtime_error}},
+      {"exit(0) before the tests", "import sys\nsys.exit(0)\n", {Verdict::runtime_error}},
+      {"os._exit(0) before the tests", "import os\nos._exit(0)\n", {Verdict::runtime_error}},
+      {"os._exit(0) inside the tests", "import os\ndef add(a, b):\n    os._exit(0)\n", {Verdict::runtime_error}},
+      {"fake results on stdout and fd 3",
+       "import os, sys\nprint('pass 0 0\\npass 0 1\\npass 0 2\\ndone 0\\nAll tests passed')\n"
+       "os.write(3, b'plan 1\\npass 0 0\\ndone 0\\n')\n"
+       "def add(a, b):\n    os.write(3, b'pass x 0\\npass x 1\\npass x 2\\ndone x\\n')\n    os._exit(0)\n",
+       {Verdict::runtime_error}},
+      {"monkeypatch the harness: check, builtins, os.write",
+       "import builtins, os\n"
+       "real = os.write\n"
+       "os.write = lambda fd, b: real(fd, b.replace(b'fail', b'pass'))\n"
+       "builtins.AssertionError = type('NoAssert', (Exception,), {})\n"
+       "def check(candidate):\n    pass\n"
+       "builtins.isinstance = lambda *a: True\n" + ret_wrong,
+       {Verdict::wrong_answer}},
+      {"monkeypatch: an object equal to everything",
+       "class Eq:\n    def __eq__(self, other):\n        return True\n"
+       "def add(a, b):\n    return Eq()\n",
+       {Verdict::runtime_error}},
+      {"monkeypatch: an int subclass equal to everything",
+       "class Eq(int):\n    def __eq__(self, other):\n        return True\n"
+       "def add(a, b):\n    return Eq(0)\n",
+       {Verdict::runtime_error}},
+      {"steal the nonce from the caller's frames",
+       "import sys, os\n"
+       "def add(a, b):\n"
+       "    f = sys._getframe(1)\n"
+       "    while f:\n"
+       "        for v in list(f.f_locals.values()):\n"
+       "            if isinstance(v, str) and len(v) == 32:\n"
+       "                os.write(3, ('pass %s 0\\npass %s 1\\npass %s 2\\n' % (v, v, v)).encode())\n"
+       "        f = f.f_back\n"
+       "    return None\n",
+       {Verdict::runtime_error}},
+      {"steal the nonce through a traceback",
+       "import os\n"
+       "def add(a, b):\n"
+       "    try:\n        raise ValueError\n    except ValueError as e:\n        f = e.__traceback__.tb_frame\n"
+       "    return f\n",
+       {Verdict::runtime_error}},
+      {"steal the nonce through the garbage collector",
+       "import gc, os\n"
+       "def add(a, b):\n"
+       "    for o in gc.get_objects():\n"
+       "        if isinstance(o, str) and len(o) == 32:\n"
+       "            os.write(3, ('pass %s 0\\n' % o).encode())\n"
+       "    return None\n",
+       {Verdict::runtime_error}},
+      {"steal the nonce with ctypes or a trace hook",
+       "import sys\nsys.settrace(lambda *a: None)\nimport ctypes\n" + ret_wrong, {Verdict::runtime_error}},
+      {"steal the nonce with a signal handler",
+       "import signal\n" + ret_wrong, {Verdict::runtime_error}},
+  };
+  for (const auto& a : attacks) {
+    auto t0 = Clock::now();
+    CodeResult r = run_add(a.code);
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    INFO(a.name << ": " << verdict_name(r.verdict) << " " << r.passed << "/" << r.tests << " " << r.detail << " (" << secs << " s)");
+    CHECK(r.passed == 0);
+    CHECK(r.tests == 3);
+    CHECK(std::find(a.allowed.begin(), a.allowed.end(), r.verdict) != a.allowed.end());
+    CHECK(secs < 8.0);
+    require_no_leftovers(*sb);
+  }
+  // The host is unaffected.
+  CHECK(r1::read_file(canary) == "canary");
+  CHECK_FALSE(fs::exists("/tmp/r1-escape-marker"));
+  CHECK(fs::exists("/usr/bin/python3"));
+  CHECK(::accept(lsock, nullptr, nullptr) < 0);  // nothing ever connected
+  ::close(lsock);
+  fs::remove_all(canary_dir);
+
+  // And the same machinery still scores an honest solution.
+  CHECK(run_add("def add(a, b):\n    return a + b\n").verdict == Verdict::passed);
+  auto partial = run_add("def add(a, b):\n    return 3\n");
+  CHECK(partial.verdict == Verdict::wrong_answer);
+  CHECK(partial.passed == 1);
+}
+
+TEST_CASE("code checker: registered as \"code\" and scored through the rewards scorer") {
+  auto reg = r1::rewards::Registry::with_builtins();
+  r1::rewards::register_code_checker(reg, shared_sandbox());
+  CHECK(reg.has("code"));
+  r1::rewards::RewardsConfig cfg;
+  cfg.deadline_ms = 20000;
+  cfg.threads = 2;
+  r1::rewards::RewardEntry e;
+  e.checker = "code";
+  e.options = R"({"timeout_ms": 3000, "compare": "whitespace"})";
+  cfg.checkers.push_back(e);
+  r1::rewards::Scorer scorer(cfg, reg);
+  std::vector<r1::rewards::Sample> batch(3);
+  batch[0].completion = "Here:\n```python\ndef add(a, b):\n    return a + b\n```";
+  batch[0].reference["test"] = kAddTest;
+  batch[0].reference["entry_point"] = "add";
+  batch[1].completion = "```python\nprint(sum(map(int, input().split())))\n```";
+  batch[1].reference["tests"] = boost::json::parse(R"([{"input": "1 2", "output": "3"}, {"input": "4 4", "output": "9"}])");
+  batch[2].completion = "no code";
+  batch[2].reference["nothing"] = 1;
+  auto scored = scorer.score(batch);
+  REQUIRE(scored.size() == 3);
+  CHECK(scored[0].score == doctest::Approx(1.0));
+  CHECK(scored[1].score == doctest::Approx(0.5));
+  CHECK(scored[1].parts[0].result.reason.rfind("wrong_answer: 1/2", 0) == 0);
+  CHECK(scored[2].status == r1::rewards::Status::error);
+
+  e.options = R"({"timeout_msx": 1})";
+  r1::rewards::RewardsConfig bad = cfg;
+  bad.checkers = {e};
+  CHECK_THROWS_AS(r1::rewards::Scorer(bad, reg), r1::ConfigError);
+}
