@@ -3,7 +3,7 @@
 #include <fmt/core.h>
 
 #include "cli/commands.hpp"
-#include "cli/run_config.hpp"
+#include "rl/run_config.hpp"
 #include "common/config.hpp"
 
 namespace r1::cli {

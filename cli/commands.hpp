@@ -9,8 +9,10 @@ void add_generate(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_rewards(CLI::App& app);
 void add_rewards_serve(CLI::App& rewards_subcommand);  // cmd_rewards_serve.cpp: `r1 rewards serve`
-void add_train(CLI::App& app);   // cmd_later.cpp until the trainer lands
+void add_train(CLI::App& app);     // cmd_train.cpp
+void add_pretrain(CLI::App& app);  // cmd_pretrain.cpp
 void add_eval(CLI::App& app);
-void add_curves(CLI::App& app);
+void add_curves(CLI::App& app);   // cmd_curves.cpp: `r1 curves` (logic in metrics/)
+void add_samples(CLI::App& app);  // cmd_curves.cpp: `r1 samples`
 
 }  // namespace r1::cli

@@ -1,4 +1,4 @@
-// r1: train, generate, eval, tokenize, rewards, curves, config. Errors become exit codes here:
+// r1: train, generate, eval, tokenize, rewards, curves, samples, config. Errors become exit codes here:
 // 0 success, 1 runtime failure, 2 bad usage or config (nothing was started).
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -11,11 +11,13 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "r1.cpp 0.1.0");
   r1::cli::add_train(app);
+  r1::cli::add_pretrain(app);
   r1::cli::add_generate(app);
   r1::cli::add_eval(app);
   r1::cli::add_tokenize(app);
   r1::cli::add_rewards(app);
   r1::cli::add_curves(app);
+  r1::cli::add_samples(app);
   r1::cli::add_config(app);
   try {
     app.parse(argc, argv);

@@ -32,8 +32,9 @@ struct RolloutOptions {
   F(int64_t, prompts_per_step, 8, "prompts per training step", x >= 1)                                       \
   F(int64_t, prompts_per_batch, 8, "prompts a worker generates together", x >= 1)                            \
   F(int64_t, max_batch, 64, "sequences decoded together by one worker", x >= 1)                              \
-  F(int64_t, max_policy_lag, 0, "how many versions behind the trainer a group may be (0: on-policy)", x >= 0) \
-  F(int64_t, queue_groups, 64, "scored groups buffered for the trainer", x >= 1)
+  F(int64_t, max_policy_lag, 0,                                                                              \
+    "0: on-policy (generate each step with the weights just trained); 1: generate step k+1 while training "  \
+    "step k, with weights one version old", x == 0 || x == 1)
   R1_CONFIG(RolloutOptions, R1_ROLLOUT_FIELDS)
 };
 

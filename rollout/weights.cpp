@@ -55,20 +55,28 @@ uint64_t WeightStore::publish(torch::nn::Module& trainer_model, int64_t version)
   for (auto& [name, t] : sorted_params(trainer_model)) snap->tensors.emplace_back(name, t.detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));
   snap->checksum = checksum_of(snap->tensors);
   std::lock_guard<std::mutex> lock(mu_);
-  R1_CHECK(!latest_ || version > latest_->version, "weight sync: version {} is not newer than {}", version,
-           latest_->version);
-  latest_ = snap;
+  R1_CHECK(snaps_.empty() || version > snaps_.rbegin()->first, "weight sync: version {} is not newer than {}", version,
+           snaps_.rbegin()->first);
+  snaps_[version] = snap;
+  while (static_cast<int64_t>(snaps_.size()) > keep_) snaps_.erase(snaps_.begin());
   return snap->checksum;
 }
 
 std::shared_ptr<const WeightSnapshot> WeightStore::latest() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return latest_;
+  return snaps_.empty() ? nullptr : snaps_.rbegin()->second;
+}
+
+std::shared_ptr<const WeightSnapshot> WeightStore::get(int64_t version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = snaps_.find(version);
+  R1_CHECK(it != snaps_.end(), "weight sync: version {} is no longer kept (keep more snapshots)", version);
+  return it->second;
 }
 
 int64_t WeightStore::version() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return latest_ ? latest_->version : -1;
+  return snaps_.empty() ? -1 : snaps_.rbegin()->first;
 }
 
 bool install_weights(torch::nn::Module& model, const WeightSnapshot& snap, int64_t* installed_version) {

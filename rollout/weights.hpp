@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -27,14 +28,18 @@ struct WeightSnapshot {
 
 class WeightStore {
  public:
+  // Keeps the newest `keep` snapshots, so work requested against an older version can still get it.
+  explicit WeightStore(int64_t keep = 2) : keep_(keep) {}
   // Copies the trainer's parameters into a new snapshot; returns its checksum.
   uint64_t publish(torch::nn::Module& trainer_model, int64_t version);
   std::shared_ptr<const WeightSnapshot> latest() const;
-  int64_t version() const;
+  std::shared_ptr<const WeightSnapshot> get(int64_t version) const;  // throws if no longer kept
+  int64_t version() const;  // -1 before the first publish
 
  private:
   mutable std::mutex mu_;
-  std::shared_ptr<const WeightSnapshot> latest_;
+  int64_t keep_;
+  std::map<int64_t, std::shared_ptr<const WeightSnapshot>> snaps_;
 };
 
 // Installs `snap` into `model` if it is newer than `*installed_version`; verifies the checksum of

@@ -17,7 +17,6 @@ RolloutPool::RolloutPool(RolloutOptions options, SamplingOptions sampling, Parts
 RolloutPool::~RolloutPool() { stop(); }
 
 void RolloutPool::start() {
-  R1_CHECK(parts_.weights->latest(), "rollout: publish the initial weights before starting the workers");
   for (int64_t w = 0; w < options_.workers; ++w)
     engines_.push_back(std::make_unique<Engine>(parts_.make_model(w), parts_.tokenizer,
                                                 EngineOptions{.max_batch = options_.max_batch}));
@@ -50,33 +49,47 @@ void RolloutPool::fail_all(std::exception_ptr e) {
   cv_.notify_all();
 }
 
+void RolloutPool::request(int64_t groups) {
+  R1_CHECK(groups >= 0, "rollout: cannot request {} groups", groups);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const int64_t v = parts_.weights->version();
+    R1_CHECK(v >= 0, "rollout: publish weights before requesting groups");
+    requested_ += groups;
+    tickets_.push_back({requested_, v});
+  }
+  cv_.notify_all();
+}
+
+int64_t RolloutPool::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return requested_ - taken_;
+}
+
 void RolloutPool::worker_loop(int64_t w) {
   try {
     Engine& engine = *engines_[w];
     int64_t installed = -1;
     while (true) {
-      // Claim the next batch of prompts, waiting for buffer space and fresh enough weights.
+      // Claim the next prompts of the oldest open request.
       std::vector<PromptRecord> prompts;
-      int64_t first_seq = 0;
-      std::shared_ptr<const WeightSnapshot> snap;
+      int64_t first_seq = 0, version = 0;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] {
-          if (stopping_) return true;
-          const int64_t buffered = static_cast<int64_t>(to_score_.size() + ready_.size());
-          const int64_t step = next_sequence_ / options_.prompts_per_step;
-          return buffered < options_.queue_groups && parts_.weights->version() >= step - options_.max_policy_lag;
-        });
+        cv_.wait(lock, [&] { return stopping_ || next_sequence_ < requested_; });
         if (stopping_) return;
+        while (tickets_.front().end <= next_sequence_) tickets_.pop_front();
+        const Ticket& t = tickets_.front();
         first_seq = next_sequence_;
-        // A batch never spans two steps, so every group of a step meets that step's version rule.
-        const int64_t step_end = (first_seq / options_.prompts_per_step + 1) * options_.prompts_per_step;
-        const int64_t n = std::min(options_.prompts_per_batch, step_end - first_seq);
+        version = t.version;
+        const int64_t n = std::min(options_.prompts_per_batch, t.end - first_seq);
         for (int64_t i = 0; i < n; ++i) prompts.push_back(parts_.dataset->next());
         next_sequence_ += n;
-        snap = parts_.weights->latest();
       }
-      install_weights(*engine.model(), *snap, &installed);
+      if (installed != version) {
+        installed = -1;  // versions are pinned per request; a worker may go back to an older one
+        install_weights(*engine.model(), *parts_.weights->get(version), &installed);
+      }
 
       auto t0 = std::chrono::steady_clock::now();
       std::vector<GenerationRequest> reqs;
@@ -138,9 +151,11 @@ void RolloutPool::reward_loop() {
   }
 }
 
-std::vector<ScoredGroup> RolloutPool::take_step(int64_t step) {
-  const int64_t first = step * options_.prompts_per_step, last = first + options_.prompts_per_step;
+std::vector<ScoredGroup> RolloutPool::take(int64_t n) {
   std::unique_lock<std::mutex> lock(mu_);
+  R1_CHECK(taken_ + n <= requested_, "rollout: take({}) but only {} groups are requested and not taken", n,
+           requested_ - taken_);
+  const int64_t first = taken_, last = taken_ + n;
   cv_.wait(lock, [&] {
     if (error_) return true;
     for (int64_t s = first; s < last; ++s)
@@ -154,8 +169,7 @@ std::vector<ScoredGroup> RolloutPool::take_step(int64_t step) {
     out.push_back(std::move(it->second));
     ready_.erase(it);
   }
-  lock.unlock();
-  cv_.notify_all();
+  taken_ = last;
   return out;
 }
 

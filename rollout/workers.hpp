@@ -1,11 +1,12 @@
 // Rollout workers: N threads (one per GPU on a GPU machine) pull prompts from the dataset,
 // generate G completions per prompt with their own copy of the policy, and hand each group to the
-// reward stage, which runs on its own thread so the next generation overlaps with scoring. Scored
-// groups wait in a bounded queue for the trainer, which takes them step by step in dataset order.
+// reward stage, which runs on its own thread so the next generation overlaps with scoring.
 //
-// Weights: before each batch a worker installs the newest published snapshot (checksum-verified,
-// see weights.hpp). Groups of step k use a policy version >= k - max_policy_lag, so lag 0 is
-// on-policy GRPO and lag 1 overlaps generation of step k+1 with training on step k.
+// The trainer asks for groups with request(n); each request is pinned to the weight version
+// current when it was made, so which weights sample which prompt does not depend on timing: the
+// run is reproducible whatever the number of workers. take(n) returns the next n scored groups in
+// request order. Before each batch a worker installs the pinned snapshot (checksum-verified, see
+// weights.hpp); every group records the version that generated it.
 #pragma once
 #include <condition_variable>
 #include <deque>
@@ -15,16 +16,15 @@
 #include <mutex>
 #include <thread>
 
-#include "rollout/options.hpp"
 #include "rollout/dataset.hpp"
 #include "rollout/engine.hpp"
+#include "rollout/options.hpp"
 #include "rollout/weights.hpp"
 
 namespace r1 {
 
-
 struct ScoredGroup {
-  int64_t sequence = 0;        // global order: group i belongs to step i / prompts_per_step
+  int64_t sequence = 0;        // position in request order
   int64_t worker = 0;
   int64_t policy_version = 0;  // the weights every completion of this group was sampled from
   PromptRecord prompt;
@@ -43,10 +43,10 @@ using RewardStage = std::function<void(ScoredGroup&)>;
 class RolloutPool {
  public:
   struct Parts {
-    std::function<CausalLM(int64_t worker)> make_model;  // each worker's own policy copy
+    std::function<CausalLM(int64_t worker)> make_model;  // each worker's own policy (weights come by sync)
     const Tokenizer* tokenizer = nullptr;
     std::shared_ptr<Dataset> dataset;
-    std::shared_ptr<WeightStore> weights;  // at least one snapshot published before start(); then use publish()
+    std::shared_ptr<WeightStore> weights;
     RewardStage reward;
   };
   RolloutPool(RolloutOptions options, SamplingOptions sampling, Parts parts);
@@ -54,13 +54,20 @@ class RolloutPool {
 
   void start();
   void stop();
-  // Publishes the trainer's weights as `version` and wakes workers waiting for fresh weights.
+  // Publishes the trainer's weights as `version`; later requests sample from them.
   uint64_t publish(torch::nn::Module& trainer_model, int64_t version);
-  // The prompts_per_step groups of `step`, in sequence order. Blocks; rethrows a worker's error.
-  std::vector<ScoredGroup> take_step(int64_t step);
+  // Asks for `groups` more groups, sampled with the newest published weights.
+  void request(int64_t groups);
+  // The next `n` scored groups in request order. Blocks; rethrows a worker's or the reward stage's error.
+  std::vector<ScoredGroup> take(int64_t n);
+  int64_t pending() const;  // requested but not yet taken
   EngineStats engine_stats() const;
 
  private:
+  struct Ticket {
+    int64_t end;      // sequences below this belong to this or earlier tickets
+    int64_t version;  // weights pinned at request time
+  };
   void worker_loop(int64_t w);
   void reward_loop();
   void fail_all(std::exception_ptr e);
@@ -75,7 +82,10 @@ class RolloutPool {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::exception_ptr error_;
-  int64_t next_sequence_ = 0;             // groups handed out to workers
+  std::deque<Ticket> tickets_;
+  int64_t requested_ = 0;                 // sequences requested so far
+  int64_t next_sequence_ = 0;             // sequences handed to workers
+  int64_t taken_ = 0;                     // sequences returned by take()
   std::deque<ScoredGroup> to_score_;      // generated, waiting for rewards
   std::map<int64_t, ScoredGroup> ready_;  // scored, by sequence
 };

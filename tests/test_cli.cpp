@@ -43,7 +43,7 @@ bool has(const std::string& s, const std::string& what) { return s.find(what) !=
 }  // namespace
 
 TEST_CASE("every subcommand has --help") {
-  for (const char* sub : {"train", "generate", "eval", "tokenize", "rewards", "curves", "config"}) {
+  for (const char* sub : {"train", "generate", "eval", "tokenize", "rewards", "curves", "samples", "config"}) {
     CAPTURE(sub);
     Result r = run_r1(std::string(sub) + " --help");
     CHECK(r.code == 0);
@@ -80,13 +80,20 @@ TEST_CASE("config show prints defaults and --set overrides; --set errors exit 2"
   CHECK(run_r1("config docs").out.find("| `seed` |") != std::string::npos);
 }
 
-TEST_CASE("subcommands that later milestones fill exit 2 and say so") {
-  for (const char* sub : {"train", "curves"}) {
-    CAPTURE(sub);
-    Result r = run_r1(sub);
-    CHECK(r.code == 2);
-    CHECK(has(r.out, "not available yet"));
-  }
+TEST_CASE("curves and samples: draw a log, exit 2 on a wrong run directory or metric") {
+  std::string log = write_tmp("r1_cli_metrics.jsonl", "{\"step\":1,\"kl\":0.5}\n{\"step\":2,\"kl\":0.25}\n");
+  Result ok = run_r1("curves " + log + " --metric kl --width 30 --height 4");
+  CHECK(ok.code == 0);
+  CHECK(has(ok.out, "kl  last 0.25 at step 2"));
+  Result unknown = run_r1("curves " + log + " --metric kk");
+  CHECK(unknown.code == 2);
+  CHECK(has(unknown.out, "unknown metric 'kk' (did you mean 'kl'?)"));
+  Result missing = run_r1("curves /nonexistent/run");
+  CHECK(missing.code == 2);
+  CHECK(has(missing.out, "no such run directory"));
+  Result samples = run_r1("samples /nonexistent/run --step 3 --best");
+  CHECK(samples.code == 2);
+  CHECK(run_r1("samples /nonexistent/run --best --worst").code == 2);  // exclusive flags
 }
 
 TEST_CASE("generate: greedy on the embedded default model, deterministic, JSON output") {

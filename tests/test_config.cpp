@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "cli/run_config.hpp"
+#include "rl/run_config.hpp"
 #include "common/config.hpp"
 
 namespace fs = std::filesystem;

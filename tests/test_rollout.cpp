@@ -286,7 +286,7 @@ TEST_CASE("datasets: GSM8K out of the box, templates, reference fields, seeded e
   CHECK_THROWS_WITH_AS(Dataset(bad, 0, 1), doctest::Contains("reference field 'solution'"), r1::Error);
 }
 
-TEST_CASE("rollout workers: groups per step in order, reward stage, policy versions, on-policy lag") {
+TEST_CASE("rollout workers: groups in request order, reward stage, versions pinned per request") {
   fs::path gsm = test::shared_file("data/gsm8k/test.jsonl");
   if (gsm.empty()) {
     MESSAGE("skipped: ../shared/data/gsm8k/test.jsonl is missing");
@@ -300,8 +300,8 @@ TEST_CASE("rollout workers: groups per step in order, reward stage, policy versi
   ro.workers = 2;
   ro.group_size = 3;
   ro.prompts_per_step = 4;
-  ro.prompts_per_batch = 2;
-  ro.max_batch = 8;
+  ro.prompts_per_batch = 3;  // batches straddle requests: a batch never mixes two of them
+  ro.max_batch = 9;
   SamplingOptions s;
   s.max_new_tokens = 6;
   CausalLM trainer = load_f32(tiny());
@@ -320,7 +320,9 @@ TEST_CASE("rollout workers: groups per step in order, reward stage, policy versi
                       }
                     }});
   pool.start();
-  auto step0 = pool.take_step(0);
+  pool.request(4);
+  pool.request(4);  // prefetch: pinned to version 0 as well
+  auto step0 = pool.take(4);
   REQUIRE(step0.size() == 4);
   for (size_t i = 0; i < step0.size(); ++i) {
     CHECK(step0[i].sequence == static_cast<int64_t>(i));
@@ -333,8 +335,16 @@ TEST_CASE("rollout workers: groups per step in order, reward stage, policy versi
     trainer->model->norm->weight.mul_(1.1);
   }
   pool.publish(*trainer, 1);
-  auto step1 = pool.take_step(1);
-  for (const auto& g : step1) CHECK(g.policy_version == 1);  // lag 0: on-policy
+  pool.request(4);
+  auto prefetched = pool.take(4);
+  for (const auto& g : prefetched) CHECK(g.policy_version == 0);  // requested before the publish
+  auto step2 = pool.take(4);
+  for (const auto& g : step2) {
+    CHECK(g.policy_version == 1);
+    CHECK(g.sequence >= 8);
+  }
+  CHECK(pool.pending() == 0);
+  CHECK_THROWS_WITH_AS(pool.take(1), doctest::Contains("only 0 groups"), r1::Error);
   pool.stop();
   CHECK(pool.engine_stats().decode_tokens > 0);
 }

@@ -4,13 +4,14 @@
 #include "common/config_fields.hpp"
 #include "policy/options.hpp"
 #include "rewards/options.hpp"
+#include "rl/options.hpp"
 #include "rollout/options.hpp"
 
 namespace r1 {
 
 struct RunOptions {
 #define R1_RUN_FIELDS(F)                                                                   \
-  F(std::string, name, "r1-run", "run name, used in logs", !x.empty())                     \
+  F(std::string, name, "r1-run", "run name: the run directory is out_dir/name", !x.empty()) \
   F(std::string, out_dir, "runs", "folder that holds run directories", !x.empty())         \
   F(int64_t, seed, 1234, "seed for every random choice of the run", x >= 0)
   R1_CONFIG(RunOptions, R1_RUN_FIELDS)
@@ -23,7 +24,10 @@ struct RunConfig {
   F(DatasetOptions, data, {}, "Prompts: JSONL records and the prompt template", true) \
   F(SamplingOptions, sampling, {}, "Sampling of completions", true)    \
   F(RolloutOptions, rollout, {}, "Rollout workers and groups", true)   \
-  F(rewards::RewardsConfig, rewards, {}, "Reward checkers and their weights", true)
+  F(rewards::RewardsConfig, rewards, {}, "Reward checkers and their weights", true) \
+  F(GrpoOptions, grpo, {}, "The GRPO-family objective", true)         \
+  F(TrainOptions, train, {}, "Optimisation and the training loop", true) \
+  F(EvalConfig, eval, {}, "Held-out evaluation during training", true)
   R1_CONFIG(RunConfig, R1_RUNCONFIG_FIELDS)
 };
 

@@ -1,0 +1,44 @@
+// The GRPO family of objectives on padded [B, T] completion tensors: group advantages (GRPO with
+// group/batch/no std scaling as in Dr. GRPO, RLOO), the clipped surrogate with DAPO's asymmetric
+// clip and optional dual clip, token (GRPO) or sequence (GSPO) importance ratios, KL to a reference
+// with the k1/k2/k3 estimators, an entropy bonus, and three loss aggregations. Normalisers are
+// passed in for the whole optimizer step, so gradient accumulation and data parallelism give the
+// same gradient as one big batch.
+#pragma once
+#include <ATen/ATen.h>
+
+#include "rl/options.hpp"
+
+namespace r1 {
+
+// rewards [N, G] -> advantages [N, G].
+at::Tensor compute_advantages(const at::Tensor& rewards, const GrpoOptions& o);
+
+struct LossInputs {
+  at::Tensor logprobs;      // [B, T] current policy (differentiable)
+  at::Tensor old_logprobs;  // [B, T] the policy that sampled
+  at::Tensor ref_logprobs;  // [B, T] frozen reference; undefined when kl_coef = 0
+  at::Tensor entropy;       // [B, T] current policy entropy; undefined when not needed
+  at::Tensor advantages;    // [B]
+  at::Tensor mask;          // [B, T] float: 1 for completion tokens that count
+};
+
+// Totals over the whole optimizer step (all micro-batches, all ranks).
+struct LossNorm {
+  double sequences = 0;       // sequences in the step
+  double tokens = 0;          // masked tokens in the step
+  int64_t max_new_tokens = 0; // Dr. GRPO's constant length normaliser
+};
+
+struct LossStats {  // sums over this micro-batch's masked tokens (divide by token count)
+  double kl = 0, entropy = 0, clip_low = 0, clip_high = 0, ratio = 0, tokens = 0;
+};
+
+struct LossOutput {
+  at::Tensor loss;  // scalar: this micro-batch's share of the step's loss
+  LossStats stats;
+};
+
+LossOutput grpo_loss(const LossInputs& in, const GrpoOptions& o, const LossNorm& norm);
+
+}  // namespace r1

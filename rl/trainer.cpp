@@ -1,0 +1,456 @@
+#include "rl/trainer.hpp"
+
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+
+#include "common/config.hpp"
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "metrics/run_log.hpp"
+#include "policy/checkpoint.hpp"
+#include "policy/logprobs.hpp"
+#include "rewards/service/client.hpp"
+#include "rl/eval.hpp"
+#include "rl/loss.hpp"
+#include "rollout/workers.hpp"
+
+namespace fs = std::filesystem;
+
+namespace r1 {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// One completion as the trainer sees it.
+struct Seq {
+  std::vector<TokenId> ids;  // prompt + completion
+  int64_t prompt_len = 0, comp_len = 0;
+  std::vector<float> old_logprobs, ref_logprobs;
+  double advantage = 0;
+  bool counted = true;  // false when masked out (truncated and mask_truncated)
+};
+
+double lr_at(const TrainOptions& t, int64_t step) {
+  if (t.warmup_steps > 0 && step < t.warmup_steps)
+    return t.lr * static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps);
+  if (t.lr_schedule == "cosine") {
+    const double span = std::max<int64_t>(1, t.steps - t.warmup_steps);
+    const double p = std::min(1.0, static_cast<double>(step - t.warmup_steps) / span);
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * p)));
+  }
+  return t.lr;
+}
+
+// Per-token log-probs (and entropies) of the completion tokens of `seqs`, as padded [b, T].
+struct MicroForward {
+  at::Tensor logprobs, entropy, mask, old_logprobs, ref_logprobs, advantages;
+  double tokens = 0;
+};
+
+MicroForward forward_micro(CausalLM& model, const std::vector<const Seq*>& seqs, double temperature, bool with_ref,
+                           bool entropy) {
+  const int64_t b = static_cast<int64_t>(seqs.size());
+  int64_t L = 0, T = 1;
+  for (const Seq* s : seqs) L = std::max<int64_t>(L, s->ids.size()), T = std::max(T, s->comp_len);
+  at::Tensor ids = at::zeros({b, L}, at::kLong);
+  std::vector<int64_t> rows, flat, targets;
+  at::Tensor mask = at::zeros({b, T}), old = at::zeros({b, T}), ref = at::zeros({b, T}), adv = at::zeros({b});
+  auto ids_a = ids.accessor<int64_t, 2>();
+  auto m_a = mask.accessor<float, 2>();
+  auto o_a = old.accessor<float, 2>();
+  auto r_a = ref.accessor<float, 2>();
+  double tokens = 0;
+  for (int64_t i = 0; i < b; ++i) {
+    const Seq& s = *seqs[i];
+    for (size_t t = 0; t < s.ids.size(); ++t) ids_a[i][t] = s.ids[t];
+    for (int64_t t = 0; t < s.comp_len; ++t) {
+      rows.push_back(i * L + s.prompt_len - 1 + t);  // the hidden state that predicts completion token t
+      flat.push_back(i * T + t);
+      targets.push_back(s.ids[s.prompt_len + t]);
+      m_a[i][t] = s.counted ? 1.f : 0.f;
+      o_a[i][t] = s.old_logprobs[t];
+      if (with_ref) r_a[i][t] = s.ref_logprobs[t];
+      tokens += s.counted;
+    }
+    adv[i] = s.advantage;
+  }
+  const auto dev = model->options().device();
+  at::Tensor h = model->hidden({ids.to(dev)});  // [b, L, H], right padding needs no mask
+  at::Tensor sel = h.reshape({b * L, h.size(2)}).index_select(0, at::tensor(rows, at::kLong).to(dev));
+  auto lp = token_logprobs(sel, model->lm_head_weight(), at::tensor(targets, at::kLong).to(dev),
+                           {.temperature = temperature, .chunk_rows = 1024, .entropy = entropy});
+  at::Tensor fl = at::tensor(flat, at::kLong).to(dev);
+  MicroForward f;
+  f.logprobs = at::zeros({b * T}, lp.logprobs.options()).index_copy(0, fl, lp.logprobs).view({b, T});
+  if (entropy) f.entropy = at::zeros({b * T}, lp.entropy.options()).index_copy(0, fl, lp.entropy).view({b, T});
+  f.mask = mask.to(dev);
+  f.old_logprobs = old.to(dev);
+  if (with_ref) f.ref_logprobs = ref.to(dev);
+  f.advantages = adv.to(dev);
+  f.tokens = tokens;
+  return f;
+}
+
+// Fills each sequence's log-probs from `model` without gradients (reference model, or recompute).
+void score_logprobs(CausalLM& model, std::vector<Seq>& seqs, double temperature, int64_t micro, bool into_ref) {
+  at::NoGradGuard ng;
+  for (size_t s = 0; s < seqs.size(); s += static_cast<size_t>(micro)) {
+    std::vector<const Seq*> part;
+    for (size_t i = s; i < std::min(seqs.size(), s + static_cast<size_t>(micro)); ++i) part.push_back(&seqs[i]);
+    MicroForward f = forward_micro(model, part, temperature, false, false);
+    at::Tensor lp = f.logprobs.to(at::kCPU);
+    for (size_t i = 0; i < part.size(); ++i) {
+      Seq& q = seqs[s + i];
+      auto& dst = into_ref ? q.ref_logprobs : q.old_logprobs;
+      dst.resize(static_cast<size_t>(q.comp_len));
+      for (int64_t t = 0; t < q.comp_len; ++t) dst[t] = lp[static_cast<int64_t>(i)][t].item<float>();
+    }
+  }
+}
+
+double part_value(const std::vector<std::pair<std::string, double>>& parts, const std::string& name, bool* found) {
+  for (const auto& [n, v] : parts)
+    if (n == name) return *found = true, v;
+  *found = false;
+  return 0;
+}
+
+std::string fmt_duration(double s) {
+  if (s < 60) return fmt::format("{:.0f}s", s);
+  return fmt::format("{}m{:02d}s", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+}
+
+}  // namespace
+
+TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
+  const auto t_start = Clock::now();
+  const TrainOptions& to = cfg.train;
+  const GrpoOptions& go = cfg.grpo;
+  R1_CHECK(cfg.sampling.temperature > 0, "[sampling] temperature must be > 0 for training (GRPO needs samples)");
+  R1_CHECK(cfg.rollout.group_size >= 2, "[rollout] group_size must be >= 2: advantages compare completions of a prompt");
+  R1_CHECK(!cfg.rewards.checkers.empty(), "[rewards] has no [[rewards.checkers]]: nothing to reward");
+
+  TrainSummary sum;
+  sum.run_dir = setup.run_dir.empty() ? fs::path(cfg.run.out_dir) / cfg.run.name : setup.run_dir;
+  const bool lead = setup.rank == 0;
+  if (lead) {
+    fs::create_directories(sum.run_dir);
+    write_file_atomic(sum.run_dir / "config.toml", cfg::to_toml(cfg));
+  }
+  at::manual_seed(static_cast<uint64_t>(cfg.run.seed));
+  if (cfg.model.threads > 0) at::set_num_threads(static_cast<int>(cfg.model.threads));
+
+  // Models: the trainer's policy, an optional frozen reference, and one copy per rollout worker.
+  const fs::path model_dir = cfg.model.path;
+  CausalLM policy = load_pretrained(cfg.model);
+  policy->train();
+  std::optional<CausalLM> ref;
+  if (go.kl_coef > 0) {
+    ref = load_pretrained(cfg.model);
+    (*ref)->eval();
+    for (auto& p : (*ref)->parameters()) p.set_requires_grad(false);
+  }
+  Tokenizer tok = Tokenizer::load(model_dir / "tokenizer.json");
+
+  // Rewards: in-process by default, the remote service when [rewards] endpoint is set.
+  auto backend = service::make_reward_backend(cfg.rewards, service::client_options(cfg.rewards));
+  RewardStage reward = [&backend](ScoredGroup& g) {
+    std::vector<rewards::Sample> batch;
+    for (const auto& c : g.completions)
+      batch.push_back({g.prompt.prompt, c.text, g.prompt.reference, {}, static_cast<int64_t>(c.tokens.size())});
+    for (const auto& s : backend->score(batch)) {
+      g.rewards.push_back(s.score);
+      std::vector<std::pair<std::string, double>> parts;
+      std::string reason;
+      for (const auto& p : s.parts) {
+        parts.emplace_back(p.name, p.result.score);
+        reason += (reason.empty() ? "" : "; ") + p.name + ": " + p.result.reason;
+      }
+      g.reward_parts.push_back(std::move(parts));
+      g.reward_reasons.push_back(std::move(reason));
+    }
+  };
+
+  auto dataset = std::make_shared<Dataset>(cfg.data, setup.rank, setup.world_size);
+  auto store = std::make_shared<WeightStore>(3);
+  RolloutPool pool(cfg.rollout, cfg.sampling,
+                   {.make_model = [&](int64_t) { return CausalLM(policy->config(), policy->options()); },
+                    .tokenizer = &tok,
+                    .dataset = dataset,
+                    .weights = store,
+                    .reward = reward});
+  int64_t version = 0;
+  pool.publish(*policy, version);
+  pool.start();
+
+  // Held-out greedy eval on the trainer's own weights.
+  std::vector<PromptRecord> eval_prompts;
+  if (!cfg.eval.path.empty()) {
+    DatasetOptions eo = cfg.data;
+    eo.path = cfg.eval.path;
+    eo.limit = cfg.eval.limit;
+    eo.shuffle = false;
+    Dataset ed(eo);
+    for (size_t i = 0; i < ed.size(); ++i) eval_prompts.push_back(ed.at(i));
+  }
+  auto run_eval = [&]() -> EvalScore {
+    EvalScore es;
+    if (eval_prompts.empty()) return es;
+    policy->eval();
+    Engine engine(policy, &tok, {.max_batch = 64});
+    SamplingOptions s = cfg.sampling;
+    s.temperature = 0;
+    if (cfg.eval.max_new_tokens > 0) s.max_new_tokens = cfg.eval.max_new_tokens;
+    EvalOptions eo;
+    eo.prompts_per_batch = 32;
+    double acc = 0, fmtok = 0;
+    bool has_fmt = false;
+    rewards::Scorer scorer(cfg.rewards);
+    EvalReport rep = evaluate(engine, tok, eval_prompts, scorer, s, eo, [&](const EvalSample& x) {
+      for (const auto& p : x.scored.parts) {
+        if (p.name == to.accuracy_part) acc += p.result.score >= 1.0;
+        if (p.name == cfg.eval.format_part) fmtok += p.result.score >= 1.0, has_fmt = true;
+      }
+    });
+    policy->train();
+    const double n = static_cast<double>(eval_prompts.size());
+    es.accuracy = acc / n;
+    es.format = has_fmt ? fmtok / n : -1;
+    es.mean_length = rep.mean_length;
+    return es;
+  };
+
+  std::optional<metrics::RunLog> log;
+  if (lead) log.emplace(sum.run_dir);
+  sum.before = run_eval();
+  if (lead && sum.before.accuracy >= 0) {
+    log->log_step({{"step", 0}, {"eval/accuracy", sum.before.accuracy}, {"eval/format", sum.before.format},
+                   {"eval/length", sum.before.mean_length}});
+    fmt::print(stderr, "r1 train: before RL: eval accuracy {:.3f}, format {:.3f} on {} held-out prompts\n",
+               sum.before.accuracy, sum.before.format, eval_prompts.size());
+  }
+
+  std::vector<at::Tensor> params;
+  for (auto& p : policy->parameters()) params.push_back(p);
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(to.lr)
+                                      .betas({to.adam_beta1, to.adam_beta2})
+                                      .eps(to.adam_eps)
+                                      .weight_decay(to.weight_decay));
+  const int64_t per_step = cfg.rollout.prompts_per_step;
+  const int64_t G = cfg.rollout.group_size;
+  std::mt19937_64 shuffle_rng(static_cast<uint64_t>(cfg.run.seed) ^ 0x5eedULL);
+  const bool tty = isatty(STDERR_FILENO);
+  std::vector<fs::path> kept_checkpoints;
+
+  pool.request(per_step);
+  for (int64_t step = 0; step < to.steps; ++step) {
+    const auto t_step = Clock::now();
+    if (cfg.rollout.max_policy_lag >= 1 && step + 1 < to.steps) pool.request(per_step);  // overlap the next rollout
+
+    // 1. Groups: take the step's groups; dynamic sampling drops all-equal groups and refills.
+    auto t0 = Clock::now();
+    std::vector<ScoredGroup> groups = pool.take(per_step);
+    int64_t dropped = 0;
+    auto all_equal = [](const ScoredGroup& g) {
+      return std::all_of(g.rewards.begin(), g.rewards.end(), [&](double r) { return r == g.rewards[0]; });
+    };
+    int64_t zero_std = std::count_if(groups.begin(), groups.end(), all_equal);
+    if (go.dynamic_sampling) {
+      std::vector<ScoredGroup> keep;
+      for (auto& g : groups) (all_equal(g) ? ++dropped : (keep.push_back(std::move(g)), 0));
+      for (int64_t round = 0; round < go.max_refill_rounds && static_cast<int64_t>(keep.size()) < per_step; ++round) {
+        const int64_t need = per_step - static_cast<int64_t>(keep.size());
+        pool.request(need);
+        for (auto& g : pool.take(need)) (all_equal(g) ? ++dropped : (keep.push_back(std::move(g)), 0));
+      }
+      groups = std::move(keep);
+    }
+    const double t_rollout = since(t0);
+
+    // 2. Advantages and the training sequences.
+    std::vector<Seq> seqs;
+    double reward_sum = 0, reward_sq = 0, acc = 0, len_sum = 0, len_max = 0, truncated = 0, lag = 0, gen_tokens = 0;
+    double t_reward = 0;
+    std::map<std::string, double> part_sums;
+    boost::json::array sample_log;
+    if (!groups.empty()) {
+      at::Tensor rw = at::zeros({static_cast<int64_t>(groups.size()), G});
+      for (size_t i = 0; i < groups.size(); ++i)
+        for (int64_t j = 0; j < G; ++j) rw[static_cast<int64_t>(i)][j] = groups[i].rewards[j];
+      at::Tensor adv = compute_advantages(rw, go);
+      for (size_t i = 0; i < groups.size(); ++i) {
+        const ScoredGroup& g = groups[i];
+        t_reward += g.reward_seconds;
+        lag += static_cast<double>(version - g.policy_version);
+        for (int64_t j = 0; j < G; ++j) {
+          const Completion& c = g.completions[j];
+          Seq s;
+          s.ids = g.prompt_ids;
+          s.ids.insert(s.ids.end(), c.tokens.begin(), c.tokens.end());
+          s.prompt_len = static_cast<int64_t>(g.prompt_ids.size());
+          s.comp_len = static_cast<int64_t>(c.tokens.size());
+          s.old_logprobs = c.logprobs;
+          s.advantage = adv[static_cast<int64_t>(i)][j].item<double>();
+          s.counted = !(go.mask_truncated && c.finish_reason == "length");
+          seqs.push_back(std::move(s));
+          const double r = g.rewards[j];
+          reward_sum += r, reward_sq += r * r;
+          bool found = false;
+          double a = part_value(g.reward_parts[j], to.accuracy_part, &found);
+          acc += found ? (a >= 1.0) : (r >= 1.0);
+          for (const auto& [n, v] : g.reward_parts[j]) part_sums[n] += v;
+          len_sum += static_cast<double>(c.tokens.size());
+          len_max = std::max(len_max, static_cast<double>(c.tokens.size()));
+          truncated += c.finish_reason == "length";
+          gen_tokens += static_cast<double>(c.tokens.size());
+          if (lead && to.log_samples_every > 0 && step % to.log_samples_every == 0) {
+            boost::json::object parts;
+            for (const auto& [n, v] : g.reward_parts[j]) parts[n] = v;
+            sample_log.push_back({{"group", static_cast<int64_t>(i)}, {"sample", j}, {"prompt", g.prompt.prompt},
+                                  {"completion", c.text}, {"reward", r}, {"parts", parts},
+                                  {"reason", g.reward_reasons[j]}, {"tokens", static_cast<int64_t>(c.tokens.size())},
+                                  {"finish_reason", c.finish_reason}, {"policy_version", g.policy_version},
+                                  {"advantage", seqs.back().advantage}});
+          }
+        }
+      }
+    }
+    const double n_samples = std::max<double>(1.0, static_cast<double>(seqs.size()));
+
+    // 3. Log-probs the loss compares against: the sampler's (default) or a recomputed forward; the reference's.
+    auto t1 = Clock::now();
+    if (to.old_logprobs == "recompute") score_logprobs(policy, seqs, cfg.sampling.temperature, to.micro_batch, false);
+    if (ref) score_logprobs(*ref, seqs, cfg.sampling.temperature, to.micro_batch, true);
+
+    // 4. mu passes of minibatch updates with gradient accumulation over micro-batches.
+    LossStats stats;
+    double grad_norm = 0, train_tokens = 0;
+    int64_t updates = 0;
+    const double lr = lr_at(to, step);
+    for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    const bool need_entropy = true;  // logged every step; the bonus uses it too
+    std::vector<size_t> order(seqs.size());
+    std::iota(order.begin(), order.end(), 0);
+    for (int64_t epoch = 0; epoch < to.inner_epochs && !seqs.empty(); ++epoch) {
+      std::shuffle(order.begin(), order.end(), shuffle_rng);
+      const size_t per_mb = (seqs.size() + to.minibatches - 1) / static_cast<size_t>(to.minibatches);
+      for (size_t mb = 0; mb < seqs.size(); mb += per_mb) {
+        const size_t mb_end = std::min(seqs.size(), mb + per_mb);
+        LossNorm norm{static_cast<double>(mb_end - mb), 0, cfg.sampling.max_new_tokens};
+        for (size_t i = mb; i < mb_end; ++i) norm.tokens += seqs[order[i]].counted ? seqs[order[i]].comp_len : 0;
+        opt.zero_grad();
+        for (size_t u = mb; u < mb_end; u += static_cast<size_t>(to.micro_batch)) {
+          std::vector<const Seq*> part;
+          for (size_t i = u; i < std::min(mb_end, u + static_cast<size_t>(to.micro_batch)); ++i) part.push_back(&seqs[order[i]]);
+          MicroForward f = forward_micro(policy, part, cfg.sampling.temperature, ref.has_value(), need_entropy);
+          LossOutput out = grpo_loss({f.logprobs, f.old_logprobs, f.ref_logprobs, f.entropy, f.advantages, f.mask}, go, norm);
+          out.loss.backward();
+          if (epoch == 0) {  // statistics of the first pass: the policy the samples came from
+            stats.kl += out.stats.kl, stats.entropy += out.stats.entropy, stats.tokens += out.stats.tokens;
+            stats.clip_low += out.stats.clip_low, stats.clip_high += out.stats.clip_high;
+          }
+          for (const Seq* q : part) train_tokens += static_cast<double>(q->ids.size());
+        }
+        if (to.max_grad_norm > 0)
+          grad_norm += torch::nn::utils::clip_grad_norm_(params, to.max_grad_norm);
+        else {
+          double sq = 0;
+          for (auto& p : params)
+            if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
+          grad_norm += std::sqrt(sq);
+        }
+        opt.step();
+        ++updates;
+      }
+    }
+    const double t_train = since(t1);
+
+    // 5. Weight sync: the next requests sample from the new version.
+    auto t2 = Clock::now();
+    ++version;
+    pool.publish(*policy, version);
+    if (cfg.rollout.max_policy_lag == 0 && step + 1 < to.steps) pool.request(per_step);
+    const double t_sync = since(t2);
+
+    // 6. Metrics, samples, eval, checkpoints.
+    const double mean = reward_sum / n_samples;
+    const double tok = std::max(stats.tokens, 1.0);
+    boost::json::object m{{"step", step + 1},
+                          {"reward/mean", mean},
+                          {"reward/std", std::sqrt(std::max(0.0, reward_sq / n_samples - mean * mean))},
+                          {"accuracy", acc / n_samples},
+                          {"zero_std_frac", static_cast<double>(zero_std) / static_cast<double>(per_step)},
+                          {"dropped_groups", dropped},
+                          {"length/mean", len_sum / n_samples},
+                          {"length/max", len_max},
+                          {"truncated", truncated / n_samples},
+                          {"kl", stats.kl / tok},
+                          {"entropy", stats.entropy / tok},
+                          {"clip/low", stats.clip_low / tok},
+                          {"clip/high", stats.clip_high / tok},
+                          {"grad_norm", updates ? grad_norm / static_cast<double>(updates) : 0.0},
+                          {"lr", lr},
+                          {"tokens_per_s/gen", t_rollout > 0 ? gen_tokens / t_rollout : 0.0},
+                          {"tokens_per_s/train", t_train > 0 ? train_tokens * to.inner_epochs / t_train : 0.0},
+                          {"time/rollout", t_rollout},
+                          {"time/reward", t_reward},
+                          {"time/train", t_train},
+                          {"time/sync", t_sync},
+                          {"policy_lag", groups.empty() ? 0.0 : lag / static_cast<double>(groups.size())}};
+    for (const auto& [n, v] : part_sums) m["reward/" + n + "/mean"] = v / n_samples;
+    const bool last = step + 1 == to.steps;
+    if (!eval_prompts.empty() && (last || (cfg.eval.every > 0 && (step + 1) % cfg.eval.every == 0))) {
+      EvalScore es = run_eval();
+      m["eval/accuracy"] = es.accuracy;
+      m["eval/format"] = es.format;
+      m["eval/length"] = es.mean_length;
+      if (last) sum.after = es;
+    }
+    if (lead) {
+      log->log_step(m);
+      if (!sample_log.empty()) log->log_samples(step + 1, sample_log);
+      if (last || (to.save_every > 0 && (step + 1) % to.save_every == 0)) {
+        fs::path ck = sum.run_dir / "checkpoints" / fmt::format("step-{:06d}", step + 1);
+        save_pretrained(policy, ck, {.copy_tokenizer_from = model_dir});
+        kept_checkpoints.push_back(ck);
+        while (static_cast<int64_t>(kept_checkpoints.size()) > to.keep_checkpoints) {
+          fs::remove_all(kept_checkpoints.front());
+          kept_checkpoints.erase(kept_checkpoints.begin());
+        }
+      }
+    }
+    if (setup.progress && lead) {
+      const double elapsed = since(t_start), per = since(t_step);
+      std::string line = fmt::format("step {}/{} | reward {:.3f} | acc {:.3f} | len {:.0f} | gen {:.0f} tok/s | {} | ETA {}",
+                                     step + 1, to.steps, mean, acc / n_samples, len_sum / n_samples,
+                                     t_rollout > 0 ? gen_tokens / t_rollout : 0.0, fmt_duration(elapsed),
+                                     fmt_duration(per * static_cast<double>(to.steps - step - 1)));
+      if (m.contains("eval/accuracy"))
+        line += fmt::format(" | eval acc {:.3f} fmt {:.3f}", m["eval/accuracy"].as_double(), m["eval/format"].as_double());
+      if (tty) fmt::print(stderr, "\r\033[K{}{}", line, last ? "\n" : "");
+      else fmt::print(stderr, "{}\n", line);
+    }
+  }
+  pool.stop();
+  if (lead) {
+    sum.model_dir = sum.run_dir / "model";
+    save_pretrained(policy, sum.model_dir, {.copy_tokenizer_from = model_dir});
+    log->sync();
+  }
+  sum.steps = to.steps;
+  sum.seconds = since(t_start);
+  return sum;
+}
+
+}  // namespace r1
