@@ -223,8 +223,12 @@ struct DocVisitor {
       doc_struct(typename is_vector<T>::elem{}, key, tables);
     } else {
       std::string check = check_text;
-      rows += "| `" + std::string(name) + "` | `" + scalar_text(field) + "` | " + doc +
-              (check == "true" ? "" : " (`" + check + "`)") + " |\n";
+      auto cell = [](std::string t) {  // a Markdown table cell: escape the column separator
+        for (size_t p = 0; (p = t.find('|', p)) != std::string::npos; p += 2) t.insert(p, "\\");
+        return t;
+      };
+      rows += "| `" + std::string(name) + "` | `" + cell(scalar_text(field)) + "` | " + cell(doc) +
+              (check == "true" ? "" : " (`" + cell(check) + "`)") + " |\n";
     }
   }
 };

@@ -168,13 +168,13 @@ TEST_CASE("the run config: defaults, docs and the shipped configs are valid") {
   CHECK(md.find("`dtype`") != std::string::npos);
   const fs::path configs = fs::path(R1_SOURCE_DIR) / "configs";
   int n = 0;
-  for (const auto& e : fs::directory_iterator(configs)) {
+  for (const auto& e : fs::recursive_directory_iterator(configs)) {
     if (e.path().extension() != ".toml") continue;
     CAPTURE(e.path().string());
     CHECK_NOTHROW(cfg::load<RunConfig>(e.path()));
     ++n;
   }
-  CHECK(n >= 1);
+  CHECK(n >= 9);  // the demo, generate, reward configs and the four GPU recipes
 }
 
 TEST_CASE("a missing config file is a ConfigError") {
