@@ -98,6 +98,14 @@ def run_trl(a, total_steps, template, rows):
         return [1.0 if format_re.search(c) else 0.0 for c in completions]
 
     times = []
+    # TRL times its phases with profiling_context (logged only to wandb/mlflow/trackio): collect them.
+    from trl.extras import profiling
+    phases = {}
+
+    def record(self, duration):
+        phases.setdefault(self.name, []).append(duration)
+
+    profiling.ProfilingContext._log_metrics = record
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
@@ -118,7 +126,7 @@ def run_trl(a, total_steps, template, rows):
     t_start = time.perf_counter()
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h or "reward" in h]
-    return t_start, times, logs, f"TRL {trl.__version__}, transformers {transformers.__version__}, torch {torch.__version__}"
+    return t_start, times, logs, phases, f"TRL {trl.__version__}, transformers {transformers.__version__}, torch {torch.__version__}"
 
 
 def summarize(name, t_start, ends, warmup, per_step):
@@ -157,7 +165,7 @@ def main():
         print(f"  r1 step times (s): {', '.join(f'{s:.2f}' for s in r['steps'])}; median split: "
               + ", ".join(f"{k} {v:.2f}" for k, v in r["split"].items()), flush=True)
     if a.only != "r1":
-        t0, ends, logs, ver = run_trl(a, total, template, rows)
+        t0, ends, logs, phases, ver = run_trl(a, total, template, rows)
         assert len(ends) == total, f"TRL logged {len(ends)} steps, expected {total}"
         r = summarize(ver, t0, ends, a.warmup, per_step)
         lens = [h.get("completions/mean_length") for h in logs[a.warmup:] if h.get("completions/mean_length") is not None]
@@ -165,7 +173,9 @@ def main():
         r["len"] = statistics.mean(lens) if lens else float("nan")
         r["reward"] = statistics.mean(rew) if rew else float("nan")
         res.append(r)
-        print(f"  TRL step times (s): {', '.join(f'{s:.2f}' for s in r['steps'])}", flush=True)
+        print(f"  TRL step times (s): {', '.join(f'{s:.2f}' for s in r['steps'])}; per-step phase totals over "
+              "the timed steps (profiling_context): " + ", ".join(
+                  f"{k} {sum(v[-len(v) * a.steps // total:]) / a.steps:.2f}" for k, v in phases.items()), flush=True)
 
     print()
     print("| trainer | median step (s) | samples/s | mean completion length | mean reward |")

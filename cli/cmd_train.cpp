@@ -2,6 +2,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "cli/commands.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
@@ -18,6 +20,7 @@ void add_train(CLI::App& app) {
     std::string config = R1_DEMO_CONFIG;
     std::vector<std::string> sets;
     std::string run_dir;
+    std::string resume;
     bool quiet = false;
   };
   auto a = std::make_shared<Args>();
@@ -25,10 +28,18 @@ void add_train(CLI::App& app) {
   cmd->add_option("config", a->config, "TOML run config (default: configs/demo.toml, the embedded demo)");
   cmd->add_option("--set", a->sets, "override a field: section.key=value (repeatable)");
   cmd->add_option("--run-dir", a->run_dir, "run directory (default: run.out_dir/run.name)");
+  cmd->add_option("--resume", a->resume,
+                  "continue RUN_DIR from its newest good checkpoint, with its config.toml (--set still applies)");
   cmd->add_flag("--quiet", a->quiet, "no live progress line");
   cmd->callback([a] {
-    RunConfig cfg = cfg::load<RunConfig>(a->config, a->sets);
-    TrainSummary s = train(cfg, {.run_dir = a->run_dir, .progress = !a->quiet});
+    std::string file = a->config, run_dir = a->run_dir;
+    if (!a->resume.empty()) {
+      file = (std::filesystem::path(a->resume) / "config.toml").string();
+      run_dir = a->resume;
+      if (!std::filesystem::exists(file)) throw ConfigError(a->resume + ": no config.toml (is this a run directory?)");
+    }
+    RunConfig cfg = cfg::load<RunConfig>(file, a->sets);
+    TrainSummary s = train(cfg, {.run_dir = run_dir, .progress = !a->quiet, .resume = !a->resume.empty()});
     fmt::print("run {}: {} steps in {:.0f}s\n", s.run_dir.string(), s.steps, s.seconds);
     if (s.before.accuracy >= 0)
       fmt::print("held-out accuracy {:.3f} -> {:.3f} ({:+.1f} points), format {:.3f} -> {:.3f}\n", s.before.accuracy,

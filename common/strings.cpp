@@ -1,5 +1,7 @@
 #include "common/strings.hpp"
 
+#include <cctype>
+
 #include <algorithm>
 
 namespace r1 {
@@ -24,6 +26,13 @@ std::string did_you_mean(std::string_view word, const std::vector<std::string>& 
     if (d < best_d) best_d = d, best = c;
   }
   return best;
+}
+
+std::string trim(std::string_view s) {
+  size_t a = 0, b = s.size();
+  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
+  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
+  return std::string(s.substr(a, b - a));
 }
 
 }  // namespace r1

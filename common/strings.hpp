@@ -7,6 +7,9 @@
 
 namespace r1 {
 
+// `s` without leading and trailing ASCII whitespace.
+std::string trim(std::string_view s);
+
 // Levenshtein distance between two strings (byte-wise).
 size_t edit_distance(std::string_view a, std::string_view b);
 

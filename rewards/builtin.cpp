@@ -1,4 +1,5 @@
 // The built-in checkers: R1-Zero format, math answers, countdown equations, DAPO overlong length.
+#include "common/strings.hpp"
 #include "rewards/builtin.hpp"
 
 #include <boost/json.hpp>
@@ -26,12 +27,7 @@ const char* status_name(Status s) {
 
 namespace {
 
-std::string trim(std::string_view s) {
-  size_t a = 0, b = s.size();
-  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
-  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
-  return std::string(s.substr(a, b - a));
-}
+using r1::trim;
 
 size_t count(std::string_view s, std::string_view what) {
   size_t n = 0, p = 0;

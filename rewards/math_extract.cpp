@@ -6,17 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "common/strings.hpp"
 #include "rewards/math.hpp"
 
 namespace r1::rewards::math {
 namespace {
 
-std::string trim(std::string_view s) {
-  size_t a = 0, b = s.size();
-  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
-  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
-  return std::string(s.substr(a, b - a));
-}
+using r1::trim;
 
 std::string lower(std::string_view s) {
   std::string o(s);

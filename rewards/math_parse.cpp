@@ -11,6 +11,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/strings.hpp"
 #include "rewards/math_expr.hpp"
 
 namespace r1::rewards::math {
@@ -46,12 +47,7 @@ void remove_cmd(std::string& s, std::string_view cmd, std::string_view to = "") 
   }
 }
 
-std::string trim(std::string_view s) {
-  size_t a = 0, b = s.size();
-  while (a < b && std::isspace(static_cast<unsigned char>(s[a]))) ++a;
-  while (b > a && std::isspace(static_cast<unsigned char>(s[b - 1]))) --b;
-  return std::string(s.substr(a, b - a));
-}
+using r1::trim;
 
 const std::unordered_set<std::string>& unit_words() {
   static const std::unordered_set<std::string> u = {

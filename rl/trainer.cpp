@@ -4,6 +4,8 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <csignal>
+#include <sstream>
 #include <cmath>
 #include <fstream>
 #include <numeric>
@@ -19,6 +21,7 @@
 #include "policy/checkpoint.hpp"
 #include "policy/logprobs.hpp"
 #include "rewards/service/client.hpp"
+#include "rl/checkpoint.hpp"
 #include "rl/eval.hpp"
 #include "rl/loss.hpp"
 #include "rollout/workers.hpp"
@@ -144,9 +147,17 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
   TrainSummary sum;
   sum.run_dir = setup.run_dir.empty() ? fs::path(cfg.run.out_dir) / cfg.run.name : setup.run_dir;
   const bool lead = setup.rank == 0;
-  if (lead) {
+  if (lead && !setup.resume) {
     fs::create_directories(sum.run_dir);
     write_file_atomic(sum.run_dir / "config.toml", cfg::to_toml(cfg));
+  }
+  std::optional<FoundCheckpoint> resume_from;
+  if (setup.resume) {
+    std::vector<std::string> skipped;
+    resume_from = find_checkpoint(sum.run_dir, &skipped);
+    for (const auto& why : skipped) fmt::print(stderr, "r1 train: skipping checkpoint {}\n", why);
+    R1_CHECK(resume_from.has_value(), "{}: no good checkpoint to resume from{}", sum.run_dir.string(),
+             skipped.empty() ? " (set [train] save_every to write them)" : " (see the reasons above)");
   }
   at::manual_seed(static_cast<uint64_t>(cfg.run.seed));
   if (cfg.model.threads > 0) at::set_num_threads(static_cast<int>(cfg.model.threads));
@@ -191,8 +202,6 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
                     .weights = store,
                     .reward = reward});
   int64_t version = 0;
-  pool.publish(*policy, version);
-  pool.start();
 
   // Held-out greedy eval on the trainer's own weights.
   std::vector<PromptRecord> eval_prompts;
@@ -233,7 +242,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
 
   std::optional<metrics::RunLog> log;
   if (lead) log.emplace(sum.run_dir);
-  sum.before = run_eval();
+  if (!setup.resume) sum.before = run_eval();
   if (lead && sum.before.accuracy >= 0) {
     log->log_step({{"step", 0}, {"eval/accuracy", sum.before.accuracy}, {"eval/format", sum.before.format},
                    {"eval/length", sum.before.mean_length}});
@@ -251,16 +260,34 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
   const int64_t G = cfg.rollout.group_size;
   std::mt19937_64 shuffle_rng(static_cast<uint64_t>(cfg.run.seed) ^ 0x5eedULL);
   const bool tty = isatty(STDERR_FILENO);
-  std::vector<fs::path> kept_checkpoints;
+  int64_t first_step = 0, consumed = 0;
+  if (resume_from) {
+    load_checkpoint(resume_from->dir, policy, opt, ref ? &*ref : nullptr);
+    const TrainerState& st = resume_from->state;
+    R1_CHECK(st.world_size == setup.world_size, "resume: the checkpoint was written by {} rank(s), this run has {}",
+             st.world_size, setup.world_size);
+    first_step = st.step, version = st.version, consumed = st.records_consumed;
+    std::istringstream(st.shuffle_rng) >> shuffle_rng;
+    dataset->set_cursor(dataset->cursor_after(consumed));
+    if (lead) log->truncate_after(first_step);
+    fmt::print(stderr, "r1 train: resuming {} from {} (step {})\n", sum.run_dir.string(), resume_from->dir.string(),
+               first_step);
+  }
+  pool.publish(*policy, version);
+  pool.start_at(consumed);
+  pool.start();
+  const char* crash_env = std::getenv("R1_TEST_CRASH_AFTER_STEP");  // test hook: kill -9 after a step
+  const int64_t crash_after = crash_env ? std::atoll(crash_env) : -1;
 
   pool.request(per_step);
-  for (int64_t step = 0; step < to.steps; ++step) {
+  for (int64_t step = first_step; step < to.steps; ++step) {
     const auto t_step = Clock::now();
     if (cfg.rollout.max_policy_lag >= 1 && step + 1 < to.steps) pool.request(per_step);  // overlap the next rollout
 
     // 1. Groups: take the step's groups; dynamic sampling drops all-equal groups and refills.
     auto t0 = Clock::now();
     std::vector<ScoredGroup> groups = pool.take(per_step);
+    consumed += per_step;
     int64_t dropped = 0;
     auto all_equal = [](const ScoredGroup& g) {
       return std::all_of(g.rewards.begin(), g.rewards.end(), [&](double r) { return r == g.rewards[0]; });
@@ -272,6 +299,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
       for (int64_t round = 0; round < go.max_refill_rounds && static_cast<int64_t>(keep.size()) < per_step; ++round) {
         const int64_t need = per_step - static_cast<int64_t>(keep.size());
         pool.request(need);
+        consumed += need;
         for (auto& g : pool.take(need)) (all_equal(g) ? ++dropped : (keep.push_back(std::move(g)), 0));
       }
       groups = std::move(keep);
@@ -421,15 +449,15 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
       log->log_step(m);
       if (!sample_log.empty()) log->log_samples(step + 1, sample_log);
       if (last || (to.save_every > 0 && (step + 1) % to.save_every == 0)) {
-        fs::path ck = sum.run_dir / "checkpoints" / fmt::format("step-{:06d}", step + 1);
-        save_pretrained(policy, ck, {.copy_tokenizer_from = model_dir});
-        kept_checkpoints.push_back(ck);
-        while (static_cast<int64_t>(kept_checkpoints.size()) > to.keep_checkpoints) {
-          fs::remove_all(kept_checkpoints.front());
-          kept_checkpoints.erase(kept_checkpoints.begin());
-        }
+        std::ostringstream rng_state;
+        rng_state << shuffle_rng;
+        log->sync();
+        save_checkpoint(sum.run_dir, policy, opt, ref ? &*ref : nullptr,
+                        {step + 1, version, consumed, rng_state.str(), setup.world_size},
+                        {.tokenizer_from = model_dir, .keep = to.keep_checkpoints});
       }
     }
+    if (step + 1 == crash_after) std::raise(SIGKILL);
     if (setup.progress && lead) {
       const double elapsed = since(t_start), per = since(t_step);
       std::string line = fmt::format("step {}/{} | reward {:.3f} | acc {:.3f} | len {:.0f} | gen {:.0f} tok/s | {} | ETA {}",

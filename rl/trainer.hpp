@@ -16,6 +16,7 @@ struct TrainerSetup {
   std::filesystem::path run_dir;  // empty: run.out_dir / run.name
   int64_t rank = 0, world_size = 1;
   bool progress = true;           // live progress line on stderr
+  bool resume = false;            // continue run_dir from its newest good checkpoint
 };
 
 struct EvalScore {

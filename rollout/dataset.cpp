@@ -87,6 +87,12 @@ const PromptRecord& Dataset::next() {
   return records_[order_[static_cast<size_t>(cursor_.position++)]];
 }
 
+Dataset::Cursor Dataset::cursor_after(int64_t consumed) const {
+  R1_CHECK(consumed >= 0, "dataset: cannot skip {} records", consumed);
+  const auto per_epoch = static_cast<int64_t>(order_.size());
+  return {consumed / per_epoch, consumed % per_epoch};
+}
+
 void Dataset::set_cursor(Cursor c) {
   R1_CHECK(c.epoch >= 0 && c.position >= 0, "dataset cursor must be non-negative");
   cursor_ = c;

@@ -40,6 +40,8 @@ class Dataset {
   };
   Cursor cursor() const { return cursor_; }
   void set_cursor(Cursor c);
+  // The cursor after `consumed` calls to next() from the start (epochs have a fixed length per rank).
+  Cursor cursor_after(int64_t consumed) const;
 
  private:
   void make_order();

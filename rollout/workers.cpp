@@ -16,6 +16,14 @@ RolloutPool::RolloutPool(RolloutOptions options, SamplingOptions sampling, Parts
 
 RolloutPool::~RolloutPool() { stop(); }
 
+void RolloutPool::start_at(int64_t sequence) {
+  std::lock_guard<std::mutex> lock(mu_);
+  R1_CHECK(threads_.empty() && requested_ == next_sequence_ && next_sequence_ == taken_,
+           "rollout: start_at() must come before start() and any request");
+  R1_CHECK(sequence >= 0, "rollout: start_at({})", sequence);
+  requested_ = next_sequence_ = taken_ = sequence;
+}
+
 void RolloutPool::start() {
   for (int64_t w = 0; w < options_.workers; ++w)
     engines_.push_back(std::make_unique<Engine>(parts_.make_model(w), parts_.tokenizer,
@@ -96,7 +104,7 @@ void RolloutPool::worker_loop(int64_t w) {
       std::vector<std::vector<TokenId>> ids;
       for (const auto& p : prompts) {
         ids.push_back(parts_.tokenizer->encode(p.prompt));
-        reqs.push_back({ids.back(), options_.group_size, static_cast<uint64_t>(p.index)});
+        reqs.push_back({ids.back(), options_.group_size, static_cast<uint64_t>(first_seq) + reqs.size()});
       }
       std::vector<Completion> all = engine.generate(reqs, sampling_);
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -52,6 +52,9 @@ class RolloutPool {
   RolloutPool(RolloutOptions options, SamplingOptions sampling, Parts parts);
   ~RolloutPool();  // stops and joins
 
+  // Before start(): continue the sequence numbering (and so the random streams) of an earlier run
+  // that had taken `sequence` groups (exact resume).
+  void start_at(int64_t sequence);
   void start();
   void stop();
   // Publishes the trainer's weights as `version`; later requests sample from them.

@@ -145,3 +145,30 @@ TEST_CASE("eval: pass@k report, per-sample JSONL, progress") {
   CHECK(lines == 6);
   CHECK(run_r1("eval --data " + gsm.string() + " --checker nosuch --limit 1").code == 2);
 }
+
+TEST_CASE("rewards serve: the r1 program serves /healthz and /v1/score over loopback and stops on SIGTERM") {
+  const std::string port = "18931";
+  const std::string cfg = (r1::test::source_dir() / "configs" / "rewards_math.toml").string();
+  const std::string exe = (r1::test::binary_dir() / "r1").string();
+  // bash's /dev/tcp speaks HTTP/1.1 without needing curl on the machine.
+  std::string script =
+      "set -e; " + exe + " rewards serve --port " + port + " --config " + cfg + " 2>/dev/null & pid=$!; "
+      "for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/" + port + ") 2>/dev/null && break; sleep 0.1; done; "
+      "req() { exec 3<>/dev/tcp/127.0.0.1/" + port + "; printf \"$1\" >&3; cat <&3; exec 3>&-; }; "
+      "req 'GET /healthz HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n'; echo; "
+      "body='{\"samples\":[{\"completion\":\"<think>a</think> <answer>72</answer>\",\"reference\":{\"answer\":\"#### 72\"}}]}'; "
+      "req \"POST /v1/score HTTP/1.1\\r\\nHost: t\\r\\nContent-Type: application/json\\r\\nContent-Length: ${#body}\\r\\n"
+      "Connection: close\\r\\n\\r\\n$body\"; echo; "
+      "kill -TERM $pid; wait $pid; echo exit=$?";
+  std::string path = write_tmp("r1_serve_test.sh", script);
+  FILE* p = popen(("bash " + path + " 2>&1").c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  pclose(p);
+  CHECK(has(out, "\"status\":\"ok\""));
+  CHECK(has(out, "math: 72 (answer_tag)"));
+  CHECK(has(out, "exit=0"));  // graceful shutdown
+}

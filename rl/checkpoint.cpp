@@ -1,0 +1,154 @@
+#include "rl/checkpoint.hpp"
+
+#include <boost/json.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <random>
+#include <torch/optim/adamw.h>
+
+#include "common/error.hpp"
+#include "common/fs.hpp"
+#include "common/json.hpp"
+#include "policy/checkpoint.hpp"
+#include "policy/safetensors.hpp"
+
+namespace fs = std::filesystem;
+
+namespace r1 {
+
+namespace {
+
+uint64_t file_checksum(const fs::path& f) {
+  std::string bytes = read_file(f);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
+
+// Test hook: R1_TEST_CRASH_IN_SAVE=N kills the process halfway through writing step N's checkpoint.
+void maybe_crash_in_save(int64_t step) {
+  if (const char* v = std::getenv("R1_TEST_CRASH_IN_SAVE"); v && std::atoll(v) == step) std::raise(SIGKILL);
+}
+
+std::string state_json(const TrainerState& s) {
+  boost::json::object o{{"step", s.step},
+                        {"version", s.version},
+                        {"records_consumed", s.records_consumed},
+                        {"shuffle_rng", s.shuffle_rng},
+                        {"world_size", s.world_size}};
+  return boost::json::serialize(o) + "\n";
+}
+
+TrainerState parse_state(const fs::path& f) {
+  auto v = json::parse_file(f);
+  json::Object o(v, f.string());
+  return {o.integer("step"), o.integer("version"), o.integer("records_consumed"), o.string("shuffle_rng"),
+          o.integer("world_size")};
+}
+
+}  // namespace
+
+fs::path save_checkpoint(const fs::path& run_dir, CausalLM& policy, torch::optim::AdamW& opt, const CausalLM* ref,
+                         const TrainerState& state, const CheckpointSave& o) {
+  const fs::path root = run_dir / "checkpoints";
+  fs::create_directories(root);
+  const std::string name = fmt::format("step-{:06d}", state.step);
+  const fs::path tmp = root / fmt::format(".{}.tmp{}", name, std::random_device{}());
+  const fs::path dst = root / name;
+  fs::remove_all(tmp);
+  try {
+    // Policy: a Hugging Face folder (save_pretrained writes it atomically into tmp/).
+    save_pretrained(policy, tmp, {.copy_tokenizer_from = o.tokenizer_from});
+    maybe_crash_in_save(state.step);
+    // AdamW state by parameter name.
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (auto& p : policy->named_parameters()) {
+      auto it = opt.state().find(p.value().unsafeGetTensorImpl());
+      if (it == opt.state().end()) continue;
+      auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+      tensors.emplace_back(p.key() + ".exp_avg", st.exp_avg());
+      tensors.emplace_back(p.key() + ".exp_avg_sq", st.exp_avg_sq());
+      tensors.emplace_back(p.key() + ".step", at::tensor({st.step()}, at::kLong));
+    }
+    fs::create_directories(tmp / "optimizer");
+    save_safetensors(tmp / "optimizer", tensors);
+    if (ref) save_pretrained(*const_cast<CausalLM*>(ref), tmp / "reference");
+    write_file_atomic(tmp / "trainer_state.json", state_json(state));
+    boost::json::object files;
+    for (const auto& e : fs::recursive_directory_iterator(tmp))
+      if (e.is_regular_file()) {
+        std::string rel = fs::relative(e.path(), tmp).string();
+        files[rel] = boost::json::object{{"bytes", static_cast<int64_t>(fs::file_size(e.path()))},
+                                         {"fnv1a", fmt::format("{:016x}", file_checksum(e.path()))}};
+      }
+    write_file_atomic(tmp / "MANIFEST.json", boost::json::serialize(boost::json::object{{"files", files}}) + "\n");
+    replace_dir_atomic(tmp, dst);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  // Keep the newest `keep` good checkpoints.
+  std::vector<fs::path> all;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && e.path().filename().string().rfind("step-", 0) == 0) all.push_back(e.path());
+  std::sort(all.begin(), all.end());
+  for (size_t i = 0; i + static_cast<size_t>(o.keep) < all.size(); ++i) fs::remove_all(all[i]);
+  return dst;
+}
+
+std::optional<FoundCheckpoint> find_checkpoint(const fs::path& run_dir, std::vector<std::string>* skipped) {
+  const fs::path root = run_dir / "checkpoints";
+  if (!fs::exists(root)) return std::nullopt;
+  std::vector<fs::path> all;
+  for (const auto& e : fs::directory_iterator(root)) {
+    const std::string n = e.path().filename().string();
+    if (n.rfind(".step-", 0) == 0) fs::remove_all(e.path());  // an interrupted save
+    else if (e.is_directory() && n.rfind("step-", 0) == 0) all.push_back(e.path());
+  }
+  std::sort(all.rbegin(), all.rend());
+  for (const auto& dir : all) {
+    try {
+      R1_CHECK(fs::exists(dir / "MANIFEST.json"), "no MANIFEST.json (the save did not finish)");
+      auto v = json::parse_file(dir / "MANIFEST.json");
+      json::Object files = json::Object(v, (dir / "MANIFEST.json").string()).object("files");
+      for (const auto& kv : files.raw()) {
+        fs::path f = dir / std::string(kv.key());
+        json::Object e(kv.value(), f.string());
+        R1_CHECK(fs::exists(f), "{} is missing", f.string());
+        R1_CHECK(static_cast<int64_t>(fs::file_size(f)) == e.integer("bytes"), "{} has {} bytes, the manifest says {}",
+                 f.string(), fs::file_size(f), e.integer("bytes"));
+        R1_CHECK(fmt::format("{:016x}", file_checksum(f)) == e.string("fnv1a"), "{} fails its checksum", f.string());
+      }
+      return FoundCheckpoint{dir, parse_state(dir / "trainer_state.json")};
+    } catch (const std::exception& e) {
+      if (skipped) skipped->push_back(fmt::format("{}: {}", dir.string(), e.what()));
+    }
+  }
+  return std::nullopt;
+}
+
+void load_checkpoint(const fs::path& dir, CausalLM& policy, torch::optim::AdamW& opt, CausalLM* ref) {
+  at::NoGradGuard ng;
+  CausalLM saved = load_pretrained(dir, policy->options());
+  auto from = saved->named_parameters();
+  for (auto& p : policy->named_parameters()) p.value().copy_(from[p.key()]);
+  SafetensorsReader r(dir / "optimizer");
+  for (auto& p : policy->named_parameters()) {
+    if (!r.contains(p.key() + ".exp_avg")) continue;
+    auto st = std::make_unique<torch::optim::AdamWParamState>();
+    st->exp_avg(r.get(p.key() + ".exp_avg").clone().to(p.value().device()));
+    st->exp_avg_sq(r.get(p.key() + ".exp_avg_sq").clone().to(p.value().device()));
+    st->step(r.get(p.key() + ".step").item<int64_t>());
+    opt.state()[p.value().unsafeGetTensorImpl()] = std::move(st);
+  }
+  if (ref) {
+    R1_CHECK(fs::exists(dir / "reference"), "{}: the run keeps a reference model but the checkpoint has none",
+             dir.string());
+    CausalLM saved_ref = load_pretrained(dir / "reference", (*ref)->options());
+    auto rf = saved_ref->named_parameters();
+    for (auto& p : (*ref)->named_parameters()) p.value().copy_(rf[p.key()]);
+  }
+}
+
+}  // namespace r1

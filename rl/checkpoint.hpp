@@ -1,0 +1,52 @@
+// Training checkpoints that resume exactly. A checkpoint folder holds the policy in Hugging Face
+// format (loadable by transformers), the AdamW state, the frozen reference when one is kept, and
+// trainer_state.json (step, weight version, records consumed, RNG state), plus MANIFEST.json with
+// every file's size and checksum. It is written into a temp folder, fsynced and renamed, so a
+// crash mid-save never damages the last good checkpoint; on resume a checkpoint that fails its
+// manifest is reported and the previous good one is used.
+#pragma once
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/model.hpp"
+
+namespace torch::optim {
+class AdamW;
+}
+
+namespace r1 {
+
+struct TrainerState {
+  int64_t step = 0;              // completed training steps
+  int64_t version = 0;           // weight version published after that step
+  int64_t records_consumed = 0;  // dataset records drawn (this rank), for the data cursor
+  std::string shuffle_rng;       // std::mt19937_64 state of the minibatch shuffler
+  int64_t world_size = 1;
+};
+
+struct CheckpointSave {
+  std::filesystem::path tokenizer_from;  // folder whose tokenizer files are copied
+  int64_t keep = 2;                      // checkpoints kept (oldest removed after a good save)
+};
+
+// Writes run_dir/checkpoints/step-NNNNNN atomically; returns its path.
+std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, CausalLM& policy,
+                                      torch::optim::AdamW& optimizer, const CausalLM* reference,
+                                      const TrainerState& state, const CheckpointSave& options);
+
+struct FoundCheckpoint {
+  std::filesystem::path dir;
+  TrainerState state;
+};
+
+// The newest checkpoint of `run_dir` that passes its manifest. Each one skipped is described in
+// `skipped` (what is wrong with it). Leftover temp folders of interrupted saves are removed.
+std::optional<FoundCheckpoint> find_checkpoint(const std::filesystem::path& run_dir, std::vector<std::string>* skipped);
+
+// Loads weights, optimizer state and the reference (if given) from a checkpoint folder.
+void load_checkpoint(const std::filesystem::path& dir, CausalLM& policy, torch::optim::AdamW& optimizer,
+                     CausalLM* reference);
+
+}  // namespace r1

@@ -1,0 +1,134 @@
+// Exact resume: a run killed with SIGKILL after a step, or in the middle of writing a checkpoint,
+// or whose newest checkpoint is damaged, continues from the newest good checkpoint and produces
+// the same metrics and the same final weights as the run that was never interrupted.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <boost/json.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "common/fs.hpp"
+#include "common/json.hpp"
+#include "test_paths.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int code = -1, signal = 0;
+  std::string out;
+};
+
+Run sh(const std::string& cmd) {
+  Run r;
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  if (WIFEXITED(st)) r.code = WEXITSTATUS(st);
+  return r;
+}
+
+fs::path scratch() {
+  fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "resume";
+  static bool made = [&] {
+    fs::remove_all(d);
+    fs::create_directories(d);
+    std::ofstream f(d / "data.jsonl");
+    for (int i = 0; i < 40; ++i) f << "{\"question\": \"What is " << i << " + 2?\", \"answer\": \"" << i + 2 << "\"}\n";
+    std::ofstream c(d / "run.toml");
+    c << "[run]\nseed = 3\n[model]\npath = \"" << (r1::test::source_dir() / "models" / "tiny").string()
+      << "\"\nthreads = 1\n[data]\npath = \"" << (d / "data.jsonl").string()
+      << "\"\nprompt_template = \"Q: {question} A:\"\n[sampling]\nmax_new_tokens = 8\n"
+         "[rollout]\ngroup_size = 4\nprompts_per_step = 2\nprompts_per_batch = 2\nmax_batch = 8\n"
+         "[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.checkers]]\nchecker = \"length\"\nlength.max_length = 24\n"
+         "length.cache_length = 16\nlength.unit = \"chars\"\n"
+         "[grpo]\nkl_coef = 0.02\n[train]\nsteps = 4\nlr = 1e-3\nsave_every = 1\nkeep_checkpoints = 2\nmicro_batch = 3\n"
+         "inner_epochs = 2\nminibatches = 2\n";
+    return true;
+  }();
+  (void)made;
+  return d;
+}
+
+std::string r1_train(const std::string& args, const std::string& env = "") {
+  return env + " " + (r1::test::binary_dir() / "r1").string() + " train --quiet " + args;
+}
+
+// metrics.jsonl without the wall-clock fields, one JSON text per step.
+std::vector<std::string> deterministic_metrics(const fs::path& run) {
+  std::vector<std::string> out;
+  std::ifstream in(run / "metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto o = r1::json::parse(line, "metrics").as_object();
+    for (const char* k : {"time", "time/rollout", "time/reward", "time/train", "time/sync", "tokens_per_s/gen",
+                          "tokens_per_s/train"})
+      o.erase(k);
+    out.push_back(boost::json::serialize(o));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("kill -9 after a step, then --resume: the same metrics and weights as an uninterrupted run") {
+  fs::path d = scratch();
+  const std::string cfg = (d / "run.toml").string();
+  REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
+  auto full = deterministic_metrics(d / "full");
+  REQUIRE(full.size() == 4);
+
+  Run killed = sh(r1_train(cfg + " --run-dir " + (d / "killed").string(), "R1_TEST_CRASH_AFTER_STEP=2"));
+  CHECK(killed.code != 0);  // died by SIGKILL
+  CHECK(deterministic_metrics(d / "killed").size() == 2);
+  Run resumed = sh(r1_train("--resume " + (d / "killed").string()));
+  CAPTURE(resumed.out);
+  REQUIRE(resumed.code == 0);
+  CHECK(resumed.out.find("resuming") != std::string::npos);
+  CHECK(deterministic_metrics(d / "killed") == full);
+  CHECK(r1::read_file(d / "killed" / "model" / "model.safetensors") ==
+        r1::read_file(d / "full" / "model" / "model.safetensors"));
+}
+
+TEST_CASE("a crash while writing a checkpoint leaves the previous one good; resume uses it") {
+  fs::path d = scratch();
+  const std::string cfg = (d / "run.toml").string();
+  if (!fs::exists(d / "full" / "metrics.jsonl")) REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
+  Run crashed = sh(r1_train(cfg + " --run-dir " + (d / "midsave").string(), "R1_TEST_CRASH_IN_SAVE=3"));
+  CHECK(crashed.code != 0);
+  CHECK_FALSE(fs::exists(d / "midsave" / "checkpoints" / "step-000003"));
+  CHECK(fs::exists(d / "midsave" / "checkpoints" / "step-000002" / "MANIFEST.json"));
+  Run resumed = sh(r1_train("--resume " + (d / "midsave").string()));
+  CAPTURE(resumed.out);
+  REQUIRE(resumed.code == 0);
+  CHECK(deterministic_metrics(d / "midsave") == deterministic_metrics(d / "full"));
+}
+
+TEST_CASE("a corrupt newest checkpoint is reported and the previous good one is used") {
+  fs::path d = scratch();
+  const std::string cfg = (d / "run.toml").string();
+  if (!fs::exists(d / "full" / "metrics.jsonl")) REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
+  REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "corrupt").string(), "R1_TEST_CRASH_AFTER_STEP=3")).code != 0);
+  fs::path bad = d / "corrupt" / "checkpoints" / "step-000003" / "optimizer" / "model.safetensors";
+  REQUIRE(fs::exists(bad));
+  fs::resize_file(bad, fs::file_size(bad) / 2);
+  Run resumed = sh(r1_train("--resume " + (d / "corrupt").string()));
+  CAPTURE(resumed.out);
+  REQUIRE(resumed.code == 0);
+  CHECK(resumed.out.find("skipping checkpoint") != std::string::npos);
+  CHECK(resumed.out.find("step-000003") != std::string::npos);
+  CHECK(deterministic_metrics(d / "corrupt") == deterministic_metrics(d / "full"));
+
+  // No good checkpoint at all: a clear error, exit 1.
+  fs::create_directories(d / "empty");
+  fs::copy_file(d / "run.toml", d / "empty" / "config.toml", fs::copy_options::overwrite_existing);
+  Run none = sh(r1_train("--resume " + (d / "empty").string()));
+  CHECK(none.code == 1);
+  CHECK(none.out.find("no good checkpoint") != std::string::npos);
+}
