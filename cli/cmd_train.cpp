@@ -39,7 +39,11 @@ void add_train(CLI::App& app) {
       if (!std::filesystem::exists(file)) throw ConfigError(a->resume + ": no config.toml (is this a run directory?)");
     }
     RunConfig cfg = cfg::load<RunConfig>(file, a->sets);
-    TrainSummary s = train(cfg, {.run_dir = run_dir, .progress = !a->quiet, .resume = !a->resume.empty()});
+    const LaunchEnv env = LaunchEnv::from_environment();
+    if (cfg.model.device == "cuda" && env.world_size > 1) cfg.model.device = "cuda:" + std::to_string(env.local_rank);
+    TrainSummary s = train(cfg, {.run_dir = run_dir, .launch = env, .progress = !a->quiet && env.rank == 0,
+                                 .resume = !a->resume.empty()});
+    if (env.rank != 0) return;
     fmt::print("run {}: {} steps in {:.0f}s\n", s.run_dir.string(), s.steps, s.seconds);
     if (s.before.accuracy >= 0)
       fmt::print("held-out accuracy {:.3f} -> {:.3f} ({:+.1f} points), format {:.3f} -> {:.3f}\n", s.before.accuracy,

@@ -2,6 +2,9 @@
 #pragma once
 #include <CLI/App.hpp>
 
+#include <string>
+#include <vector>
+
 namespace r1::cli {
 
 void add_config(CLI::App& app);
@@ -11,6 +14,8 @@ void add_rewards(CLI::App& app);
 void add_rewards_serve(CLI::App& rewards_subcommand);  // cmd_rewards_serve.cpp: `r1 rewards serve`
 void add_train(CLI::App& app);     // cmd_train.cpp
 void add_pretrain(CLI::App& app);  // cmd_pretrain.cpp
+void add_launch(CLI::App& app);    // cmd_launch.cpp
+std::vector<std::string>& launch_command();  // what follows -- in `r1 launch ... -- COMMAND`
 void add_eval(CLI::App& app);
 void add_curves(CLI::App& app);   // cmd_curves.cpp: `r1 curves` (logic in metrics/)
 void add_samples(CLI::App& app);  // cmd_curves.cpp: `r1 samples`

@@ -4,6 +4,8 @@
 #include <fmt/core.h>
 
 #include "cli/commands.hpp"
+
+#include <algorithm>
 #include "common/error.hpp"
 
 int main(int argc, char** argv) {
@@ -12,6 +14,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "r1.cpp 0.1.0");
   r1::cli::add_train(app);
   r1::cli::add_pretrain(app);
+  r1::cli::add_launch(app);
   r1::cli::add_generate(app);
   r1::cli::add_eval(app);
   r1::cli::add_tokenize(app);
@@ -19,8 +22,18 @@ int main(int argc, char** argv) {
   r1::cli::add_curves(app);
   r1::cli::add_samples(app);
   r1::cli::add_config(app);
+  // `r1 launch [options] -- COMMAND...`: everything after -- belongs to the ranks, not to CLI11.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "launch") {
+    auto dash = std::find(args.begin(), args.end(), "--");
+    if (dash != args.end()) {
+      r1::cli::launch_command().assign(dash + 1, args.end());
+      args.erase(dash, args.end());
+    }
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;

@@ -4,6 +4,7 @@
 #include "common/config_fields.hpp"
 #include "policy/options.hpp"
 #include "rewards/options.hpp"
+#include "rl/distributed.hpp"
 #include "rl/options.hpp"
 #include "rollout/options.hpp"
 
@@ -27,7 +28,8 @@ struct RunConfig {
   F(rewards::RewardsConfig, rewards, {}, "Reward checkers and their weights", true) \
   F(GrpoOptions, grpo, {}, "The GRPO-family objective", true)         \
   F(TrainOptions, train, {}, "Optimisation and the training loop", true) \
-  F(EvalConfig, eval, {}, "Held-out evaluation during training", true)
+  F(EvalConfig, eval, {}, "Held-out evaluation during training", true)  \
+  F(DistributedOptions, distributed, {}, "Data parallelism across processes (r1 launch, torchrun, srun)", true)
   R1_CONFIG(RunConfig, R1_RUNCONFIG_FIELDS)
 };
 

@@ -146,7 +146,11 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
 
   TrainSummary sum;
   sum.run_dir = setup.run_dir.empty() ? fs::path(cfg.run.out_dir) / cfg.run.name : setup.run_dir;
-  const bool lead = setup.rank == 0;
+  const int64_t rank = setup.launch.rank, world = setup.launch.world_size;
+  const bool lead = rank == 0;
+  R1_CHECK(cfg.rollout.prompts_per_step % world == 0,
+           "[rollout] prompts_per_step = {} is the global batch and must divide by the {} ranks", cfg.rollout.prompts_per_step,
+           world);
   if (lead && !setup.resume) {
     fs::create_directories(sum.run_dir);
     write_file_atomic(sum.run_dir / "config.toml", cfg::to_toml(cfg));
@@ -193,14 +197,17 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
     }
   };
 
-  auto dataset = std::make_shared<Dataset>(cfg.data, setup.rank, setup.world_size);
+  auto dataset = std::make_shared<Dataset>(cfg.data, rank, world);
+  Distributed dist(setup.launch, cfg.distributed, policy->options().device());
   auto store = std::make_shared<WeightStore>(3);
   RolloutPool pool(cfg.rollout, cfg.sampling,
                    {.make_model = [&](int64_t) { return CausalLM(policy->config(), policy->options()); },
                     .tokenizer = &tok,
                     .dataset = dataset,
                     .weights = store,
-                    .reward = reward});
+                    .reward = reward,
+                    .stream_stride = world,
+                    .stream_offset = rank});
   int64_t version = 0;
 
   // Held-out greedy eval on the trainer's own weights.
@@ -242,7 +249,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
 
   std::optional<metrics::RunLog> log;
   if (lead) log.emplace(sum.run_dir);
-  if (!setup.resume) sum.before = run_eval();
+  if (!setup.resume && lead) sum.before = run_eval();
   if (lead && sum.before.accuracy >= 0) {
     log->log_step({{"step", 0}, {"eval/accuracy", sum.before.accuracy}, {"eval/format", sum.before.format},
                    {"eval/length", sum.before.mean_length}});
@@ -256,7 +263,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
                                       .betas({to.adam_beta1, to.adam_beta2})
                                       .eps(to.adam_eps)
                                       .weight_decay(to.weight_decay));
-  const int64_t per_step = cfg.rollout.prompts_per_step;
+  const int64_t per_step = cfg.rollout.prompts_per_step / world;  // this rank's share
   const int64_t G = cfg.rollout.group_size;
   std::mt19937_64 shuffle_rng(static_cast<uint64_t>(cfg.run.seed) ^ 0x5eedULL);
   const bool tty = isatty(STDERR_FILENO);
@@ -264,8 +271,8 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
   if (resume_from) {
     load_checkpoint(resume_from->dir, policy, opt, ref ? &*ref : nullptr);
     const TrainerState& st = resume_from->state;
-    R1_CHECK(st.world_size == setup.world_size, "resume: the checkpoint was written by {} rank(s), this run has {}",
-             st.world_size, setup.world_size);
+    R1_CHECK(st.world_size == world, "resume: the checkpoint was written by {} rank(s), this run has {}",
+             st.world_size, world);
     first_step = st.step, version = st.version, consumed = st.records_consumed;
     std::istringstream(st.shuffle_rng) >> shuffle_rng;
     dataset->set_cursor(dataset->cursor_after(consumed));
@@ -273,11 +280,15 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
     fmt::print(stderr, "r1 train: resuming {} from {} (step {})\n", sum.run_dir.string(), resume_from->dir.string(),
                first_step);
   }
+  dist.broadcast(params);  // every replica starts from rank 0's weights
   pool.publish(*policy, version);
   pool.start_at(consumed);
   pool.start();
-  const char* crash_env = std::getenv("R1_TEST_CRASH_AFTER_STEP");  // test hook: kill -9 after a step
-  const int64_t crash_after = crash_env ? std::atoll(crash_env) : -1;
+  // Test hooks: R1_TEST_CRASH_AFTER_STEP=N kills this process (SIGKILL) after step N, on every rank
+  // or only on R1_TEST_CRASH_RANK.
+  const char* crash_env = std::getenv("R1_TEST_CRASH_AFTER_STEP");
+  const char* crash_rank_env = std::getenv("R1_TEST_CRASH_RANK");
+  const int64_t crash_after = crash_env && (!crash_rank_env || std::atoll(crash_rank_env) == rank) ? std::atoll(crash_env) : -1;
 
   pool.request(per_step);
   for (int64_t step = first_step; step < to.steps; ++step) {
@@ -354,7 +365,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
         }
       }
     }
-    const double n_samples = std::max<double>(1.0, static_cast<double>(seqs.size()));
+    double n_samples = std::max<double>(1.0, static_cast<double>(seqs.size()));
 
     // 3. Log-probs the loss compares against: the sampler's (default) or a recomputed forward; the reference's.
     auto t1 = Clock::now();
@@ -377,6 +388,10 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
         const size_t mb_end = std::min(seqs.size(), mb + per_mb);
         LossNorm norm{static_cast<double>(mb_end - mb), 0, cfg.sampling.max_new_tokens};
         for (size_t i = mb; i < mb_end; ++i) norm.tokens += seqs[order[i]].counted ? seqs[order[i]].comp_len : 0;
+        if (dist.active()) {  // step-wide totals over every rank: the same objective as one big batch
+          auto tot = dist.sum({norm.sequences, norm.tokens});
+          norm.sequences = tot[0], norm.tokens = tot[1];
+        }
         opt.zero_grad();
         for (size_t u = mb; u < mb_end; u += static_cast<size_t>(to.micro_batch)) {
           std::vector<const Seq*> part;
@@ -390,6 +405,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
           }
           for (const Seq* q : part) train_tokens += static_cast<double>(q->ids.size());
         }
+        dist.allreduce_grads(params);
         if (to.max_grad_norm > 0)
           grad_norm += torch::nn::utils::clip_grad_norm_(params, to.max_grad_norm);
         else {
@@ -411,15 +427,33 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
     if (cfg.rollout.max_policy_lag == 0 && step + 1 < to.steps) pool.request(per_step);
     const double t_sync = since(t2);
 
-    // 6. Metrics, samples, eval, checkpoints.
+    // 6. Metrics (summed over ranks), a cross-rank weight check, samples, eval, checkpoints.
+    double n_groups = static_cast<double>(groups.size()), zero_std_d = static_cast<double>(zero_std);
+    double dropped_d = static_cast<double>(dropped);
+    if (dist.active()) {
+      std::vector<double> v = {reward_sum, reward_sq, acc, static_cast<double>(seqs.size()), len_sum, truncated,
+                               gen_tokens, zero_std_d, dropped_d, stats.kl, stats.entropy, stats.clip_low,
+                               stats.clip_high, stats.tokens, lag, n_groups, train_tokens};
+      for (const auto& [n, x] : part_sums) v.push_back(x);  // same checkers on every rank: same names, same order
+      v = dist.sum(v);
+      reward_sum = v[0], reward_sq = v[1], acc = v[2], n_samples = std::max(1.0, v[3]), len_sum = v[4];
+      truncated = v[5], gen_tokens = v[6], zero_std_d = v[7], dropped_d = v[8], stats.kl = v[9];
+      stats.entropy = v[10], stats.clip_low = v[11], stats.clip_high = v[12], stats.tokens = v[13], lag = v[14];
+      n_groups = v[15], train_tokens = v[16];
+      size_t i = 17;
+      for (auto& [n, x] : part_sums) x = v[i++];
+      len_max = dist.max(len_max);
+    }
+    if (cfg.distributed.checksum_every > 0 && (step + 1) % cfg.distributed.checksum_every == 0)
+      dist.check_same(weights_checksum(*policy), fmt::format("the weight checksum after step {}", step + 1));
     const double mean = reward_sum / n_samples;
     const double tok = std::max(stats.tokens, 1.0);
     boost::json::object m{{"step", step + 1},
                           {"reward/mean", mean},
                           {"reward/std", std::sqrt(std::max(0.0, reward_sq / n_samples - mean * mean))},
                           {"accuracy", acc / n_samples},
-                          {"zero_std_frac", static_cast<double>(zero_std) / static_cast<double>(per_step)},
-                          {"dropped_groups", dropped},
+                          {"zero_std_frac", zero_std_d / static_cast<double>(cfg.rollout.prompts_per_step)},
+                          {"dropped_groups", dropped_d},
                           {"length/mean", len_sum / n_samples},
                           {"length/max", len_max},
                           {"truncated", truncated / n_samples},
@@ -435,10 +469,10 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
                           {"time/reward", t_reward},
                           {"time/train", t_train},
                           {"time/sync", t_sync},
-                          {"policy_lag", groups.empty() ? 0.0 : lag / static_cast<double>(groups.size())}};
+                          {"policy_lag", n_groups > 0 ? lag / n_groups : 0.0}};
     for (const auto& [n, v] : part_sums) m["reward/" + n + "/mean"] = v / n_samples;
     const bool last = step + 1 == to.steps;
-    if (!eval_prompts.empty() && (last || (cfg.eval.every > 0 && (step + 1) % cfg.eval.every == 0))) {
+    if (lead && !eval_prompts.empty() && (last || (cfg.eval.every > 0 && (step + 1) % cfg.eval.every == 0))) {
       EvalScore es = run_eval();
       m["eval/accuracy"] = es.accuracy;
       m["eval/format"] = es.format;
@@ -453,7 +487,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
         rng_state << shuffle_rng;
         log->sync();
         save_checkpoint(sum.run_dir, policy, opt, ref ? &*ref : nullptr,
-                        {step + 1, version, consumed, rng_state.str(), setup.world_size},
+                        {step + 1, version, consumed, rng_state.str(), world},
                         {.tokenizer_from = model_dir, .keep = to.keep_checkpoints});
       }
     }

@@ -8,13 +8,14 @@
 #include <functional>
 #include <string>
 
+#include "rl/distributed.hpp"
 #include "rl/run_config.hpp"
 
 namespace r1 {
 
 struct TrainerSetup {
   std::filesystem::path run_dir;  // empty: run.out_dir / run.name
-  int64_t rank = 0, world_size = 1;
+  LaunchEnv launch;               // rank and world size (LaunchEnv::from_environment() in r1 train)
   bool progress = true;           // live progress line on stderr
   bool resume = false;            // continue run_dir from its newest good checkpoint
 };

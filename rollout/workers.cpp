@@ -104,7 +104,9 @@ void RolloutPool::worker_loop(int64_t w) {
       std::vector<std::vector<TokenId>> ids;
       for (const auto& p : prompts) {
         ids.push_back(parts_.tokenizer->encode(p.prompt));
-        reqs.push_back({ids.back(), options_.group_size, static_cast<uint64_t>(first_seq) + reqs.size()});
+        const int64_t seq = first_seq + static_cast<int64_t>(reqs.size());
+        reqs.push_back({ids.back(), options_.group_size,
+                        static_cast<uint64_t>(seq * parts_.stream_stride + parts_.stream_offset)});
       }
       std::vector<Completion> all = engine.generate(reqs, sampling_);
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -48,6 +48,9 @@ class RolloutPool {
     std::shared_ptr<Dataset> dataset;
     std::shared_ptr<WeightStore> weights;
     RewardStage reward;
+    // Sampling stream of group `sequence`: sequence * stride + offset. Data parallel ranks use
+    // (world size, rank), so group i of rank r draws the stream of global position i * world + r.
+    int64_t stream_stride = 1, stream_offset = 0;
   };
   RolloutPool(RolloutOptions options, SamplingOptions sampling, Parts parts);
   ~RolloutPool();  // stops and joins

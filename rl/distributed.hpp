@@ -1,0 +1,62 @@
+// Data parallelism over LibTorch's c10d: a TCPStore rendezvous (torchrun's MASTER_ADDR/PORT, RANK,
+// WORLD_SIZE, LOCAL_RANK, or SLURM's variables), Gloo on CPU and NCCL on GPUs. Gradients are
+// summed in flat buckets after backward, initial weights are broadcast from rank 0, and a weight
+// checksum compared across ranks turns silent divergence into an error. Every collective has a
+// timeout, so a dead rank makes the others fail with a clear error instead of hanging.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config_fields.hpp"
+
+namespace r1 {
+
+struct DistributedOptions {
+#define R1_DISTRIBUTED_FIELDS(F)                                                                           \
+  F(std::string, backend, "auto", "auto (NCCL for CUDA devices, else Gloo), gloo or nccl",                 \
+    x == "auto" || x == "gloo" || x == "nccl")                                                             \
+  F(int64_t, timeout_s, 300, "a collective or rendezvous that takes longer fails the run", x >= 1)         \
+  F(int64_t, checksum_every, 10, "compare the weight checksum across ranks every N steps (0: never)", x >= 0) \
+  F(int64_t, bucket_mb, 25, "gradient all-reduce bucket size", x >= 1)
+  R1_CONFIG(DistributedOptions, R1_DISTRIBUTED_FIELDS)
+};
+
+// Where this process sits in the job, from the environment.
+struct LaunchEnv {
+  int64_t rank = 0, world_size = 1, local_rank = 0;
+  std::string master_addr = "127.0.0.1";
+  int64_t master_port = 29500;
+  // torchrun's RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT, else SLURM_PROCID /
+  // SLURM_NTASKS / SLURM_LOCALID (MASTER_ADDR must still be set, e.g. from scontrol), else 1 rank.
+  static LaunchEnv from_environment();
+};
+
+class Distributed {
+ public:
+  // World size 1 makes every call a no-op.
+  Distributed(const LaunchEnv& env, const DistributedOptions& options, const at::Device& device);
+  ~Distributed();
+  int64_t rank() const { return env_.rank; }
+  int64_t world_size() const { return env_.world_size; }
+  bool active() const { return env_.world_size > 1; }
+
+  void allreduce_sum(std::vector<at::Tensor>& tensors);
+  std::vector<double> sum(std::vector<double> values);
+  double max(double value);
+  void allreduce_grads(const std::vector<at::Tensor>& params);  // sums .grad() over ranks, bucketed
+  void broadcast(const std::vector<at::Tensor>& params, int64_t root = 0);
+  // Throws r1::Error naming the ranks when `checksum` differs across ranks.
+  void check_same(uint64_t checksum, const std::string& what);
+  void barrier();
+
+ private:
+  struct Impl;
+  LaunchEnv env_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace r1
