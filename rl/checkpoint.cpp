@@ -33,7 +33,7 @@ void maybe_crash_in_save(int64_t step) {
 std::string state_json(const TrainerState& s) {
   boost::json::object o{{"step", s.step},
                         {"version", s.version},
-                        {"records_consumed", s.records_consumed},
+                        {"records_by_rank", boost::json::value_from(s.records_by_rank)},
                         {"shuffle_rng", s.shuffle_rng},
                         {"world_size", s.world_size}};
   return boost::json::serialize(o) + "\n";
@@ -42,8 +42,11 @@ std::string state_json(const TrainerState& s) {
 TrainerState parse_state(const fs::path& f) {
   auto v = json::parse_file(f);
   json::Object o(v, f.string());
-  return {o.integer("step"), o.integer("version"), o.integer("records_consumed"), o.string("shuffle_rng"),
-          o.integer("world_size")};
+  TrainerState s{o.integer("step"), o.integer("version"), {}, o.string("shuffle_rng"), o.integer("world_size")};
+  for (const auto& v : o.at("records_by_rank").as_array()) s.records_by_rank.push_back(v.as_int64());
+  R1_CHECK(static_cast<int64_t>(s.records_by_rank.size()) == s.world_size, "{}: records_by_rank has {} entries for {} ranks",
+           f.string(), s.records_by_rank.size(), s.world_size);
+  return s;
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ namespace r1 {
 struct TrainerState {
   int64_t step = 0;              // completed training steps
   int64_t version = 0;           // weight version published after that step
-  int64_t records_consumed = 0;  // dataset records drawn (this rank), for the data cursor
+  std::vector<int64_t> records_by_rank;  // dataset records each rank has drawn (data cursors)
   std::string shuffle_rng;       // std::mt19937_64 state of the minibatch shuffler
   int64_t world_size = 1;
 };

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 #include <csignal>
+#include <fmt/ranges.h>
 #include <sstream>
 #include <cmath>
 #include <fstream>
@@ -271,10 +272,26 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
   if (resume_from) {
     load_checkpoint(resume_from->dir, policy, opt, ref ? &*ref : nullptr);
     const TrainerState& st = resume_from->state;
-    R1_CHECK(st.world_size == world, "resume: the checkpoint was written by {} rank(s), this run has {}",
-             st.world_size, world);
-    first_step = st.step, version = st.version, consumed = st.records_consumed;
-    std::istringstream(st.shuffle_rng) >> shuffle_rng;
+    first_step = st.step, version = st.version;
+    if (st.world_size == world) {  // every rank continues its own cursor: exact
+      consumed = st.records_by_rank[rank];
+      std::istringstream(st.shuffle_rng) >> shuffle_rng;
+    } else {
+      // Another number of ranks: the records drawn so far are a prefix of the global order when every
+      // rank drew the same number and epochs split evenly; rank r then continues at global position
+      // consumed * world + r, with the same sampling streams as any other world size.
+      const int64_t total = std::accumulate(st.records_by_rank.begin(), st.records_by_rank.end(), int64_t{0});
+      const bool even = std::all_of(st.records_by_rank.begin(), st.records_by_rank.end(),
+                                    [&](int64_t c) { return c == st.records_by_rank[0]; });
+      const auto n = static_cast<int64_t>(dataset->size());
+      R1_CHECK(even && total % world == 0 && n % world == 0 && n % st.world_size == 0,
+               "resume: the checkpoint was written by {} rank(s) that drew {} records; {} ranks can continue it only "
+               "when every rank drew the same number (no dynamic sampling) and both the records drawn ({}) and the "
+               "dataset's records ({}) divide by both rank counts", st.world_size, fmt::join(st.records_by_rank, "/"), world,
+               total, n);
+      consumed = total / world;
+      shuffle_rng.seed(static_cast<uint64_t>(cfg.run.seed) ^ 0x5eedULL ^ static_cast<uint64_t>(first_step));
+    }
     dataset->set_cursor(dataset->cursor_after(consumed));
     if (lead) log->truncate_after(first_step);
     fmt::print(stderr, "r1 train: resuming {} from {} (step {})\n", sum.run_dir.string(), resume_from->dir.string(),
@@ -479,6 +496,12 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
       m["eval/length"] = es.mean_length;
       if (last) sum.after = es;
     }
+    std::vector<int64_t> by_rank;
+    if (last || (to.save_every > 0 && (step + 1) % to.save_every == 0)) {  // every rank takes part
+      std::vector<double> v(static_cast<size_t>(world), 0.0);
+      v[static_cast<size_t>(rank)] = static_cast<double>(consumed);
+      for (double x : dist.sum(v)) by_rank.push_back(static_cast<int64_t>(x));
+    }
     if (lead) {
       log->log_step(m);
       if (!sample_log.empty()) log->log_samples(step + 1, sample_log);
@@ -487,7 +510,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
         rng_state << shuffle_rng;
         log->sync();
         save_checkpoint(sum.run_dir, policy, opt, ref ? &*ref : nullptr,
-                        {step + 1, version, consumed, rng_state.str(), world},
+                        {step + 1, version, by_rank, rng_state.str(), world},
                         {.tokenizer_from = model_dir, .keep = to.keep_checkpoints});
       }
     }

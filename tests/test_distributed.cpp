@@ -101,3 +101,21 @@ TEST_CASE("a rank killed mid-run makes the others fail with a clear error within
   CHECK(r.out.find("killed the ranks still running") == std::string::npos);
   CHECK(r.seconds < 40);  // timeout_s = 10, plus start-up
 }
+
+TEST_CASE("resume with a different number of ranks: two ranks save, one rank continues") {
+  fs::path d = setup_dir();
+  const std::string cfg = (d / "run.toml").string();
+  REQUIRE(sh(r1_exe() + " train " + cfg + " --quiet --run-dir " + (d / "one").string()).code == 0);
+  Run killed = sh("R1_TEST_CRASH_AFTER_STEP=2 " + r1_exe() + " launch --nproc 2 --master-port 29735 --grace 30 -- train " +
+                  cfg + " --quiet --set train.save_every=1 --run-dir " + (d / "two").string());
+  CHECK(killed.code != 0);
+  Run resumed = sh(r1_exe() + " train --quiet --resume " + (d / "two").string());
+  CAPTURE(resumed.out);
+  REQUIRE(resumed.code == 0);
+  r1::SafetensorsReader a(d / "one" / "model"), b(d / "two" / "model");
+  double worst = 0;
+  for (const auto& [name, e] : a.entries()) worst = std::max(worst, (a.get(name) - b.get(name)).abs().max().item<double>());
+  MESSAGE("1 rank vs (2 ranks, then resumed on 1): max weight difference " << worst);
+  CHECK(worst <= 1e-6);
+  CHECK(r1::read_file(d / "one" / "metrics.jsonl").find("\"step\":3") != std::string::npos);
+}
