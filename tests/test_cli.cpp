@@ -11,26 +11,13 @@
 #include <string>
 
 #include "test_paths.hpp"
+#include "test_process.hpp"
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout and stderr
-};
+using Result = r1::test::ProcessResult;
 
-Result run_r1(const std::string& args) {
-  std::string cmd = (r1::test::binary_dir() / "r1").string() + " " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result run_r1(const std::string& args) { return r1::test::run_shell((r1::test::binary_dir() / "r1").string() + " " + args); }
 
 std::string write_tmp(const std::string& name, const std::string& text) {
   auto path = std::filesystem::temp_directory_path() / name;
@@ -161,13 +148,7 @@ TEST_CASE("rewards serve: the r1 program serves /healthz and /v1/score over loop
       "Connection: close\\r\\n\\r\\n$body\"; echo; "
       "kill -TERM $pid; wait $pid; echo exit=$?";
   std::string path = write_tmp("r1_serve_test.sh", script);
-  FILE* p = popen(("bash " + path + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  pclose(p);
+  std::string out = r1::test::run_shell("bash " + path).out;
   CHECK(has(out, "\"status\":\"ok\""));
   CHECK(has(out, "math: 72 (answer_tag)"));
   CHECK(has(out, "exit=0"));  // graceful shutdown

@@ -13,30 +13,14 @@
 #include "common/fs.hpp"
 #include "policy/safetensors.hpp"
 #include "test_paths.hpp"
+#include "test_process.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code = -1;
-  std::string out;
-  double seconds = 0;
-};
-
-Run sh(const std::string& cmd) {
-  Run r;
-  auto t0 = std::chrono::steady_clock::now();
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return r;
-}
+using Run = r1::test::ProcessResult;
+Run sh(const std::string& cmd) { return r1::test::run_shell(cmd); }
 
 fs::path setup_dir() {
   fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "distributed";

@@ -13,27 +13,14 @@
 #include "common/fs.hpp"
 #include "common/json.hpp"
 #include "test_paths.hpp"
+#include "test_process.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int code = -1, signal = 0;
-  std::string out;
-};
-
-Run sh(const std::string& cmd) {
-  Run r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = pclose(p);
-  if (WIFEXITED(st)) r.code = WEXITSTATUS(st);
-  return r;
-}
+using Run = r1::test::ProcessResult;
+Run sh(const std::string& cmd) { return r1::test::run_shell(cmd); }
 
 fs::path scratch() {
   fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "resume";
