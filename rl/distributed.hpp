@@ -11,19 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "common/config_fields.hpp"
+#include "rl/options.hpp"
 
 namespace r1 {
 
-struct DistributedOptions {
-#define R1_DISTRIBUTED_FIELDS(F)                                                                           \
-  F(std::string, backend, "auto", "auto (NCCL for CUDA devices, else Gloo), gloo or nccl",                 \
-    x == "auto" || x == "gloo" || x == "nccl")                                                             \
-  F(int64_t, timeout_s, 300, "a collective or rendezvous that takes longer fails the run", x >= 1)         \
-  F(int64_t, checksum_every, 10, "compare the weight checksum across ranks every N steps (0: never)", x >= 0) \
-  F(int64_t, bucket_mb, 25, "gradient all-reduce bucket size", x >= 1)
-  R1_CONFIG(DistributedOptions, R1_DISTRIBUTED_FIELDS)
-};
 
 // Where this process sits in the job, from the environment.
 struct LaunchEnv {

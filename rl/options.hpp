@@ -1,4 +1,5 @@
-// The typed options of rl/: [grpo] (the objective) and [train] (optimisation and the loop).
+// The typed options of rl/: [grpo] (the objective), [train] (optimisation and the loop), [eval]
+// and [distributed].
 // No LibTorch, so run configs can be checked without it.
 #pragma once
 #include <cstdint>
@@ -74,6 +75,16 @@ struct EvalConfig {
   F(int64_t, max_new_tokens, 0, "completion budget at eval (0: as [sampling])", x >= 0)                      \
   F(std::string, format_part, "format", "reward part reported as eval/format", true)
   R1_CONFIG(EvalConfig, R1_EVAL_FIELDS)
+};
+
+struct DistributedOptions {
+#define R1_DISTRIBUTED_FIELDS(F)                                                                           \
+  F(std::string, backend, "auto", "auto (NCCL for CUDA devices, else Gloo), gloo or nccl",                 \
+    x == "auto" || x == "gloo" || x == "nccl")                                                             \
+  F(int64_t, timeout_s, 300, "a collective or rendezvous that takes longer fails the run", x >= 1)         \
+  F(int64_t, checksum_every, 10, "compare the weight checksum across ranks every N steps (0: never)", x >= 0) \
+  F(int64_t, bucket_mb, 25, "gradient all-reduce bucket size", x >= 1)
+  R1_CONFIG(DistributedOptions, R1_DISTRIBUTED_FIELDS)
 };
 
 }  // namespace r1

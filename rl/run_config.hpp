@@ -4,7 +4,6 @@
 #include "common/config_fields.hpp"
 #include "policy/options.hpp"
 #include "rewards/options.hpp"
-#include "rl/distributed.hpp"
 #include "rl/options.hpp"
 #include "rollout/options.hpp"
 
