@@ -43,10 +43,15 @@ class SleepyChecker final : public rewards::Checker {
   }
 };
 
+// Host uids of its own: test_sandbox runs fork bombs under the default slot uids, and a process
+// limit is per uid, so sharing them would let that suite starve this one when ctest runs both.
+constexpr int64_t kUidBase = 630000;
+
 std::shared_ptr<sandbox::Sandbox> test_sandbox() {
   static auto sb = [] {
     sandbox::SandboxOptions o;
     o.parallelism = 2;
+    o.uid_base = kUidBase;
     return std::make_shared<sandbox::Sandbox>(o);
   }();
   return sb;
@@ -64,6 +69,7 @@ service::ServiceConfig base_config() {
   c.service.request_timeout_ms = 10000;
   c.rewards.threads = 2;
   c.rewards.deadline_ms = 300;
+  c.sandbox.uid_base = kUidBase;
   rewards::RewardEntry e;
   e.checker = "math";
   c.rewards.checkers = {e};

@@ -46,7 +46,9 @@ struct SandboxOptions {
   F(int64_t, max_open_files, 64, "open files per process (RLIMIT_NOFILE)", x >= 16)                 \
   F(int64_t, output_limit_kb, 1024, "stdout and stderr cap per run; past it the run is killed",       \
     x >= 1)                                                                                            \
-  F(int64_t, uid_base, 620000, "as root: slot i runs as host uid/gid uid_base + i", x >= 1000)
+  F(int64_t, uid_base, 620000,                                                                      \
+    "as root: slot i runs as host uid/gid uid_base + i; give concurrent r1 processes on one host "   \
+    "disjoint ranges (the process limit is per uid)", x >= 1000)
   R1_CONFIG(SandboxOptions, R1_SANDBOX_FIELDS)
 };
 
