@@ -13,7 +13,7 @@ build="${R1_BUILD_DIR:-$root/build}"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages.
-pkgs=(build-essential cmake ninja-build ccache python3 python3-venv unzip
+pkgs=(build-essential cmake ninja-build ccache python3 python3-pip python3-venv unzip
       libboost1.81-dev libboost-json1.81-dev libtomlplusplus-dev doctest-dev libcli11-dev libfmt-dev
       bubblewrap libpcre2-dev libutf8proc-dev libgloo-dev)
 missing=()
