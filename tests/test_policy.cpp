@@ -1,6 +1,6 @@
 // The policy model against Hugging Face transformers (committed fixtures from
-// scripts/fixtures/make_policy_fixtures.py): logits within 1e-4 in float32, identical greedy
-// tokens, every weight loaded, cached == uncached, chunked log-probs == dense, bit-identical save
+// scripts/fixtures/make_policy_fixtures.py): logits within 1e-4 in float32 (greedy tokens through
+// the rollout engine: test_rollout.cpp), every weight loaded, cached == uncached, chunked log-probs == dense, bit-identical save
 // round trips, and clear errors for broken checkpoints and configs.
 #include <doctest/doctest.h>
 
@@ -13,7 +13,6 @@
 #include "common/fs.hpp"
 #include "common/json.hpp"
 #include "policy/checkpoint.hpp"
-#include "policy/generate.hpp"
 #include "policy/logprobs.hpp"
 #include "policy/safetensors.hpp"
 #include "test_paths.hpp"
@@ -85,28 +84,6 @@ TEST_CASE("logits match transformers within 1e-4 (float32)") {
     // A one-ulp-scale change of one weight must show: the comparison is not vacuous.
     m->model->norm->weight.data().mul_(1.01);
     CHECK((padded_logits(m, p.ids, p.mask) - p.logits).abs().max().item<double>() > 1e-4);
-  }
-}
-
-TEST_CASE("20 greedy tokens identical to transformers generate, batched with different prompt lengths") {
-  for (const auto& name : kModels) {
-    CAPTURE(name);
-    CausalLM m = load_f32(model_dir(name));
-    Parity p = parity(name);
-    std::vector<std::vector<TokenId>> prompts;
-    for (int64_t b = 0; b < p.ids.size(0); ++b) {
-      std::vector<TokenId> row;
-      for (int64_t t = 0; t < p.ids.size(1); ++t)
-        if (p.mask[b][t].item<int64_t>()) row.push_back(static_cast<TokenId>(p.ids[b][t].item<int64_t>()));
-      prompts.push_back(row);
-    }
-    auto gens = greedy_generate(m, prompts, {.max_new_tokens = 20, .stop_ids = {}});
-    for (size_t b = 0; b < gens.size(); ++b) {
-      std::vector<TokenId> want;
-      for (int64_t t = 0; t < p.greedy.size(1); ++t) want.push_back(static_cast<TokenId>(p.greedy[b][t].item<int64_t>()));
-      CHECK(gens[b].tokens == want);
-      CHECK(gens[b].finish_reason == "length");
-    }
   }
 }
 

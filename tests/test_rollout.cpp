@@ -48,7 +48,7 @@ std::vector<std::vector<TokenId>> parity_prompts(const std::string& name, std::v
 }  // namespace
 
 TEST_CASE("greedy rollouts equal transformers generate: mixed prompt lengths, shared prefills, small batches") {
-  for (std::string name : {"qwen2", "qwen3", "llama"}) {
+  for (std::string name : {"qwen2", "qwen3", "llama", "llama-bias", "qwen3-bf16-sharded"}) {
     CAPTURE(name);
     std::vector<std::vector<TokenId>> want;
     auto prompts = parity_prompts(name, &want);
