@@ -24,22 +24,13 @@ Run sh(const std::string& cmd) { return r1::test::run_shell(cmd); }
 
 fs::path setup_dir() {
   fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "distributed";
-  fs::remove_all(d);
-  fs::create_directories(d);
-  std::ofstream f(d / "data.jsonl");
-  for (int i = 0; i < 40; ++i) f << "{\"question\": \"What is " << i << " + 2?\", \"answer\": \"" << i + 2 << "\"}\n";
-  std::ofstream c(d / "run.toml");
-  c << "[run]\nseed = 3\n[model]\npath = \"" << (r1::test::source_dir() / "models" / "tiny").string()
-    << "\"\nthreads = 1\n[data]\npath = \"" << (d / "data.jsonl").string()
-    << "\"\nprompt_template = \"Q: {question} A:\"\n[sampling]\nmax_new_tokens = 8\n"
-       "[rollout]\ngroup_size = 4\nprompts_per_step = 4\nprompts_per_batch = 2\nmax_batch = 8\n"
-       "[[rewards.checkers]]\nchecker = \"length\"\nlength.max_length = 24\nlength.cache_length = 16\n"
-       "length.unit = \"chars\"\n[grpo]\nkl_coef = 0.05\n[train]\nsteps = 3\nlr = 1e-4\nmicro_batch = 3\n"
-       "[distributed]\ntimeout_s = 10\nchecksum_every = 1\n";
+  r1::test::write_tiny_run(d, "[rollout]\ngroup_size = 4\nprompts_per_step = 4\nprompts_per_batch = 2\nmax_batch = 8\n"
+                              "[grpo]\nkl_coef = 0.05\n[train]\nsteps = 3\nlr = 1e-4\nmicro_batch = 3\n"
+                              "[distributed]\ntimeout_s = 10\nchecksum_every = 1\n");
   return d;
 }
 
-std::string r1_exe() { return (r1::test::binary_dir() / "r1").string(); }
+using r1::test::r1_exe;
 
 }  // namespace
 

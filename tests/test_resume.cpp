@@ -25,19 +25,10 @@ Run sh(const std::string& cmd) { return r1::test::run_shell(cmd); }
 fs::path scratch() {
   fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "resume";
   static bool made = [&] {
-    fs::remove_all(d);
-    fs::create_directories(d);
-    std::ofstream f(d / "data.jsonl");
-    for (int i = 0; i < 40; ++i) f << "{\"question\": \"What is " << i << " + 2?\", \"answer\": \"" << i + 2 << "\"}\n";
-    std::ofstream c(d / "run.toml");
-    c << "[run]\nseed = 3\n[model]\npath = \"" << (r1::test::source_dir() / "models" / "tiny").string()
-      << "\"\nthreads = 1\n[data]\npath = \"" << (d / "data.jsonl").string()
-      << "\"\nprompt_template = \"Q: {question} A:\"\n[sampling]\nmax_new_tokens = 8\n"
-         "[rollout]\ngroup_size = 4\nprompts_per_step = 2\nprompts_per_batch = 2\nmax_batch = 8\n"
-         "[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.checkers]]\nchecker = \"length\"\nlength.max_length = 24\n"
-         "length.cache_length = 16\nlength.unit = \"chars\"\n"
-         "[grpo]\nkl_coef = 0.02\n[train]\nsteps = 4\nlr = 1e-3\nsave_every = 1\nkeep_checkpoints = 2\nmicro_batch = 3\n"
-         "inner_epochs = 2\nminibatches = 2\n";
+    r1::test::write_tiny_run(d, "[rollout]\ngroup_size = 4\nprompts_per_step = 2\nprompts_per_batch = 2\nmax_batch = 8\n"
+                                "[[rewards.checkers]]\nchecker = \"math\"\n[grpo]\nkl_coef = 0.02\n"
+                                "[train]\nsteps = 4\nlr = 1e-3\nsave_every = 1\nkeep_checkpoints = 2\nmicro_batch = 3\n"
+                                "inner_epochs = 2\nminibatches = 2\n");
     return true;
   }();
   (void)made;
@@ -45,7 +36,7 @@ fs::path scratch() {
 }
 
 std::string r1_train(const std::string& args, const std::string& env = "") {
-  return env + " " + (r1::test::binary_dir() / "r1").string() + " train --quiet " + args;
+  return env + " " + r1::test::r1_exe() + " train --quiet " + args;
 }
 
 // metrics.jsonl without the wall-clock fields, one JSON text per step.
