@@ -113,12 +113,13 @@ void score_logprobs(CausalLM& model, std::vector<Seq>& seqs, double temperature,
     std::vector<const Seq*> part;
     for (size_t i = s; i < std::min(seqs.size(), s + static_cast<size_t>(micro)); ++i) part.push_back(&seqs[i]);
     MicroForward f = forward_micro(model, part, temperature, false, false);
-    at::Tensor lp = f.logprobs.to(at::kCPU);
+    at::Tensor lp = f.logprobs.to(at::kCPU).contiguous();
+    auto lp_a = lp.accessor<float, 2>();
     for (size_t i = 0; i < part.size(); ++i) {
       Seq& q = seqs[s + i];
       auto& dst = into_ref ? q.ref_logprobs : q.old_logprobs;
       dst.resize(static_cast<size_t>(q.comp_len));
-      for (int64_t t = 0; t < q.comp_len; ++t) dst[t] = lp[static_cast<int64_t>(i)][t].item<float>();
+      for (int64_t t = 0; t < q.comp_len; ++t) dst[t] = lp_a[static_cast<int64_t>(i)][t];
     }
   }
 }
