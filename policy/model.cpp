@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common/error.hpp"
+#include "policy/cpu_kernels.hpp"
 
 namespace r1 {
 
@@ -11,7 +12,8 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const at::Tensor
   if (with_bias) bias = register_parameter("bias", at::empty({out}, opts));
 }
 
-at::Tensor LinearImpl::forward(const at::Tensor& x) { return at::linear(x, weight, bias); }
+// Few-row inference calls (decode steps) take the weight-streaming kernel; the rest ATen.
+at::Tensor LinearImpl::forward(const at::Tensor& x) { return cpu::linear(x, weight, bias); }
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const at::TensorOptions& opts) {
   weight = register_parameter("weight", at::empty({vocab, dim}, opts));
@@ -180,7 +182,10 @@ at::Tensor CausalLMImpl::hidden(const ForwardInput& in, KVCache* cache) {
   return model->norm(x);
 }
 
-at::Tensor CausalLMImpl::logits(const at::Tensor& h) { return at::matmul(h, lm_head_weight().t()).to(at::kFloat); }
+at::Tensor CausalLMImpl::logits(const at::Tensor& h) {
+  if (cpu::small_linear_applies(h, lm_head_weight())) return cpu::small_linear(h, lm_head_weight(), {});
+  return at::matmul(h, lm_head_weight().t()).to(at::kFloat);
+}
 
 at::Tensor causal_mask(const at::Tensor& key_valid, int64_t query_len) {
   const int64_t S = key_valid.size(1);

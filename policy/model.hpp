@@ -114,6 +114,10 @@ class CausalLMImpl : public torch::nn::Module {
 
   // Final-norm hidden states [B, T, H]. Appends this step's keys and values to `cache` if given.
   at::Tensor hidden(const ForwardInput& in, KVCache* cache = nullptr);
+  // One decoding step, the same math as hidden() with T = 1: ids [B] and RoPE positions [B] int64;
+  // key_valid [B, >= cache.length + 1] bool, false for padding slots. Appends to `cache` and returns
+  // final-norm hidden states [B, H]. float32 on CPU runs fused kernels (policy/cpu_kernels.hpp).
+  at::Tensor decode(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_valid, KVCache& cache);
   // Logits [.., V] in float32 for hidden states [.., H].
   at::Tensor logits(const at::Tensor& hidden);
   // The output projection [V, H] (the embedding matrix when tied).
@@ -126,6 +130,8 @@ class CausalLMImpl : public torch::nn::Module {
   Linear lm_head{nullptr};  // absent when tie_word_embeddings
 
  private:
+  bool fused_decode_applies(const KVCache& cache) const;
+  at::Tensor fused_decode(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_valid, KVCache& cache);
   ModelConfig config_;
   at::TensorOptions opts_;
   RopeTable rope_;

@@ -6,8 +6,13 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
+
 #include <chrono>
 #include <cstdlib>
+#include <mutex>
+#include <unordered_map>
 
 #include "common/error.hpp"
 
@@ -44,11 +49,52 @@ LaunchEnv LaunchEnv::from_environment() {
   return e;
 }
 
+// One all-reduce unit of the overlapped gradient sync.
+struct GradBucket {
+  std::vector<at::Tensor> params;  // in the order backward tends to finish them
+  int64_t ready = 0;               // gradients final in this sync
+  at::Tensor flat;                 // [sum of numel] while in flight
+  c10::intrusive_ptr<c10d::Work> work;
+};
+
 struct Distributed::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> pg;
   DistributedOptions options;
   at::Device device{at::kCPU};
+
+  // Overlapped gradient sync state. Hooks run on autograd's threads: `mu` guards all of it.
+  std::mutex mu;
+  std::vector<GradBucket> buckets;
+  std::unordered_map<const void*, size_t> bucket_of;  // TensorImpl* -> bucket
+  size_t next_launch = 0;  // buckets launch strictly in order, so every rank issues the same sequence
+  bool armed = false;
+  GradSyncStats stats;
+
+  void launch(GradBucket& b) {
+    std::vector<at::Tensor> parts;
+    for (auto& p : b.params) {
+      at::Tensor g = p.grad();
+      parts.push_back(g.defined() ? g.reshape({-1}) : at::zeros({p.numel()}, p.options()));  // unused: zero
+    }
+    std::vector<at::Tensor> flat = {at::cat(parts)};
+    b.flat = flat[0];
+    b.work = pg->allreduce(flat);
+  }
+  void launch_ready_in_order(bool early) {
+    while (next_launch < buckets.size() && buckets[next_launch].ready == static_cast<int64_t>(buckets[next_launch].params.size())) {
+      launch(buckets[next_launch++]);
+      stats.launched_early += early;
+    }
+  }
+  void on_grad_ready(const at::Tensor& p) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (!armed) return;
+    auto it = bucket_of.find(p.unsafeGetTensorImpl());
+    if (it == bucket_of.end()) return;
+    ++buckets[it->second].ready;
+    launch_ready_in_order(true);
+  }
 
   void wait(const c10::intrusive_ptr<c10d::Work>& w, const char* what) {
     try {
@@ -95,7 +141,11 @@ Distributed::Distributed(const LaunchEnv& env, const DistributedOptions& o, cons
   }
 }
 
-Distributed::~Distributed() = default;
+Distributed::~Distributed() {
+  if (!impl_) return;
+  for (auto& b : impl_->buckets)  // the hooks point at this object
+    for (auto& p : b.params) torch::autograd::impl::set_post_acc_grad_hooks(p, nullptr);
+}
 
 void Distributed::allreduce_sum(std::vector<at::Tensor>& tensors) {
   if (!active()) return;
@@ -120,37 +170,74 @@ double Distributed::max(double value) {
   return t[0].item<double>();
 }
 
-void Distributed::allreduce_grads(const std::vector<at::Tensor>& params) {
+namespace {
+
+struct SyncHook : torch::autograd::PostAccumulateGradHook {
+  explicit SyncHook(std::function<void(const at::Tensor&)> f) : fn(std::move(f)) {}
+  void operator()(const torch::autograd::Variable& tensor) override { fn(tensor); }
+  std::function<void(const at::Tensor&)> fn;
+};
+
+}  // namespace
+
+void Distributed::attach_grads(const std::vector<at::Tensor>& params) {
   if (!active()) return;
-  // Flat buckets of gradients of one dtype, summed in place.
-  const int64_t bucket_bytes = impl_->options.bucket_mb << 20;
-  std::vector<at::Tensor> bucket;
-  int64_t bytes = 0;
-  auto flush = [&] {
-    if (bucket.empty()) return;
-    std::vector<at::Tensor> flat = {at::cat([&] {
-      std::vector<at::Tensor> v;
-      for (auto& g : bucket) v.push_back(g.reshape({-1}));
-      return v;
-    }())};
-    allreduce_sum(flat);
-    int64_t off = 0;
-    for (auto& g : bucket) {
-      g.copy_(flat[0].narrow(0, off, g.numel()).view_as(g));
-      off += g.numel();
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lock(im.mu);
+  R1_CHECK(im.buckets.empty(), "data parallel: attach_grads called twice");
+  const double cap = im.options.bucket_mb * 1024.0 * 1024.0;
+  double bytes = 0;
+  for (auto it = params.rbegin(); it != params.rend(); ++it) {  // backward finishes the last layers first
+    const at::Tensor& p = *it;
+    if (!p.requires_grad()) continue;
+    const double sz = static_cast<double>(p.numel() * p.element_size());
+    if (im.buckets.empty() || bytes + sz > cap || im.buckets.back().params[0].scalar_type() != p.scalar_type()) {
+      im.buckets.emplace_back();
+      bytes = 0;
     }
-    bucket.clear();
-    bytes = 0;
-  };
-  for (const auto& p : params) {
-    at::Tensor g = p.grad();
-    if (!g.defined()) continue;
-    if (!bucket.empty() && bucket[0].scalar_type() != g.scalar_type()) flush();
-    bucket.push_back(g);
-    bytes += g.numel() * g.element_size();
-    if (bytes >= bucket_bytes) flush();
+    im.buckets.back().params.push_back(p);
+    bytes += sz;
+    im.bucket_of[p.unsafeGetTensorImpl()] = im.buckets.size() - 1;
+    torch::autograd::impl::set_post_acc_grad_hooks(
+        p, std::make_unique<SyncHook>([&im](const at::Tensor& t) { im.on_grad_ready(t); }));
   }
-  flush();
+  im.stats.buckets = static_cast<int64_t>(im.buckets.size());
+}
+
+void Distributed::arm_grad_sync() {
+  if (!active()) return;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  R1_CHECK(!impl_->buckets.empty(), "data parallel: arm_grad_sync before attach_grads");
+  for (auto& b : impl_->buckets) b.ready = 0, b.work.reset(), b.flat = at::Tensor();
+  impl_->next_launch = 0;
+  impl_->armed = true;
+}
+
+void Distributed::finish_grad_sync() {
+  if (!active()) return;
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lock(im.mu);
+  R1_CHECK(im.armed, "data parallel: finish_grad_sync without arm_grad_sync");
+  im.armed = false;
+  for (auto& b : im.buckets) b.ready = static_cast<int64_t>(b.params.size());  // launch what backward did not
+  im.launch_ready_in_order(false);
+  for (auto& b : im.buckets) {
+    im.wait(b.work, "gradient all-reduce");
+    int64_t off = 0;
+    for (auto& p : b.params) {
+      at::Tensor sum = b.flat.narrow(0, off, p.numel()).view_as(p);
+      if (p.grad().defined()) p.mutable_grad().copy_(sum);
+      else p.mutable_grad() = sum.clone();
+      off += p.numel();
+    }
+    b.flat = at::Tensor(), b.work.reset();
+  }
+  ++im.stats.syncs;
+}
+
+Distributed::GradSyncStats Distributed::grad_sync_stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->stats;
 }
 
 void Distributed::broadcast(const std::vector<at::Tensor>& params, int64_t root) {

@@ -1,6 +1,7 @@
 // Data parallelism over LibTorch's c10d: a TCPStore rendezvous (torchrun's MASTER_ADDR/PORT, RANK,
 // WORLD_SIZE, LOCAL_RANK, or SLURM's variables), Gloo on CPU and NCCL on GPUs. Gradients are
-// summed in flat buckets after backward, initial weights are broadcast from rank 0, and a weight
+// summed in flat buckets whose all-reduce starts during backward, as soon as backward has produced
+// each bucket's gradients (DDP's scheme); initial weights are broadcast from rank 0, and a weight
 // checksum compared across ranks turns silent divergence into an error. Every collective has a
 // timeout, so a dead rank makes the others fail with a clear error instead of hanging.
 #pragma once
@@ -38,7 +39,20 @@ class Distributed {
   void allreduce_sum(std::vector<at::Tensor>& tensors);
   std::vector<double> sum(std::vector<double> values);
   double max(double value);
-  void allreduce_grads(const std::vector<at::Tensor>& params);  // sums .grad() over ranks, bucketed
+  // Overlapped gradient sum. attach_grads() puts a post-accumulate hook on every parameter and cuts
+  // them into buckets in reverse order (the order backward finishes them). Between arm_grad_sync()
+  // and finish_grad_sync(), the backward passes' hooks launch each bucket's all-reduce once all of
+  // its gradients are final, in bucket order on every rank; finish_grad_sync() launches what is left,
+  // waits, and writes the sums into .grad(). Arm only around the last backward before a step.
+  void attach_grads(const std::vector<at::Tensor>& params);
+  void arm_grad_sync();
+  void finish_grad_sync();
+  struct GradSyncStats {
+    int64_t buckets = 0;            // per sync
+    int64_t launched_early = 0;     // summed over syncs: buckets whose all-reduce began inside backward
+    int64_t syncs = 0;
+  };
+  GradSyncStats grad_sync_stats() const;
   void broadcast(const std::vector<at::Tensor>& params, int64_t root = 0);
   // Throws r1::Error naming the ranks when `checksum` differs across ranks.
   void check_same(uint64_t checksum, const std::string& what);

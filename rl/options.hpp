@@ -83,7 +83,8 @@ struct DistributedOptions {
     x == "auto" || x == "gloo" || x == "nccl")                                                             \
   F(int64_t, timeout_s, 300, "a collective or rendezvous that takes longer fails the run", x >= 1)         \
   F(int64_t, checksum_every, 10, "compare the weight checksum across ranks every N steps (0: never)", x >= 0) \
-  F(int64_t, bucket_mb, 25, "gradient all-reduce bucket size", x >= 1)
+  F(double, bucket_mb, 25, "gradient all-reduce bucket size in MiB; each bucket starts as soon as backward " \
+    "has produced its gradients, overlapping communication with the rest of backward", x > 0)
   R1_CONFIG(DistributedOptions, R1_DISTRIBUTED_FIELDS)
 };
 

@@ -299,6 +299,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
                first_step);
   }
   dist.broadcast(params);  // every replica starts from rank 0's weights
+  dist.attach_grads(params);
   pool.publish(*policy, version);
   pool.start_at(consumed);
   pool.start();
@@ -392,6 +393,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
 
     // 4. mu passes of minibatch updates with gradient accumulation over micro-batches.
     LossStats stats;
+    const Distributed::GradSyncStats sync_before = dist.grad_sync_stats();
     double grad_norm = 0, train_tokens = 0;
     int64_t updates = 0;
     const double lr = lr_at(to, step);
@@ -412,6 +414,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
         }
         opt.zero_grad();
         for (size_t u = mb; u < mb_end; u += static_cast<size_t>(to.micro_batch)) {
+          if (u + static_cast<size_t>(to.micro_batch) >= mb_end) dist.arm_grad_sync();  // last backward of the step
           std::vector<const Seq*> part;
           for (size_t i = u; i < std::min(mb_end, u + static_cast<size_t>(to.micro_batch)); ++i) part.push_back(&seqs[order[i]]);
           MicroForward f = forward_micro(policy, part, cfg.sampling.temperature, ref.has_value(), need_entropy);
@@ -423,7 +426,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
           }
           for (const Seq* q : part) train_tokens += static_cast<double>(q->ids.size());
         }
-        dist.allreduce_grads(params);
+        dist.finish_grad_sync();
         if (to.max_grad_norm > 0)
           grad_norm += torch::nn::utils::clip_grad_norm_(params, to.max_grad_norm);
         else {
@@ -489,6 +492,11 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
                           {"time/sync", t_sync},
                           {"policy_lag", n_groups > 0 ? lag / n_groups : 0.0}};
     for (const auto& [n, v] : part_sums) m["reward/" + n + "/mean"] = v / n_samples;
+    if (dist.active()) {  // share of gradient buckets whose all-reduce overlapped backward
+      const Distributed::GradSyncStats sync = dist.grad_sync_stats();
+      const double launched = static_cast<double>(sync.buckets * (sync.syncs - sync_before.syncs));
+      m["dist/overlapped_buckets"] = launched > 0 ? static_cast<double>(sync.launched_early - sync_before.launched_early) / launched : 0.0;
+    }
     const bool last = step + 1 == to.steps;
     if (lead && !eval_prompts.empty() && (last || (cfg.eval.every > 0 && (step + 1) % cfg.eval.every == 0))) {
       EvalScore es = run_eval();

@@ -182,10 +182,7 @@ void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t fi
     }
     std::vector<int64_t> positions;
     for (auto& r : rows) positions.push_back(r.position++);
-    at::Tensor next = tok_cpu.to(dev).unsqueeze(1);                                  // [B, 1]
-    at::Tensor p = at::tensor(positions, at::kLong).to(dev).unsqueeze(1);           // [B, 1]
-    at::Tensor m = causal_mask(valid.narrow(1, 0, cache.length + 1), 1);           // [B, 1, 1, S']
-    last = model_->hidden({next, p, m}, &cache).squeeze(1);                          // [B, H]
+    last = model_->decode(tok_cpu.to(dev), at::tensor(positions, at::kLong).to(dev), valid, cache);  // [B, H]
   }
   stats_.decode_seconds += seconds_since(t1);
 

@@ -26,7 +26,7 @@ fs::path setup_dir() {
   fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "distributed";
   r1::test::write_tiny_run(d, "[rollout]\ngroup_size = 4\nprompts_per_step = 4\nprompts_per_batch = 2\nmax_batch = 8\n"
                               "[grpo]\nkl_coef = 0.05\n[train]\nsteps = 3\nlr = 1e-4\nmicro_batch = 3\n"
-                              "[distributed]\ntimeout_s = 10\nchecksum_every = 1\n");
+                              "[distributed]\ntimeout_s = 10\nchecksum_every = 1\nbucket_mb = 0.05\n");  // ~8 buckets of 430 KB
   return d;
 }
 
@@ -62,6 +62,11 @@ TEST_CASE("two ranks over loopback equal one rank with the same global batch") {
   CHECK(field(m1, "reward/mean") == field(m2, "reward/mean"));
   CHECK(field(m1, "length/mean") == field(m2, "length/mean"));
   CHECK(field(m2, "reward/mean").size() == 3);
+  // Gradient buckets were all-reduced while backward was still running, not after it.
+  std::vector<std::string> overlapped = field(m2, "dist/overlapped_buckets");
+  REQUIRE(overlapped.size() == 3);
+  for (const auto& o : overlapped) CHECK(std::stod(o.substr(o.find(':') + 1)) > 0.5);
+  MESSAGE("share of buckets launched inside backward: " << overlapped[0]);
 }
 
 TEST_CASE("a rank killed mid-run makes the others fail with a clear error within the timeout") {

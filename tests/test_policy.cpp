@@ -13,6 +13,7 @@
 #include "common/fs.hpp"
 #include "common/json.hpp"
 #include "policy/checkpoint.hpp"
+#include "policy/cpu_kernels.hpp"
 #include "policy/logprobs.hpp"
 #include "policy/safetensors.hpp"
 #include "test_paths.hpp"
@@ -119,6 +120,64 @@ TEST_CASE("cached decoding equals the uncached forward") {
   at::Tensor cached = at::cat(steps, 1);
   CHECK(cache.length == 16);
   CHECK((cached - full).abs().max().item<double>() <= 1e-5);
+}
+
+TEST_CASE("fused CPU decode steps equal the generic cached forward (padding, GQA, q/k norm, biases, llama3 rope)") {
+  at::NoGradGuard ng;
+  for (const std::string name : {"qwen2", "qwen3", "llama", "llama-bias"}) {
+    CAPTURE(name);
+    CausalLM m = load_f32(model_dir(name));
+    Parity p = parity(name);
+    const int64_t B = p.ids.size(0), P = 10, steps = 6;  // prefill 10 left-padded tokens, decode 6
+    at::Tensor valid = p.mask.to(at::kBool);                // [B, 16]
+    at::Tensor pos = (p.mask.cumsum(-1) - 1).clamp_min(0);  // [B, 16]
+    KVCache fused = KVCache::allocate(m->config(), B, 16, m->options());
+    KVCache plain = KVCache::allocate(m->config(), B, 16, m->options());
+    auto prefill = [&](KVCache& c) {
+      return m->hidden({p.ids.narrow(1, 0, P), pos.narrow(1, 0, P), causal_mask(valid.narrow(1, 0, P), P)}, &c);
+    };
+    prefill(fused), prefill(plain);
+    for (int64_t t = P; t < P + steps; ++t) {
+      at::Tensor a = m->decode(p.ids.select(1, t), pos.select(1, t), valid, fused);  // [B, H]
+      at::Tensor b = m->hidden({p.ids.narrow(1, t, 1), pos.narrow(1, t, 1), causal_mask(valid.narrow(1, 0, t + 1), 1)},
+                               &plain).squeeze(1);
+      REQUIRE(a.isfinite().all().item<bool>());
+      REQUIRE(b.isfinite().all().item<bool>());
+      CHECK((a - b).abs().max().item<double>() <= 1e-5);
+      CHECK((m->logits(a) - m->logits(b)).abs().max().item<double>() <= 1e-4);
+    }
+    CHECK(fused.length == plain.length);
+    for (size_t l = 0; l < fused.k.size(); ++l) {  // the cache slots each path wrote
+      CHECK((fused.k[l].narrow(2, 0, P + steps) - plain.k[l].narrow(2, 0, P + steps)).abs().max().item<double>() <= 1e-5);
+      CHECK((fused.v[l].narrow(2, 0, P + steps) - plain.v[l].narrow(2, 0, P + steps)).abs().max().item<double>() <= 1e-5);
+    }
+  }
+}
+
+TEST_CASE("the few-row weight-streaming GEMM equals at::linear, and steps aside when it does not apply") {
+  at::manual_seed(5);
+  at::NoGradGuard ng;
+  if (std::string(cpu::small_linear_isa()) == "none") return;  // no AVX2 on this CPU: nothing to compare
+  for (int64_t rows : {1, 2, 3, 4, 5, 7, 8, 9, 13, 16})
+    for (int64_t n : {1, 6, 37, 64}) {
+      CAPTURE(rows);
+      CAPTURE(n);
+      at::Tensor x = at::randn({rows, 48}), w = at::randn({n, 48}), b = at::randn({n});
+      CHECK(cpu::small_linear_applies(x, w));
+      CHECK((cpu::small_linear(x, w, b) - at::linear(x, w, b)).abs().max().item<double>() <= 1e-4);
+      CHECK((cpu::small_linear(x, w, {}) - at::linear(x, w)).abs().max().item<double>() <= 1e-4);
+    }
+  at::Tensor x3 = at::randn({2, 3, 32}), w = at::randn({5, 32});
+  CHECK(cpu::linear(x3, w, {}).sizes() == at::IntArrayRef({2, 3, 5}));
+  CHECK(!cpu::small_linear_applies(at::randn({17, 32}), w));               // many rows: MKL's blocked GEMM
+  CHECK(!cpu::small_linear_applies(at::randn({2, 40}), at::randn({5, 40})));  // K % 16 != 0
+  CHECK(!cpu::small_linear_applies(x3.to(at::kDouble), w.to(at::kDouble)));
+  {
+    at::AutoGradMode grad(true);
+    at::Tensor wg = w.clone().requires_grad_(true);
+    CHECK(!cpu::small_linear_applies(x3, wg));  // training keeps autograd's linear
+    CHECK(cpu::linear(x3, wg, {}).requires_grad());
+  }
 }
 
 TEST_CASE("chunked token log-probs and entropies equal the dense log_softmax, with gradients") {

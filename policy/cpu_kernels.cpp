@@ -1,0 +1,379 @@
+#include "policy/cpu_kernels.hpp"
+
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace r1::cpu {
+
+namespace {
+
+constexpr int64_t kMaxRows = 16;  // above this MKL's blocked GEMM wins (bench_linear, streamed and cached)
+constexpr int64_t kGroupN = 4;            // weight rows per task unit
+constexpr int64_t kPrefetchBytes = 8192;  // ahead of each weight stream (measured: bench_linear)
+
+// W floats of a vector register, written with GCC vector extensions so that one kernel body
+// compiles to AVX-512 or AVX2 (+FMA) code depending on the target of the function it is inlined in.
+typedef float v16f __attribute__((vector_size(64)));
+typedef float v16f_u __attribute__((vector_size(64), aligned(4)));  // for unaligned loads
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v8f_u __attribute__((vector_size(32), aligned(4)));
+typedef float v4f __attribute__((vector_size(16)));
+template <int W>
+struct Vec;
+template <>
+struct Vec<16> {
+  using T = v16f;
+  using U = v16f_u;
+};
+template <>
+struct Vec<8> {
+  using T = v8f;
+  using U = v8f_u;
+};
+
+// y[m, n] = sum_k x[m, k] w[n, k] + b[n] for one tile of MT rows of x and NT rows of w; K % W == 0.
+// One pass over K loads each weight vector once and uses it for all MT rows, so weight streaming
+// (the bound at few rows) overlaps the FMAs. MT * NT accumulators + NT weights + 1 x must fit the
+// register file (32 zmm for W = 16, 16 ymm for W = 8).
+template <int W, int MT, int NT>
+[[gnu::always_inline]] inline void tile_body(const float* x, int64_t K, const float* const* w, const float* b,
+                                             int64_t nn, float* y, int64_t ldy) {
+  using T = typename Vec<W>::T;
+  using U = typename Vec<W>::U;
+  T acc[MT][NT];
+#pragma GCC unroll 16
+  for (int i = 0; i < MT; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; ++j) acc[i][j] = T{};
+  for (int64_t k = 0; k < K; k += W) {
+    T wv[NT];
+#pragma GCC unroll 4
+    for (int j = 0; j < NT; ++j) {
+      if (k % 16 == 0) __builtin_prefetch(reinterpret_cast<const char*>(w[j] + k) + kPrefetchBytes);
+      wv[j] = *reinterpret_cast<const U*>(w[j] + k);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MT; ++i) {
+      const T xv = *reinterpret_cast<const U*>(x + i * K + k);
+#pragma GCC unroll 4
+      for (int j = 0; j < NT; ++j) acc[i][j] += xv * wv[j];  // contracted to FMA
+    }
+  }
+  for (int i = 0; i < MT; ++i)
+    for (int64_t j = 0; j < nn; ++j) {
+      v8f h8;  // horizontal sum as a tree: 16 -> 8 -> 4 lanes, then scalars
+      if constexpr (W == 16)
+        h8 = __builtin_shufflevector(acc[i][j], acc[i][j], 0, 1, 2, 3, 4, 5, 6, 7) +
+             __builtin_shufflevector(acc[i][j], acc[i][j], 8, 9, 10, 11, 12, 13, 14, 15);
+      else
+        h8 = acc[i][j];
+      const v4f h4 = __builtin_shufflevector(h8, h8, 0, 1, 2, 3) + __builtin_shufflevector(h8, h8, 4, 5, 6, 7);
+      y[i * ldy + j] = (h4[0] + h4[2]) + (h4[1] + h4[3]) + (b ? b[j] : 0.f);
+    }
+}
+
+template <int MT, int NT>
+__attribute__((target("avx512f"))) void tile_avx512(const float* x, int64_t K, const float* const* w, const float* b,
+                                                     int64_t nn, float* y, int64_t ldy) {
+  tile_body<16, MT, NT>(x, K, w, b, nn, y, ldy);
+}
+
+template <int MT, int NT>
+__attribute__((target("avx2,fma"))) void tile_avx2(const float* x, int64_t K, const float* const* w, const float* b,
+                                                   int64_t nn, float* y, int64_t ldy) {
+  tile_body<8, MT, NT>(x, K, w, b, nn, y, ldy);
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+enum class Isa { none, avx2, avx512 };
+
+Isa detect() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
+  return Isa::none;
+}
+
+Isa isa() {
+  static const Isa i = detect();
+  return i;
+}
+
+using TileFn = void (*)(const float*, int64_t, const float* const*, const float*, int64_t, float*, int64_t);
+
+// The tile kernels of one ISA, by rows of x per pass (1 .. max_mt), with the weight rows each takes.
+struct Plan {
+  int max_mt;
+  TileFn fn[9];
+  int64_t nt[9];
+};
+
+const Plan& plan() {
+  static const Plan avx512{8,
+                           {nullptr, tile_avx512<1, 4>, tile_avx512<2, 4>, tile_avx512<3, 4>, tile_avx512<4, 4>,
+                            tile_avx512<5, 2>, tile_avx512<6, 2>, tile_avx512<7, 2>, tile_avx512<8, 2>},
+                           {0, 4, 4, 4, 4, 2, 2, 2, 2}};
+  static const Plan avx2{6,
+                         {nullptr, tile_avx2<1, 4>, tile_avx2<2, 4>, tile_avx2<3, 2>, tile_avx2<4, 2>, tile_avx2<5, 2>,
+                          tile_avx2<6, 2>, nullptr, nullptr},
+                         {0, 4, 4, 2, 2, 2, 2, 0, 0}};
+  return isa() == Isa::avx512 ? avx512 : avx2;
+}
+
+// Rows [0, M) of x against weight rows [n0, n1): for each group of 4 weight rows, every block of
+// up to max_mt rows of x in one pass (the group's weights stay in L1 between blocks).
+void gemm_rows(const Plan& p, const float* x, int64_t M, int64_t K, const float* W, const float* bias, float* y,
+               int64_t N, int64_t n0, int64_t n1) {
+  for (int64_t g = n0; g < n1; g += kGroupN)
+    for (int64_t m = 0; m < M;) {
+      const int64_t mt = std::min<int64_t>(p.max_mt, M - m);
+      const int64_t nt = p.nt[mt];
+      for (int64_t n = g; n < std::min(n1, g + kGroupN); n += nt) {
+        const int64_t nn = std::min(nt, n1 - n);
+        const float* w[4];
+        for (int64_t j = 0; j < nt; ++j) w[j] = W + (n + std::min(j, nn - 1)) * K;  // a short tile repeats its last row
+        p.fn[mt](x + m * K, K, w, bias ? bias + n : nullptr, nn, y + m * N + n, N);
+      }
+      m += mt;
+    }
+}
+
+}  // namespace
+
+const char* small_linear_isa() {
+  switch (isa()) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "none";
+  }
+}
+
+bool small_linear_applies(const at::Tensor& x, const at::Tensor& w) {
+  if (isa() == Isa::none || !x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat)
+    return false;
+  if (at::GradMode::is_enabled() && (x.requires_grad() || w.requires_grad())) return false;
+  if (w.dim() != 2 || x.dim() < 1 || x.size(-1) != w.size(1) || w.size(1) % 16 != 0 || !w.is_contiguous()) return false;
+  const int64_t rows = x.numel() / std::max<int64_t>(1, x.size(-1));
+  return rows >= 1 && rows <= kMaxRows;
+}
+
+at::Tensor small_linear(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& bias) {
+  TORCH_CHECK(small_linear_applies(x_in, w), "small_linear: needs float32 CPU x with <= ", kMaxRows,
+              " rows and K % 16 == 0, got x ", x_in.sizes(), ", w ", w.sizes());
+  const int64_t K = w.size(1), N = w.size(0);
+  const at::Tensor x = x_in.reshape({-1, K}).contiguous();
+  const int64_t M = x.size(0);
+  at::Tensor b;
+  if (bias.defined()) b = bias.to(at::kFloat).contiguous();
+  std::vector<int64_t> out_shape(x_in.sizes().begin(), x_in.sizes().end());
+  out_shape.back() = N;
+  at::Tensor y = at::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const float* wp = w.data_ptr<float>();
+  const float* bp = b.defined() ? b.data_ptr<float>() : nullptr;
+  float* yp = y.data_ptr<float>();
+  const int64_t groups = (N + kGroupN - 1) / kGroupN;
+  // Each task streams >= ~256 KiB of weights, so threads split the weight matrix, not the rows.
+  const int64_t grain = std::max<int64_t>(1, (256 * 1024) / (kGroupN * K * 4));
+  const Plan& p = plan();
+  at::parallel_for(0, groups, grain, [&](int64_t g0, int64_t g1) {
+    gemm_rows(p, xp, M, K, wp, bp, yp, N, g0 * kGroupN, std::min(N, g1 * kGroupN));
+  });
+  return y.view(out_shape);
+}
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+  if (small_linear_applies(x, w)) return small_linear(x, w, bias);
+  return at::linear(x, w, bias);
+}
+
+}  // namespace r1::cpu
+
+namespace r1::cpu {
+
+namespace {
+
+// e^x for 8 floats (Cephes expf: range reduction by ln 2, degree-5 polynomial; ~1 ulp).
+__attribute__((target("avx2,fma"))) inline __m256 exp256(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(0.5f)));
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+  x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), x);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+// D % 8 == 0 throughout.
+__attribute__((target("avx2,fma"))) inline float dot(const float* a, const float* b, int64_t D) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t d = 0;
+  for (; d + 16 <= D; d += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d + 8), _mm256_loadu_ps(b + d + 8), acc1);
+  }
+  for (; d < D; d += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc0);
+  return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+__attribute__((target("avx2,fma"))) void rms_row(const float* x, const float* w, float* y, int64_t dim, float eps) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t d = 0;
+  for (; d + 8 <= dim; d += 8) {
+    const __m256 v = _mm256_loadu_ps(x + d);
+    acc = _mm256_fmadd_ps(v, v, acc);
+  }
+  float ss = hsum256(acc);
+  for (int64_t t = d; t < dim; ++t) ss += x[t] * x[t];
+  const float r = 1.0f / std::sqrt(ss / static_cast<float>(dim) + eps);
+  for (int64_t t = 0; t < dim; ++t) y[t] = w[t] * (x[t] * r);
+}
+
+// y = rope(norm(x)) for one head of D floats (HF: t * cos + rotate_half(t) * sin).
+void norm_rope(const float* x, const float* norm_w, float eps, const float* cos, const float* sin, float* tmp,
+               float* y, int64_t D) {
+  const float* t = x;
+  if (norm_w) rms_row(x, norm_w, tmp, D, eps), t = tmp;
+  const int64_t half = D / 2;
+  for (int64_t j = 0; j < half; ++j) {
+    y[j] = t[j] * cos[j] + (-t[j + half]) * sin[j];
+    y[j + half] = t[j + half] * cos[j + half] + t[j] * sin[j + half];
+  }
+}
+
+// Sums of each of 8 vectors, as one vector [sum(a0), ..., sum(a7)].
+__attribute__((target("avx2,fma"))) inline __m256 hsum8x8(const __m256* a) {
+  const __m256 h0123 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  const __m256 h4567 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+  return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20), _mm256_permute2f128_ps(h0123, h4567, 0x31));
+}
+
+// attend_one for D = 8 * DV known at compile time: q and the output accumulator live in registers,
+// and scores are computed 8 keys at a time (one transpose-add instead of 8 horizontal sums).
+template <int DV>
+__attribute__((target("avx2,fma"))) void attend_fixed(const float* q, const float* K, const float* V, const bool* ok,
+                                                      int64_t n, float* scores, float* out) {
+  constexpr int64_t D = 8 * DV;
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const __m256 scale = _mm256_set1_ps(1.0f / std::sqrt(static_cast<float>(D)));
+  __m256 qv[DV];
+#pragma GCC unroll 16
+  for (int i = 0; i < DV; ++i) qv[i] = _mm256_loadu_ps(q + 8 * i);
+  int64_t s = 0;
+  for (; s + 8 <= n; s += 8) {
+    __m256 a[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const float* k = K + (s + j) * D;
+      __m256 t = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
+#pragma GCC unroll 16
+      for (int i = 1; i < DV; ++i) t = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), t);
+      a[j] = t;
+    }
+    _mm256_storeu_ps(scores + s, _mm256_mul_ps(hsum8x8(a), scale));
+  }
+  for (; s < n; ++s) scores[s] = dot(q, K + s * D, D) * (1.0f / std::sqrt(static_cast<float>(D)));
+  float m = neg_inf;
+  for (int64_t t = 0; t < n; ++t) {
+    if (!ok[t] && t != n - 1) scores[t] = neg_inf;  // a token always sees itself, as in causal_mask
+    m = std::max(m, scores[t]);
+  }
+  const __m256 mv = _mm256_set1_ps(m), ninf = _mm256_set1_ps(neg_inf);
+  __m256 sum8 = _mm256_setzero_ps();
+  for (s = 0; s + 8 <= n; s += 8) {
+    const __m256 sc = _mm256_loadu_ps(scores + s);
+    const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(sc, ninf, _CMP_EQ_OQ), exp256(_mm256_sub_ps(sc, mv)));
+    _mm256_storeu_ps(scores + s, p);
+    sum8 = _mm256_add_ps(sum8, p);
+  }
+  float sum = hsum256(sum8);
+  for (; s < n; ++s) {
+    float tail[8] = {scores[s] - m, 0, 0, 0, 0, 0, 0, 0}, e[8];
+    _mm256_storeu_ps(e, exp256(_mm256_loadu_ps(tail)));
+    scores[s] = scores[s] == neg_inf ? 0.f : e[0];
+    sum += scores[s];
+  }
+  __m256 acc[DV];
+#pragma GCC unroll 16
+  for (int i = 0; i < DV; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t t = 0; t < n; ++t) {
+    if (scores[t] == 0.f) continue;
+    const __m256 pv = _mm256_set1_ps(scores[t]);
+    const float* vr = V + t * D;
+#pragma GCC unroll 16
+    for (int i = 0; i < DV; ++i) acc[i] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8 * i), acc[i]);
+  }
+  const __m256 inv = _mm256_set1_ps(1.0f / sum);
+#pragma GCC unroll 16
+  for (int i = 0; i < DV; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
+}
+
+// Softmax(q . K / sqrt(D)) V for one query head over slots [0, n) of one cache row.
+void attend(const float* q, const float* K, const float* V, const bool* ok, int64_t n, int64_t D, float* scores,
+            float* out) {
+  switch (D) {
+    case 16: return attend_fixed<2>(q, K, V, ok, n, scores, out);
+    case 32: return attend_fixed<4>(q, K, V, ok, n, scores, out);
+    case 64: return attend_fixed<8>(q, K, V, ok, n, scores, out);
+    case 96: return attend_fixed<12>(q, K, V, ok, n, scores, out);
+    case 128: return attend_fixed<16>(q, K, V, ok, n, scores, out);
+    default: TORCH_CHECK(false, "decode_attention: head_dim ", D, " has no kernel (see decode_attention_supports)");
+  }
+}
+
+}  // namespace
+
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps) {
+  TORCH_CHECK(isa() != Isa::none, "rms_norm: needs AVX2+FMA");
+  for (int64_t r = 0; r < rows; ++r) rms_row(x + r * dim, w, y + r * dim, dim, eps);
+}
+
+bool decode_attention_supports(int64_t head_dim) {
+  return isa() != Isa::none && (head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128);
+}
+
+void decode_attention(const DecodeAttention& a) {
+  TORCH_CHECK(decode_attention_supports(a.D) && a.Hq % a.Hkv == 0 && a.pos < a.S_max,
+              "decode_attention: needs AVX2+FMA, head_dim in {16, 32, 64, 96, 128}, Hq % Hkv == 0 and a free cache slot");
+  const int64_t D = a.D, n = a.pos + 1, group = a.Hq / a.Hkv;
+  // 1. The new token's keys (normed, rotated) and values into slot pos.
+  at::parallel_for(0, a.B * a.Hkv, std::max<int64_t>(1, 2048 / D), [&](int64_t i0, int64_t i1) {
+    std::vector<float> tmp(static_cast<size_t>(D));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / a.Hkv;
+      const int64_t slot = (i * a.S_max + a.pos) * D;
+      norm_rope(a.k + i * D, a.k_norm, a.eps, a.cos + b * D, a.sin + b * D, tmp.data(), a.k_cache + slot, D);
+      std::copy(a.v + i * D, a.v + (i + 1) * D, a.v_cache + slot);
+    }
+  });
+  // 2. Each query head against its key/value head.
+  const int64_t grain = std::max<int64_t>(1, 16384 / (n * D));
+  at::parallel_for(0, a.B * a.Hq, grain, [&](int64_t i0, int64_t i1) {
+    std::vector<float> qbuf(static_cast<size_t>(2 * D)), scores(static_cast<size_t>(n));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / a.Hq, h = i % a.Hq, kv = b * a.Hkv + h / group;
+      norm_rope(a.q + i * D, a.q_norm, a.eps, a.cos + b * D, a.sin + b * D, qbuf.data() + D, qbuf.data(), D);
+      attend(qbuf.data(), a.k_cache + kv * a.S_max * D, a.v_cache + kv * a.S_max * D, a.key_valid + b * a.valid_stride,
+                 n, D, scores.data(), a.out + i * D);
+    }
+  });
+}
+
+}  // namespace r1::cpu
