@@ -13,7 +13,7 @@ namespace r1::cpu {
 namespace {
 
 constexpr int64_t kMaxRows = 16;  // above this MKL's blocked GEMM wins (bench_linear, streamed and cached)
-constexpr int64_t kGroupN = 4;            // weight rows per task unit
+constexpr int64_t kGroupN = 12;           // weight rows per task unit (a multiple of every tile width)
 constexpr int64_t kPrefetchBytes = 8192;  // ahead of each weight stream (measured: bench_linear)
 
 // W floats of a vector register, written with GCC vector extensions so that one kernel body
@@ -122,8 +122,8 @@ struct Plan {
 const Plan& plan() {
   static const Plan avx512{8,
                            {nullptr, tile_avx512<1, 4>, tile_avx512<2, 4>, tile_avx512<3, 4>, tile_avx512<4, 4>,
-                            tile_avx512<5, 2>, tile_avx512<6, 2>, tile_avx512<7, 2>, tile_avx512<8, 2>},
-                           {0, 4, 4, 4, 4, 2, 2, 2, 2}};
+                            tile_avx512<5, 3>, tile_avx512<6, 3>, tile_avx512<7, 3>, tile_avx512<8, 3>},
+                           {0, 4, 4, 4, 4, 3, 3, 3, 3}};
   static const Plan avx2{6,
                          {nullptr, tile_avx2<1, 4>, tile_avx2<2, 4>, tile_avx2<3, 2>, tile_avx2<4, 2>, tile_avx2<5, 2>,
                           tile_avx2<6, 2>, nullptr, nullptr},
