@@ -209,7 +209,8 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
                     .weights = store,
                     .reward = reward,
                     .stream_stride = world,
-                    .stream_offset = rank});
+                    .stream_offset = rank,
+                    .threads = cfg.rollout.threads > 0 ? cfg.rollout.threads : cfg.model.threads});
   int64_t version = 0;
 
   // Held-out greedy eval on the trainer's own weights.
@@ -339,7 +340,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
     // 2. Advantages and the training sequences.
     std::vector<Seq> seqs;
     double reward_sum = 0, reward_sq = 0, acc = 0, len_sum = 0, len_max = 0, truncated = 0, lag = 0, gen_tokens = 0;
-    double t_reward = 0;
+    double t_reward = 0, t_generate = 0;  // summed over groups (generate: worker-seconds)
     std::map<std::string, double> part_sums;
     boost::json::array sample_log;
     if (!groups.empty()) {
@@ -350,6 +351,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
       for (size_t i = 0; i < groups.size(); ++i) {
         const ScoredGroup& g = groups[i];
         t_reward += g.reward_seconds;
+        t_generate += g.generate_seconds;
         lag += static_cast<double>(version - g.policy_version);
         for (int64_t j = 0; j < G; ++j) {
           const Completion& c = g.completions[j];
@@ -467,6 +469,9 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
     }
     if (cfg.distributed.checksum_every > 0 && (step + 1) % cfg.distributed.checksum_every == 0)
       dist.check_same(weights_checksum(*policy), fmt::format("the weight checksum after step {}", step + 1));
+    // Generation speed over the time spent generating: the wait in take() alone is ~0 when the
+    // rollout already ran during the previous step's eval or training (max_policy_lag).
+    const double gen_time = std::max(t_rollout, t_generate / static_cast<double>(std::max<int64_t>(1, cfg.rollout.workers)));
     const double mean = reward_sum / n_samples;
     const double tok = std::max(stats.tokens, 1.0);
     boost::json::object m{{"step", step + 1},
@@ -484,7 +489,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
                           {"clip/high", stats.clip_high / tok},
                           {"grad_norm", updates ? grad_norm / static_cast<double>(updates) : 0.0},
                           {"lr", lr},
-                          {"tokens_per_s/gen", t_rollout > 0 ? gen_tokens / t_rollout : 0.0},
+                          {"tokens_per_s/gen", gen_time > 0 ? gen_tokens / gen_time : 0.0},
                           {"tokens_per_s/train", t_train > 0 ? train_tokens * to.inner_epochs / t_train : 0.0},
                           {"time/rollout", t_rollout},
                           {"time/reward", t_reward},
@@ -528,7 +533,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
       const double elapsed = since(t_start), per = since(t_step);
       std::string line = fmt::format("step {}/{} | reward {:.3f} | acc {:.3f} | len {:.0f} | gen {:.0f} tok/s | {} | ETA {}",
                                      step + 1, to.steps, mean, acc / n_samples, len_sum / n_samples,
-                                     t_rollout > 0 ? gen_tokens / t_rollout : 0.0, fmt_duration(elapsed),
+                                     gen_time > 0 ? gen_tokens / gen_time : 0.0, fmt_duration(elapsed),
                                      fmt_duration(per * static_cast<double>(to.steps - step - 1)));
       if (m.contains("eval/accuracy"))
         line += fmt::format(" | eval acc {:.3f} fmt {:.3f}", m["eval/accuracy"].as_double(), m["eval/format"].as_double());

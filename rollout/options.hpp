@@ -34,7 +34,11 @@ struct RolloutOptions {
   F(int64_t, max_batch, 64, "sequences decoded together by one worker", x >= 1)                              \
   F(int64_t, max_policy_lag, 0,                                                                              \
     "0: on-policy (generate each step with the weights just trained); 1: generate step k+1 while training "  \
-    "step k, with weights one version old", x == 0 || x == 1)
+    "step k, with weights one version old", x == 0 || x == 1)                                            \
+  F(int64_t, threads, 0,                                                                                     \
+    "CPU threads of each worker's ops (0: [model] threads). On a few cores, 1 can be faster for a small "    \
+    "model: a worker's OpenMP team and the trainer's would otherwise share the cores and sleep between "     \
+    "the many small parallel regions of a decode step", x >= 0)
   R1_CONFIG(RolloutOptions, R1_ROLLOUT_FIELDS)
 };
 

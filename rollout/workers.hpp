@@ -51,6 +51,9 @@ class RolloutPool {
     // Sampling stream of group `sequence`: sequence * stride + offset. Data parallel ranks use
     // (world size, rank), so group i of rank r draws the stream of global position i * world + r.
     int64_t stream_stride = 1, stream_offset = 0;
+    // CPU threads of each worker's ops (0: LibTorch's default). OpenMP's thread count is per
+    // thread, so a worker does not inherit the trainer's at::set_num_threads.
+    int64_t threads = 0;
   };
   RolloutPool(RolloutOptions options, SamplingOptions sampling, Parts parts);
   ~RolloutPool();  // stops and joins
