@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 #include <limits>
 #include <vector>
 
@@ -98,11 +100,15 @@ __attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
 
 enum class Isa { none, avx2, avx512 };
 
+// The best kernel this CPU runs; R1_CPU_ISA=avx2|none caps it (tests run every kernel on one CPU).
 Isa detect() {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return Isa::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
-  return Isa::none;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  Isa best = __builtin_cpu_supports("avx512f") ? Isa::avx512 : avx2 ? Isa::avx2 : Isa::none;
+  const char* cap = std::getenv("R1_CPU_ISA");
+  if (cap && std::string(cap) == "none") best = Isa::none;
+  if (cap && std::string(cap) == "avx2" && best == Isa::avx512) best = Isa::avx2;
+  return best;
 }
 
 Isa isa() {
