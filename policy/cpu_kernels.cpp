@@ -137,8 +137,8 @@ const Plan& plan() {
   return isa() == Isa::avx512 ? avx512 : avx2;
 }
 
-// Rows [0, M) of x against weight rows [n0, n1): for each group of 4 weight rows, every block of
-// up to max_mt rows of x in one pass (the group's weights stay in L1 between blocks).
+// Rows [0, M) of x against weight rows [n0, n1): for each group of kGroupN weight rows, every block
+// of up to max_mt rows of x in one pass per tile (the group's weights stay in L1 between blocks).
 void gemm_rows(const Plan& p, const float* x, int64_t M, int64_t K, const float* W, const float* bias, float* y,
                int64_t N, int64_t n0, int64_t n1) {
   for (int64_t g = n0; g < n1; g += kGroupN)
