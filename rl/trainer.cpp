@@ -492,6 +492,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
                           {"tokens_per_s/gen", gen_time > 0 ? gen_tokens / gen_time : 0.0},
                           {"tokens_per_s/train", t_train > 0 ? train_tokens * to.inner_epochs / t_train : 0.0},
                           {"time/rollout", t_rollout},
+                          {"time/generate", t_generate / static_cast<double>(std::max<int64_t>(1, cfg.rollout.workers))},
                           {"time/reward", t_reward},
                           {"time/train", t_train},
                           {"time/sync", t_sync},

@@ -120,6 +120,13 @@ TEST_CASE("train: dynamic sampling drops groups whose rewards agree; lag 1 overl
   REQUIRE(metrics.size() == 2);
   CHECK(metrics[0].at("policy_lag").to_number<double>() == 0);  // step 1 uses the initial weights
   CHECK(metrics[1].at("policy_lag").to_number<double>() == doctest::Approx(1.0));  // prefetched during step 1
+  // Generation speed is over the time spent generating, not the (near zero) wait for prefetched groups.
+  for (const auto& m : metrics) {
+    const double tokens = m.at("length/mean").to_number<double>() * 2 * 4;  // 2 prompts x 4 samples
+    const double secs = std::max(m.at("time/rollout").to_number<double>(), m.at("time/generate").to_number<double>());
+    CHECK(m.at("time/generate").to_number<double>() > 0);
+    CHECK(m.at("tokens_per_s/gen").to_number<double>() == doctest::Approx(tokens / secs).epsilon(1e-6));
+  }
 }
 
 TEST_CASE("train: bad configs are refused before anything starts") {
