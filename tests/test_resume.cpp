@@ -45,7 +45,7 @@ std::vector<std::string> deterministic_metrics(const fs::path& run) {
   std::ifstream in(run / "metrics.jsonl");
   for (std::string line; std::getline(in, line);) {
     auto o = r1::json::parse(line, "metrics").as_object();
-    for (const char* k : {"time", "time/rollout", "time/reward", "time/train", "time/sync", "tokens_per_s/gen",
+    for (const char* k : {"time", "time/rollout", "time/generate", "time/reward", "time/train", "time/sync", "tokens_per_s/gen",
                           "tokens_per_s/train"})
       o.erase(k);
     out.push_back(boost::json::serialize(o));
