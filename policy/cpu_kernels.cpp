@@ -21,9 +21,9 @@ constexpr int64_t kPrefetchBytes = 8192;  // ahead of each weight stream (measur
 // W floats of a vector register, written with GCC vector extensions so that one kernel body
 // compiles to AVX-512 or AVX2 (+FMA) code depending on the target of the function it is inlined in.
 typedef float v16f __attribute__((vector_size(64)));
-typedef float v16f_u __attribute__((vector_size(64), aligned(4)));  // for unaligned loads
+typedef float v16f_u __attribute__((vector_size(64), aligned(4), __may_alias__));  // unaligned loads of float*
 typedef float v8f __attribute__((vector_size(32)));
-typedef float v8f_u __attribute__((vector_size(32), aligned(4)));
+typedef float v8f_u __attribute__((vector_size(32), aligned(4), __may_alias__));
 typedef float v4f __attribute__((vector_size(16)));
 template <int W>
 struct Vec;
@@ -361,7 +361,8 @@ void decode_attention(const DecodeAttention& a) {
   const int64_t D = a.D, n = a.pos + 1, group = a.Hq / a.Hkv;
   // 1. The new token's keys (normed, rotated) and values into slot pos.
   at::parallel_for(0, a.B * a.Hkv, std::max<int64_t>(1, 2048 / D), [&](int64_t i0, int64_t i1) {
-    std::vector<float> tmp(static_cast<size_t>(D));
+    thread_local std::vector<float> tmp;  // scratch reused across steps: no allocation in the decode loop
+    tmp.resize(static_cast<size_t>(D));
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / a.Hkv;
       const int64_t slot = (i * a.S_max + a.pos) * D;
@@ -372,7 +373,8 @@ void decode_attention(const DecodeAttention& a) {
   // 2. Each query head against its key/value head.
   const int64_t grain = std::max<int64_t>(1, 16384 / (n * D));
   at::parallel_for(0, a.B * a.Hq, grain, [&](int64_t i0, int64_t i1) {
-    std::vector<float> qbuf(static_cast<size_t>(2 * D)), scores(static_cast<size_t>(n));
+    thread_local std::vector<float> qbuf, scores;  // scratch reused across steps
+    qbuf.resize(static_cast<size_t>(2 * D)), scores.resize(static_cast<size_t>(n));
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / a.Hq, h = i % a.Hq, kv = b * a.Hkv + h / group;
       norm_rope(a.q + i * D, a.q_norm, a.eps, a.cos + b * D, a.sin + b * D, qbuf.data() + D, qbuf.data(), D);

@@ -18,10 +18,6 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bi
 // Which kernel small_linear runs on this CPU: "avx512", "avx2" or "none".
 const char* small_linear_isa();
 
-}  // namespace r1::cpu
-
-namespace r1::cpu {
-
 // RMSNorm of `rows` rows of `dim` floats: y = w * x / sqrt(mean(x^2) + eps), like HF in float32.
 // y may alias x.
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps);

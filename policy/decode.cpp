@@ -1,8 +1,6 @@
 // CausalLM::decode: one token per row against the KV cache. On CPU in float32 the step is a few
 // fused loops around the GEMMs (policy/cpu_kernels.hpp) instead of ~30 ATen ops per layer and a
 // [B, 1, 1, S] mask; elsewhere it is hidden() with an explicit mask.
-#include <ATen/Parallel.h>
-
 #include "policy/cpu_kernels.hpp"
 #include "policy/model.hpp"
 
