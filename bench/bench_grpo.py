@@ -7,7 +7,8 @@ Both sides train the same tiny model (models/r1zero-tiny, HF format) on the same
   temperature 1.0 (no top-p/top-k), stop at the model's eos only (TRL's generate path has no stop
   strings, so r1's "</answer>" stop string is switched off too), token-mean (DAPO) loss, clip
   0.2 / 0.28, beta = 0 (no reference model), one inner iteration, two micro-batches of 32 per
-  optimizer step, AdamW lr 2e-4 with 5 warm-up steps, grad-norm clip 1.0, the same thread count;
+  optimizer step, AdamW lr 2e-4 with 5 warm-up steps then cosine decay, grad-norm clip 1.0, no
+  gradient checkpointing (TRL's default is on; off is faster here), the same thread count;
   rewards: math (exact match of the <answer> content with the reference, weight 1) + format
   (weight 0.2), as Python functions on the TRL side (their cost is negligible either way).
 Each side runs --warmup + --steps steps; only the last --steps are timed. Step times come from the
@@ -119,7 +120,8 @@ def run_trl(a, total_steps, template, rows):
         steps_per_generation=2,  # one generation of 64 completions per optimizer step, as r1
         max_completion_length=a.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
         loss_type="dapo", beta=0.0, num_iterations=1, epsilon=0.2, epsilon_high=0.28, scale_rewards="group",
-        learning_rate=2e-4, warmup_steps=5, lr_scheduler_type="constant_with_warmup", max_grad_norm=1.0,
+        learning_rate=2e-4, warmup_steps=5, lr_scheduler_type="cosine", max_grad_norm=1.0,
+        gradient_checkpointing=False,  # TRL defaults to True; r1 keeps activations, so TRL does too
         weight_decay=0.0, reward_weights=[1.0, 0.2], dataloader_num_workers=0, log_completions=False)
     trainer = GRPOTrainer(model=model, reward_funcs=[math_reward, format_reward], args=args, train_dataset=ds,
                           processing_class=tok, callbacks=[Clock()])

@@ -182,6 +182,42 @@ at::Tensor CausalLMImpl::hidden(const ForwardInput& in, KVCache* cache) {
   return model->norm(x);
 }
 
+SharedPrefixHidden CausalLMImpl::hidden_shared(const SharedPrefixInput& in) {
+  TORCH_CHECK(in.prefix_ids.dim() == 2 && in.suffix_ids.dim() == 2, "hidden_shared: prefix_ids and suffix_ids must be ",
+              "[U, P] and [B, T], got ", in.prefix_ids.sizes(), " and ", in.suffix_ids.sizes());
+  const int64_t U = in.prefix_ids.size(0), P = in.prefix_ids.size(1);
+  const int64_t B = in.suffix_ids.size(0), T = in.suffix_ids.size(1);
+  TORCH_CHECK(in.prefix_len.dim() == 1 && in.prefix_len.size(0) == U && in.prefix_of.dim() == 1 &&
+                  in.prefix_of.size(0) == B,
+              "hidden_shared: prefix_len must be [U = ", U, "] and prefix_of [B = ", B, "], got ",
+              in.prefix_len.sizes(), " and ", in.prefix_of.sizes());
+  const auto ids_opts = in.prefix_ids.options().dtype(at::kLong);
+  // The prefixes' keys and values land in [0, P) of a cache with room for the suffix behind them.
+  KVCache cache;
+  const auto& c = config_;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    cache.k.push_back(at::zeros({U, c.num_key_value_heads, P + T, c.head_dim}, opts_));
+    cache.v.push_back(at::zeros({U, c.num_key_value_heads, P + T, c.head_dim}, opts_));
+  }
+  SharedPrefixHidden out;
+  out.prefix = hidden({in.prefix_ids}, &cache);  // causal: right padding never reaches a valid token
+  if (T == 0) {
+    out.suffix = at::empty({B, 0, c.hidden_size}, out.prefix.options());
+    return out;
+  }
+  const at::Tensor of = in.prefix_of.to(at::kLong);
+  cache.select_rows(of);                                  // [B, Hkv, P + T, D]: gradients sum back per prefix
+  const at::Tensor len = in.prefix_len.to(at::kLong).index_select(0, of).unsqueeze(1);  // [B, 1]
+  const at::Tensor t = at::arange(T, ids_opts).unsqueeze(0);                             // [1, T]
+  const at::Tensor k = at::arange(P + T, ids_opts);                                      // [S]
+  // Key j < P is the row's prefix token j (valid below its length); key P + s is suffix token s (causal).
+  const at::Tensor prefix_ok = (k < P).unsqueeze(0) & (k.unsqueeze(0) < len);            // [B, S]
+  const at::Tensor suffix_ok = (k >= P).unsqueeze(0) & (k.unsqueeze(0) - P <= t.view({T, 1}));  // [T, S]
+  const at::Tensor mask = (prefix_ok.unsqueeze(1) | suffix_ok.unsqueeze(0)).unsqueeze(1);  // [B, 1, T, S]
+  out.suffix = hidden({in.suffix_ids, len + t, mask}, &cache);
+  return out;
+}
+
 at::Tensor CausalLMImpl::logits(const at::Tensor& h) {
   if (cpu::small_linear_applies(h, lm_head_weight())) return cpu::small_linear(h, lm_head_weight(), {});
   return at::matmul(h, lm_head_weight().t()).to(at::kFloat);

@@ -108,12 +108,28 @@ struct ForwardInput {
   at::Tensor mask;       // [B, 1, T, S] bool, S = cached + T; undefined: plain causal
 };
 
+// Rows that continue shared prefixes (a GRPO group's G completions of one prompt): each prefix
+// runs once, and its keys and values, with their gradients, are shared by the rows continuing it.
+struct SharedPrefixInput {
+  at::Tensor prefix_ids;  // [U, P] int64, right-padded
+  at::Tensor prefix_len;  // [U] int64, valid tokens of each prefix, >= 1
+  at::Tensor suffix_ids;  // [B, T] int64, right-padded; row b continues prefix prefix_of[b]
+  at::Tensor prefix_of;   // [B] int64 in [0, U)
+};
+
+struct SharedPrefixHidden {
+  at::Tensor prefix;  // [U, P, H] final-norm hidden states of the prefixes
+  at::Tensor suffix;  // [B, T, H] those of the continuations, as if each row ran prefix + suffix alone
+};
+
 class CausalLMImpl : public torch::nn::Module {
  public:
   CausalLMImpl(ModelConfig c, const at::TensorOptions& opts);
 
   // Final-norm hidden states [B, T, H]. Appends this step's keys and values to `cache` if given.
   at::Tensor hidden(const ForwardInput& in, KVCache* cache = nullptr);
+  // The same hidden states for rows sharing prefixes, with each prefix computed once. Differentiable.
+  SharedPrefixHidden hidden_shared(const SharedPrefixInput& in);
   // One decoding step, the same math as hidden() with T = 1: ids [B] and RoPE positions [B] int64;
   // key_valid [B, >= cache.length + 1] bool, false for padding slots. Appends to `cache` and returns
   // final-norm hidden states [B, H]. float32 on CPU runs fused kernels (policy/cpu_kernels.hpp).

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <csignal>
@@ -9,6 +10,7 @@
 #include <sstream>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <random>
 #include <torch/csrc/autograd/autograd.h>
@@ -20,7 +22,7 @@
 #include "common/fs.hpp"
 #include "metrics/run_log.hpp"
 #include "policy/checkpoint.hpp"
-#include "policy/logprobs.hpp"
+#include "policy/completions.hpp"
 #include "rewards/service/client.hpp"
 #include "rl/checkpoint.hpp"
 #include "rl/eval.hpp"
@@ -40,6 +42,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 struct Seq {
   std::vector<TokenId> ids;  // prompt + completion
   int64_t prompt_len = 0, comp_len = 0;
+  int64_t group = 0;  // sequences of one group share their prompt
   std::vector<float> old_logprobs, ref_logprobs;
   double advantage = 0;
   bool counted = true;  // false when masked out (truncated and mask_truncated)
@@ -65,23 +68,20 @@ struct MicroForward {
 MicroForward forward_micro(CausalLM& model, const std::vector<const Seq*>& seqs, double temperature, bool with_ref,
                            bool entropy) {
   const int64_t b = static_cast<int64_t>(seqs.size());
-  int64_t L = 0, T = 1;
-  for (const Seq* s : seqs) L = std::max<int64_t>(L, s->ids.size()), T = std::max(T, s->comp_len);
-  at::Tensor ids = at::zeros({b, L}, at::kLong);
-  std::vector<int64_t> rows, flat, targets;
+  std::vector<CompletionRef> rows;
+  int64_t T = 1;
+  for (const Seq* s : seqs) {
+    rows.push_back({s->ids.data(), s->prompt_len, s->comp_len, s->group});  // a group's samples share its prompt
+    T = std::max(T, s->comp_len);
+  }
   at::Tensor mask = at::zeros({b, T}), old = at::zeros({b, T}), ref = at::zeros({b, T}), adv = at::zeros({b});
-  auto ids_a = ids.accessor<int64_t, 2>();
   auto m_a = mask.accessor<float, 2>();
   auto o_a = old.accessor<float, 2>();
   auto r_a = ref.accessor<float, 2>();
   double tokens = 0;
   for (int64_t i = 0; i < b; ++i) {
     const Seq& s = *seqs[i];
-    for (size_t t = 0; t < s.ids.size(); ++t) ids_a[i][t] = s.ids[t];
     for (int64_t t = 0; t < s.comp_len; ++t) {
-      rows.push_back(i * L + s.prompt_len - 1 + t);  // the hidden state that predicts completion token t
-      flat.push_back(i * T + t);
-      targets.push_back(s.ids[s.prompt_len + t]);
       m_a[i][t] = s.counted ? 1.f : 0.f;
       o_a[i][t] = s.old_logprobs[t];
       if (with_ref) r_a[i][t] = s.ref_logprobs[t];
@@ -90,14 +90,10 @@ MicroForward forward_micro(CausalLM& model, const std::vector<const Seq*>& seqs,
     adv[i] = s.advantage;
   }
   const auto dev = model->options().device();
-  at::Tensor h = model->hidden({ids.to(dev)});  // [b, L, H], right padding needs no mask
-  at::Tensor sel = h.reshape({b * L, h.size(2)}).index_select(0, at::tensor(rows, at::kLong).to(dev));
-  auto lp = token_logprobs(sel, model->lm_head_weight(), at::tensor(targets, at::kLong).to(dev),
-                           {.temperature = temperature, .chunk_rows = 1024, .entropy = entropy});
-  at::Tensor fl = at::tensor(flat, at::kLong).to(dev);
+  CompletionLogprobs lp = completion_logprobs(*model, rows, {.temperature = temperature, .chunk_rows = 1024, .entropy = entropy});
   MicroForward f;
-  f.logprobs = at::zeros({b * T}, lp.logprobs.options()).index_copy(0, fl, lp.logprobs).view({b, T});
-  if (entropy) f.entropy = at::zeros({b * T}, lp.entropy.options()).index_copy(0, fl, lp.entropy).view({b, T});
+  f.logprobs = lp.logprobs;
+  f.entropy = lp.entropy;
   f.mask = mask.to(dev);
   f.old_logprobs = old.to(dev);
   if (with_ref) f.ref_logprobs = ref.to(dev);
@@ -359,6 +355,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
           s.ids = g.prompt_ids;
           s.ids.insert(s.ids.end(), c.tokens.begin(), c.tokens.end());
           s.prompt_len = static_cast<int64_t>(g.prompt_ids.size());
+          s.group = static_cast<int64_t>(i);
           s.comp_len = static_cast<int64_t>(c.tokens.size());
           s.old_logprobs = c.logprobs;
           s.advantage = adv[static_cast<int64_t>(i)][j].item<double>();
@@ -408,6 +405,9 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
       const size_t per_mb = (seqs.size() + to.minibatches - 1) / static_cast<size_t>(to.minibatches);
       for (size_t mb = 0; mb < seqs.size(); mb += per_mb) {
         const size_t mb_end = std::min(seqs.size(), mb + per_mb);
+        // Within a minibatch, group members sit together so their micro-batches share prompts.
+        std::stable_sort(order.begin() + static_cast<std::ptrdiff_t>(mb), order.begin() + static_cast<std::ptrdiff_t>(mb_end),
+                         [&](size_t x, size_t y) { return seqs[x].group < seqs[y].group; });
         LossNorm norm{static_cast<double>(mb_end - mb), 0, cfg.sampling.max_new_tokens};
         for (size_t i = mb; i < mb_end; ++i) norm.tokens += seqs[order[i]].counted ? seqs[order[i]].comp_len : 0;
         if (dist.active()) {  // step-wide totals over every rank: the same objective as one big batch

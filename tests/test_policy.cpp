@@ -13,6 +13,7 @@
 #include "common/fs.hpp"
 #include "common/json.hpp"
 #include "policy/checkpoint.hpp"
+#include "policy/completions.hpp"
 #include "policy/cpu_kernels.hpp"
 #include "policy/logprobs.hpp"
 #include "policy/safetensors.hpp"
@@ -120,6 +121,61 @@ TEST_CASE("cached decoding equals the uncached forward") {
   at::Tensor cached = at::cat(steps, 1);
   CHECK(cache.length == 16);
   CHECK((cached - full).abs().max().item<double>() <= 1e-5);
+}
+
+TEST_CASE("shared-prefix forward equals each row's own forward, hidden states and gradients") {
+  // Two prompts of lengths 5 and 7 (right-padded to 7), four continuations of 6, 3, 1 and 4 tokens.
+  const std::vector<int64_t> plen = {5, 7}, slen = {6, 3, 1, 4}, of = {0, 1, 0, 1};
+  for (const std::string name : {"qwen3", "llama"}) {
+    CAPTURE(name);
+    CausalLM m = load_f32(model_dir(name));
+    const int64_t V = m->config().vocab_size, H = m->config().hidden_size;
+    at::manual_seed(11);
+    at::Tensor prefix = at::randint(1, V, {2, 7}, at::kLong), suffix = at::randint(1, V, {4, 6}, at::kLong);
+    for (int64_t b = 0; b < 4; ++b) suffix[b].narrow(0, slen[b], 6 - slen[b]).fill_(0);
+    prefix[0].narrow(0, 5, 2).fill_(0);
+    at::Tensor probe_p = at::randn({2, 7, H}), probe_s = at::randn({4, 6, H});  // loss weights
+
+    SharedPrefixHidden sh = m->hidden_shared({prefix, at::tensor(plen), suffix, at::tensor(of)});
+    at::Tensor loss = at::zeros({});
+    for (int64_t u = 0; u < 2; ++u) loss = loss + (sh.prefix[u].narrow(0, 0, plen[u]) * probe_p[u].narrow(0, 0, plen[u])).sum();
+    for (int64_t b = 0; b < 4; ++b) loss = loss + (sh.suffix[b].narrow(0, 0, slen[b]) * probe_s[b].narrow(0, 0, slen[b])).sum();
+    std::vector<at::Tensor> params = m->parameters();
+    auto g_shared = torch::autograd::grad({loss}, params, {}, {}, false, /*allow_unused=*/true);  // lm_head: unused
+
+    // Reference: every prefix and every prefix + continuation through the plain forward, one row at a time.
+    at::Tensor ref_loss = at::zeros({});
+    double max_diff = 0;
+    for (int64_t u = 0; u < 2; ++u) {
+      at::Tensor h = m->hidden({prefix.narrow(0, u, 1).narrow(1, 0, plen[u])})[0];  // [len, H]
+      max_diff = std::max(max_diff, (h - sh.prefix[u].narrow(0, 0, plen[u])).abs().max().item<double>());
+      ref_loss = ref_loss + (h * probe_p[u].narrow(0, 0, plen[u])).sum();
+    }
+    for (int64_t b = 0; b < 4; ++b) {
+      const int64_t u = of[b];
+      at::Tensor ids = at::cat({prefix[u].narrow(0, 0, plen[u]), suffix[b].narrow(0, 0, slen[b])}).unsqueeze(0);
+      at::Tensor h = m->hidden({ids})[0].narrow(0, plen[u], slen[b]);  // [slen, H]
+      max_diff = std::max(max_diff, (h - sh.suffix[b].narrow(0, 0, slen[b])).abs().max().item<double>());
+      ref_loss = ref_loss + (h * probe_s[b].narrow(0, 0, slen[b])).sum();
+    }
+    auto g_ref = torch::autograd::grad({ref_loss}, params, {}, {}, false, /*allow_unused=*/true);
+    CHECK(max_diff <= 1e-5);
+    double grad_diff = 0, grad_scale = 0;
+    for (size_t i = 0; i < params.size(); ++i) {
+      REQUIRE(g_shared[i].defined() == g_ref[i].defined());
+      if (!g_ref[i].defined()) continue;
+      grad_diff = std::max(grad_diff, (g_shared[i] - g_ref[i]).abs().max().item<double>());
+      grad_scale = std::max(grad_scale, g_ref[i].abs().max().item<double>());
+    }
+    CHECK(grad_scale > 0);
+    CHECK(grad_diff <= 1e-5 * std::max(1.0, grad_scale));
+  }
+  // Rows may only share a prompt run when their prompts are the same tokens.
+  CausalLM m = load_f32(model_dir("qwen3"));
+  const std::vector<TokenId> a = {5, 6, 7, 8}, b = {5, 6, 9, 8};
+  std::string err = error_of([&] { completion_logprobs(*m, {{a.data(), 3, 1, 0}, {b.data(), 3, 1, 0}}); });
+  CHECK(err.find("share prompt key 0") != std::string::npos);
+  CHECK(completion_logprobs(*m, {{a.data(), 3, 1, 0}, {b.data(), 3, 1, 1}}).logprobs.sizes() == at::IntArrayRef{2, 1});
 }
 
 TEST_CASE("fused CPU decode steps equal the generic cached forward (padding, GQA, q/k norm, biases, llama3 rope)") {

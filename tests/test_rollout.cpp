@@ -9,6 +9,7 @@
 
 #include "common/error.hpp"
 #include "policy/checkpoint.hpp"
+#include "policy/completions.hpp"
 #include "policy/logprobs.hpp"
 #include "policy/safetensors.hpp"
 #include "rollout/rollout.hpp"
@@ -153,7 +154,7 @@ TEST_CASE("stop strings that span token boundaries end the completion there") {
   CHECK(engine.generate({{prompt, 1, 0}}, s)[0].text == prefix.substr(0, first));
 }
 
-TEST_CASE("rollout log-probs equal the trainer-side forward log-probs (float32, <= 1e-5)") {
+TEST_CASE("rollout log-probs equal the trainer-side forward log-probs, prompts shared or not (float32, <= 1e-5)") {
   for (std::string name : {"qwen3", "llama"}) {
     CAPTURE(name);
     CausalLM model = load_f32(test::fixtures() / "models" / name);
@@ -169,7 +170,23 @@ TEST_CASE("rollout log-probs equal the trainer-side forward log-probs (float32, 
     for (size_t i = 0; i < prompts.size(); ++i) reqs.push_back({prompts[i], 3, i});
     auto out = engine.generate(reqs, s);
     at::NoGradGuard ng;
-    double worst = 0;
+    double worst = 0, worst_shared = 0;
+    // The trainer's path: every prompt runs once for its 3 samples (completion_logprobs).
+    std::vector<std::vector<TokenId>> full;
+    std::vector<CompletionRef> rows;
+    for (const auto& c : out) {
+      full.push_back(prompts[c.request]);
+      full.back().insert(full.back().end(), c.tokens.begin(), c.tokens.end());
+    }
+    for (size_t i = 0; i < out.size(); ++i)
+      rows.push_back({full[i].data(), static_cast<int64_t>(prompts[out[i].request].size()),
+                      static_cast<int64_t>(out[i].tokens.size()), static_cast<int64_t>(out[i].request)});
+    at::Tensor shared = completion_logprobs(*model, rows, {.temperature = s.temperature}).logprobs;  // [B, T]
+    for (size_t i = 0; i < out.size(); ++i) {
+      const int64_t n = static_cast<int64_t>(out[i].tokens.size());
+      at::Tensor rollout = at::tensor(out[i].logprobs, at::kFloat);
+      worst_shared = std::max(worst_shared, (shared[static_cast<int64_t>(i)].narrow(0, 0, n) - rollout).abs().max().item<double>());
+    }
     for (const auto& c : out) {
       std::vector<int64_t> seq(prompts[c.request].begin(), prompts[c.request].end());
       seq.insert(seq.end(), c.tokens.begin(), c.tokens.end());
@@ -181,8 +198,9 @@ TEST_CASE("rollout log-probs equal the trainer-side forward log-probs (float32, 
       at::Tensor rollout = at::tensor(c.logprobs, at::kFloat);
       worst = std::max(worst, (lp.logprobs - rollout).abs().max().item<double>());
     }
-    MESSAGE(name << ": max |rollout - trainer log-prob| = " << worst);
+    MESSAGE(name << ": max |rollout - trainer log-prob| = " << worst << ", with shared prompts " << worst_shared);
     CHECK(worst <= 1e-5);
+    CHECK(worst_shared <= 1e-5);
   }
 }
 
