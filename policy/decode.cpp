@@ -33,8 +33,8 @@ at::Tensor CausalLMImpl::fused_decode(const at::Tensor& ids, const at::Tensor& p
   const int64_t Hq = config_.num_attention_heads, Hkv = config_.num_key_value_heads;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   const at::Tensor valid = key_valid.to(at::kBool).contiguous();
-  auto [cos4, sin4] = rope_.cos_sin(positions.unsqueeze(1), at::kFloat);  // [B, 1, 1, D]
-  const at::Tensor cos = cos4.reshape({B, D}).contiguous(), sin = sin4.reshape({B, D}).contiguous();
+  auto [cos3, sin3] = rope_.cos_sin(positions.unsqueeze(1), at::kFloat);  // [B, 1, D]
+  const at::Tensor cos = cos3.reshape({B, D}).contiguous(), sin = sin3.reshape({B, D}).contiguous();
 
   at::Tensor x = model->embed_tokens->weight.index_select(0, ids).contiguous();  // [B, H] residual stream
   at::Tensor xn = at::empty_like(x);                                             // [B, H]

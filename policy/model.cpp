@@ -4,6 +4,7 @@
 
 #include "common/error.hpp"
 #include "policy/cpu_kernels.hpp"
+#include "policy/fused_ops.hpp"
 
 namespace r1 {
 
@@ -25,12 +26,7 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const at::TensorOptions& opts
   weight = register_parameter("weight", at::empty({dim}, opts));
 }
 
-at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
-  at::Tensor h = x.to(at::kFloat);
-  at::Tensor var = h.pow(2).mean(-1, /*keepdim=*/true);
-  h = h * at::rsqrt(var + eps);
-  return weight * h.to(x.scalar_type());
-}
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) { return rms_norm(x, weight, eps); }
 
 KVCache KVCache::allocate(const ModelConfig& c, int64_t batch, int64_t max_len, const at::TensorOptions& opts) {
   KVCache kv;
@@ -67,13 +63,8 @@ RopeTable RopeTable::make(const ModelConfig& c, const at::Device& device) {
 
 std::pair<at::Tensor, at::Tensor> RopeTable::cos_sin(const at::Tensor& positions, at::ScalarType dtype) const {
   at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
-  at::Tensor emb = at::cat({freqs, freqs}, -1).unsqueeze(1);              // [B, 1, T, D]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);                           // [B, T, D]
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
-}
-
-static at::Tensor rotate_half(const at::Tensor& x) {
-  const int64_t half = x.size(-1) / 2;
-  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c, const at::TensorOptions& opts)
@@ -94,14 +85,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
   at::Tensor q = q_proj(x).view({B, T, heads, head_dim});     // [B, T, Hq, D]
   at::Tensor k = k_proj(x).view({B, T, kv_heads, head_dim});  // [B, T, Hkv, D]
   at::Tensor v = v_proj(x).view({B, T, kv_heads, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
-  if (q_norm) {
-    q = q_norm(q);
-    k = k_norm(k);
-  }
-  q = q.transpose(1, 2);  // [B, Hq, T, D]
-  k = k.transpose(1, 2);  // [B, Hkv, T, D]
-  q = q * cos + rotate_half(q) * sin;
-  k = k * cos + rotate_half(k) * sin;
+  const double eps = q_norm ? q_norm->eps : 0.0;
+  q = norm_rope(q, q_norm ? q_norm->weight : at::Tensor(), eps, cos, sin).transpose(1, 2);  // [B, Hq, T, D]
+  k = norm_rope(k, k_norm ? k_norm->weight : at::Tensor(), eps, cos, sin).transpose(1, 2);  // [B, Hkv, T, D]
 
   bool causal = !mask.defined();
   if (cache) {

@@ -55,14 +55,14 @@ struct KVCache {
 struct RopeTable {
   at::Tensor inv_freq;  // [D/2] float32, with llama3 scaling applied
   static RopeTable make(const ModelConfig& c, const at::Device& device);
-  // cos, sin of [B, 1, T, D] in `dtype` for positions [B, T].
+  // cos, sin of [B, T, D] in `dtype` for positions [B, T].
   std::pair<at::Tensor, at::Tensor> cos_sin(const at::Tensor& positions, at::ScalarType dtype) const;
 };
 
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const ModelConfig& c, const at::TensorOptions& opts);
-  // x [B, T, H]; cos/sin [B, 1, T, D]; mask [B, 1, T, S] bool (true = attend) or undefined (causal).
+  // x [B, T, H]; cos/sin [B, T, D]; mask [B, 1, T, S] bool (true = attend) or undefined (causal).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      KVCache* cache, int64_t layer);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};

@@ -26,6 +26,10 @@ fs::path setup_dir() {
   fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "distributed";
   r1::test::write_tiny_run(d, "[rollout]\ngroup_size = 4\nprompts_per_step = 4\nprompts_per_batch = 2\nmax_batch = 8\n"
                               "[grpo]\nkl_coef = 0.05\n[train]\nsteps = 3\nlr = 1e-4\nmicro_batch = 3\n"
+                              // With Adam's default eps (1e-8), gradient entries near 1e-8 (the tied lm_head rows of
+                              // rare tokens) move by up to lr on their sign alone, so reduction-order rounding could
+                              // show up as lr-sized weight differences; 1e-6 keeps their updates proportional.
+                              "adam_eps = 1e-6\n"
                               "[distributed]\ntimeout_s = 10\nchecksum_every = 1\nbucket_mb = 0.05\n");  // ~8 buckets of 430 KB
   return d;
 }

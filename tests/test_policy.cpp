@@ -14,6 +14,7 @@
 #include "common/json.hpp"
 #include "policy/checkpoint.hpp"
 #include "policy/completions.hpp"
+#include "policy/fused_ops.hpp"
 #include "policy/cpu_kernels.hpp"
 #include "policy/logprobs.hpp"
 #include "policy/safetensors.hpp"
@@ -121,6 +122,45 @@ TEST_CASE("cached decoding equals the uncached forward") {
   at::Tensor cached = at::cat(steps, 1);
   CHECK(cache.length == 16);
   CHECK((cached - full).abs().max().item<double>() <= 1e-5);
+}
+
+TEST_CASE("fused RMSNorm and q/k-norm + RoPE equal the composite ops, values and gradients") {
+  at::manual_seed(5);
+  auto composite_rms = [](const at::Tensor& x, const at::Tensor& w, double eps) {
+    return w * (x * at::rsqrt(x.pow(2).mean(-1, true) + eps));
+  };
+  auto rotate_half = [](const at::Tensor& x) {
+    const int64_t h = x.size(-1) / 2;
+    return at::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1);
+  };
+  for (int64_t D : {16, 32, 64, 128}) {
+    CAPTURE(D);
+    at::Tensor x = at::randn({3, 37, D}).requires_grad_(true), w = (1 + 0.1 * at::randn({D})).requires_grad_(true);
+    at::Tensor g = at::randn({3, 37, D});
+    auto a = torch::autograd::grad({r1::rms_norm(x, w, 1e-6)}, {x, w}, {g});
+    auto b = torch::autograd::grad({composite_rms(x, w, 1e-6)}, {x, w}, {g});
+    CHECK((r1::rms_norm(x, w, 1e-6) - composite_rms(x, w, 1e-6)).abs().max().item<double>() <= 1e-5);
+    CHECK((a[0] - b[0]).abs().max().item<double>() <= 1e-4);
+    CHECK((a[1] - b[1]).abs().max().item<double>() <= 1e-3);  // a sum over 111 rows
+
+    at::Tensor q = at::randn({2, 5, 3, D}).requires_grad_(true);  // [B, T, H, D]
+    at::Tensor ang = at::randn({2, 5, D / 2}) * 3;
+    at::Tensor cos = at::cat({ang, ang}, -1).cos(), sin = at::cat({ang, ang}, -1).sin();  // [B, T, D]
+    at::Tensor gq = at::randn({2, 5, 3, D});
+    for (bool norm : {false, true}) {
+      CAPTURE(norm);
+      at::Tensor nw = norm ? w : at::Tensor();
+      at::Tensor fused = norm_rope(q, nw, 1e-6, cos, sin);
+      at::Tensor t = norm ? composite_rms(q, w, 1e-6) : q;
+      at::Tensor ref = t * cos.unsqueeze(2) + rotate_half(t) * sin.unsqueeze(2);
+      CHECK((fused - ref).abs().max().item<double>() <= 1e-5);
+      std::vector<at::Tensor> in = {q};
+      if (norm) in.push_back(w);
+      auto ga = torch::autograd::grad({fused}, in, {gq});
+      auto gb = torch::autograd::grad({ref}, in, {gq});
+      for (size_t i = 0; i < in.size(); ++i) CHECK((ga[i] - gb[i]).abs().max().item<double>() <= 1e-4);
+    }
+  }
 }
 
 TEST_CASE("shared-prefix forward equals each row's own forward, hidden states and gradients") {
