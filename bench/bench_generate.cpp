@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/memory.hpp"
 #include "policy/checkpoint.hpp"
 #include "rollout/engine.hpp"
 
@@ -68,6 +69,7 @@ static std::pair<double, double> bandwidth_gbs(int threads, size_t bytes, int re
 }
 
 int main(int argc, char** argv) {
+  r1::keep_freed_memory();  // as r1 itself does (cli/main.cpp)
   std::string model_dir, prompts_file, batches_s = "1,8,32,64";
   int threads = 2, repeats = 3;
   int64_t max_new = 64;

@@ -6,9 +6,12 @@
 #include "cli/commands.hpp"
 
 #include <algorithm>
+
 #include "common/error.hpp"
+#include "common/memory.hpp"
 
 int main(int argc, char** argv) {
+  r1::keep_freed_memory();
   CLI::App app{"r1.cpp: R1-Zero-style reinforcement learning for language models, in C++"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "r1.cpp 0.1.0");

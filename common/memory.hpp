@@ -1,0 +1,13 @@
+// Process-wide allocator settings for programs that run LibTorch on CPU (r1 and the benches).
+#pragma once
+
+namespace r1 {
+
+// glibc hands freed blocks of more than ~128 KiB-32 MiB back to the kernel (munmap, heap trim), so
+// every op that allocates an activation of that size pays page faults again: ~9% of a batched
+// generation and up to a quarter of a prefill on 2 cores (bench_generate, docs/BENCHMARKS.md).
+// This keeps freed memory in the process for reuse, as the Python trainers get from jemalloc or
+// tcmalloc. Resident memory stays at its high-water mark instead of shrinking. Call once, early.
+void keep_freed_memory();
+
+}  // namespace r1
