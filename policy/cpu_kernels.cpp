@@ -227,18 +227,6 @@ __attribute__((target("avx2,fma"))) inline __m256 exp256(__m256 x) {
   return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
 }
 
-// D % 8 == 0 throughout.
-__attribute__((target("avx2,fma"))) inline float dot(const float* a, const float* b, int64_t D) {
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  int64_t d = 0;
-  for (; d + 16 <= D; d += 16) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d + 8), _mm256_loadu_ps(b + d + 8), acc1);
-  }
-  for (; d < D; d += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + d), _mm256_loadu_ps(b + d), acc0);
-  return hsum256(_mm256_add_ps(acc0, acc1));
-}
-
 __attribute__((target("avx2,fma"))) void rms_row(const float* x, const float* w, float* y, int64_t dim, float eps) {
   __m256 acc = _mm256_setzero_ps();
   int64_t d = 0;
@@ -271,17 +259,20 @@ __attribute__((target("avx2,fma"))) inline __m256 hsum8x8(const __m256* a) {
   return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20), _mm256_permute2f128_ps(h0123, h4567, 0x31));
 }
 
-// attend_one for D = 8 * DV known at compile time: q and the output accumulator live in registers,
-// and scores are computed 8 keys at a time (one transpose-add instead of 8 horizontal sums).
+// Keys of one (row, kv head): a shared prefix segment, then the row's own slots.
+struct KeySegments {
+  const float *K1, *V1;  // [n1, D] prefix (n1 may be 0)
+  int64_t n1;
+  const float *K2, *V2;  // [n2, D] own slots
+  int64_t n2;
+};
+
+// Scores q . K[s] * scale of n keys into out, 8 keys at a time (one transpose-add instead of 8
+// horizontal sums); q in registers.
 template <int DV>
-__attribute__((target("avx2,fma"))) void attend_fixed(const float* q, const float* K, const float* V, const bool* ok,
-                                                      int64_t n, float* scores, float* out) {
+__attribute__((target("avx2,fma"))) inline void scores_fixed(const __m256* qv, const float* K, int64_t n, float* out) {
   constexpr int64_t D = 8 * DV;
-  const float neg_inf = -std::numeric_limits<float>::infinity();
   const __m256 scale = _mm256_set1_ps(1.0f / std::sqrt(static_cast<float>(D)));
-  __m256 qv[DV];
-#pragma GCC unroll 16
-  for (int i = 0; i < DV; ++i) qv[i] = _mm256_loadu_ps(q + 8 * i);
   int64_t s = 0;
   for (; s + 8 <= n; s += 8) {
     __m256 a[8];
@@ -293,9 +284,42 @@ __attribute__((target("avx2,fma"))) void attend_fixed(const float* q, const floa
       for (int i = 1; i < DV; ++i) t = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), t);
       a[j] = t;
     }
-    _mm256_storeu_ps(scores + s, _mm256_mul_ps(hsum8x8(a), scale));
+    _mm256_storeu_ps(out + s, _mm256_mul_ps(hsum8x8(a), scale));
   }
-  for (; s < n; ++s) scores[s] = dot(q, K + s * D, D) * (1.0f / std::sqrt(static_cast<float>(D)));
+  for (; s < n; ++s) {
+    const float* k = K + s * D;
+    __m256 t = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
+#pragma GCC unroll 16
+    for (int i = 1; i < DV; ++i) t = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), t);
+    out[s] = hsum256(t) * (1.0f / std::sqrt(static_cast<float>(D)));
+  }
+}
+
+// acc += sum_t p[t] V[t] over n values.
+template <int DV>
+__attribute__((target("avx2,fma"))) inline void accumulate_fixed(const float* p, const float* V, int64_t n, __m256* acc) {
+  constexpr int64_t D = 8 * DV;
+  for (int64_t t = 0; t < n; ++t) {
+    if (p[t] == 0.f) continue;
+    const __m256 pv = _mm256_set1_ps(p[t]);
+    const float* vr = V + t * D;
+#pragma GCC unroll 16
+    for (int i = 0; i < DV; ++i) acc[i] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8 * i), acc[i]);
+  }
+}
+
+// Softmax(q . K / sqrt(D)) V over both key segments for D = 8 * DV known at compile time; ok[t] for
+// the n1 + n2 keys in order (the last one, the new token, always attends).
+template <int DV>
+__attribute__((target("avx2,fma"))) void attend_fixed(const float* q, const KeySegments& ks, const bool* ok,
+                                                      float* scores, float* out) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  const int64_t n = ks.n1 + ks.n2;
+  __m256 qv[DV];
+#pragma GCC unroll 16
+  for (int i = 0; i < DV; ++i) qv[i] = _mm256_loadu_ps(q + 8 * i);
+  scores_fixed<DV>(qv, ks.K1, ks.n1, scores);
+  scores_fixed<DV>(qv, ks.K2, ks.n2, scores + ks.n1);
   float m = neg_inf;
   for (int64_t t = 0; t < n; ++t) {
     if (!ok[t] && t != n - 1) scores[t] = neg_inf;  // a token always sees itself, as in causal_mask
@@ -303,7 +327,8 @@ __attribute__((target("avx2,fma"))) void attend_fixed(const float* q, const floa
   }
   const __m256 mv = _mm256_set1_ps(m), ninf = _mm256_set1_ps(neg_inf);
   __m256 sum8 = _mm256_setzero_ps();
-  for (s = 0; s + 8 <= n; s += 8) {
+  int64_t s = 0;
+  for (; s + 8 <= n; s += 8) {
     const __m256 sc = _mm256_loadu_ps(scores + s);
     const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(sc, ninf, _CMP_EQ_OQ), exp256(_mm256_sub_ps(sc, mv)));
     _mm256_storeu_ps(scores + s, p);
@@ -319,27 +344,21 @@ __attribute__((target("avx2,fma"))) void attend_fixed(const float* q, const floa
   __m256 acc[DV];
 #pragma GCC unroll 16
   for (int i = 0; i < DV; ++i) acc[i] = _mm256_setzero_ps();
-  for (int64_t t = 0; t < n; ++t) {
-    if (scores[t] == 0.f) continue;
-    const __m256 pv = _mm256_set1_ps(scores[t]);
-    const float* vr = V + t * D;
-#pragma GCC unroll 16
-    for (int i = 0; i < DV; ++i) acc[i] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8 * i), acc[i]);
-  }
+  accumulate_fixed<DV>(scores, ks.V1, ks.n1, acc);
+  accumulate_fixed<DV>(scores + ks.n1, ks.V2, ks.n2, acc);
   const __m256 inv = _mm256_set1_ps(1.0f / sum);
 #pragma GCC unroll 16
   for (int i = 0; i < DV; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
 }
 
-// Softmax(q . K / sqrt(D)) V for one query head over slots [0, n) of one cache row.
-void attend(const float* q, const float* K, const float* V, const bool* ok, int64_t n, int64_t D, float* scores,
-            float* out) {
+// Softmax(q . K / sqrt(D)) V for one query head over the keys of one cache row.
+void attend(const float* q, const KeySegments& ks, const bool* ok, int64_t D, float* scores, float* out) {
   switch (D) {
-    case 16: return attend_fixed<2>(q, K, V, ok, n, scores, out);
-    case 32: return attend_fixed<4>(q, K, V, ok, n, scores, out);
-    case 64: return attend_fixed<8>(q, K, V, ok, n, scores, out);
-    case 96: return attend_fixed<12>(q, K, V, ok, n, scores, out);
-    case 128: return attend_fixed<16>(q, K, V, ok, n, scores, out);
+    case 16: return attend_fixed<2>(q, ks, ok, scores, out);
+    case 32: return attend_fixed<4>(q, ks, ok, scores, out);
+    case 64: return attend_fixed<8>(q, ks, ok, scores, out);
+    case 96: return attend_fixed<12>(q, ks, ok, scores, out);
+    case 128: return attend_fixed<16>(q, ks, ok, scores, out);
     default: TORCH_CHECK(false, "decode_attention: head_dim ", D, " has no kernel (see decode_attention_supports)");
   }
 }
@@ -358,7 +377,8 @@ bool decode_attention_supports(int64_t head_dim) {
 void decode_attention(const DecodeAttention& a) {
   TORCH_CHECK(decode_attention_supports(a.D) && a.Hq % a.Hkv == 0 && a.pos < a.S_max,
               "decode_attention: needs AVX2+FMA, head_dim in {16, 32, 64, 96, 128}, Hq % Hkv == 0 and a free cache slot");
-  const int64_t D = a.D, n = a.pos + 1, group = a.Hq / a.Hkv;
+  TORCH_CHECK(a.P == 0 || (a.prefix_k && a.prefix_v && a.prefix_of), "decode_attention: a prefix needs its keys, values and rows");
+  const int64_t D = a.D, n = a.P + a.pos + 1, group = a.Hq / a.Hkv;
   // 1. The new token's keys (normed, rotated) and values into slot pos.
   at::parallel_for(0, a.B * a.Hkv, std::max<int64_t>(1, 2048 / D), [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> tmp;  // scratch reused across steps: no allocation in the decode loop
@@ -378,8 +398,10 @@ void decode_attention(const DecodeAttention& a) {
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t b = i / a.Hq, h = i % a.Hq, kv = b * a.Hkv + h / group;
       norm_rope(a.q + i * D, a.q_norm, a.eps, a.cos + b * D, a.sin + b * D, qbuf.data() + D, qbuf.data(), D);
-      attend(qbuf.data(), a.k_cache + kv * a.S_max * D, a.v_cache + kv * a.S_max * D, a.key_valid + b * a.valid_stride,
-                 n, D, scores.data(), a.out + i * D);
+      const int64_t pkv = a.P > 0 ? (a.prefix_of[b] * a.Hkv + h / group) * a.P * D : 0;
+      const KeySegments ks{a.prefix_k + pkv, a.prefix_v + pkv, a.P, a.k_cache + kv * a.S_max * D,
+                           a.v_cache + kv * a.S_max * D, a.pos + 1};
+      attend(qbuf.data(), ks, a.key_valid + b * a.valid_stride, D, scores.data(), a.out + i * D);
     }
   });
 }

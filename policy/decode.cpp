@@ -6,12 +6,18 @@
 
 namespace r1 {
 
+bool CausalLMImpl::fused_decode_available() const {
+  return opts_.device().is_cpu() && opts_.dtype() == at::kFloat && cpu::decode_attention_supports(config_.head_dim) &&
+         !at::GradMode::is_enabled();
+}
+
 bool CausalLMImpl::fused_decode_applies(const KVCache& cache) const {
-  if (!opts_.device().is_cpu() || opts_.dtype() != at::kFloat || !cpu::decode_attention_supports(config_.head_dim))
-    return false;
-  if (at::GradMode::is_enabled()) return false;
+  if (!fused_decode_available()) return false;
+  auto ok = [](const at::Tensor& t) { return t.is_contiguous() && t.scalar_type() == at::kFloat && t.device().is_cpu(); };
   for (size_t l = 0; l < cache.k.size(); ++l)
-    if (!cache.k[l].is_contiguous() || !cache.v[l].is_contiguous() || cache.k[l].scalar_type() != at::kFloat) return false;
+    if (!ok(cache.k[l]) || !ok(cache.v[l])) return false;
+  for (size_t l = 0; l < cache.prefix_k.size(); ++l)
+    if (!ok(cache.prefix_k[l]) || !ok(cache.prefix_v[l])) return false;
   return true;
 }
 
@@ -33,6 +39,8 @@ at::Tensor CausalLMImpl::fused_decode(const at::Tensor& ids, const at::Tensor& p
   const int64_t Hq = config_.num_attention_heads, Hkv = config_.num_key_value_heads;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   const at::Tensor valid = key_valid.to(at::kBool).contiguous();
+  const int64_t P = cache.prefix_len();
+  const at::Tensor prefix_of = P > 0 ? cache.prefix_of.contiguous() : at::Tensor();
   auto [cos3, sin3] = rope_.cos_sin(positions.unsqueeze(1), at::kFloat);  // [B, 1, D]
   const at::Tensor cos = cos3.reshape({B, D}).contiguous(), sin = sin3.reshape({B, D}).contiguous();
 
@@ -50,8 +58,12 @@ at::Tensor CausalLMImpl::fused_decode(const at::Tensor& ids, const at::Tensor& p
     a.eps = eps;
     a.cos = cos.data_ptr<float>(), a.sin = sin.data_ptr<float>();
     a.k_cache = cache.k[l].data_ptr<float>(), a.v_cache = cache.v[l].data_ptr<float>();
+    if (P > 0) {
+      a.prefix_k = cache.prefix_k[l].data_ptr<float>(), a.prefix_v = cache.prefix_v[l].data_ptr<float>();
+      a.prefix_of = prefix_of.data_ptr<int64_t>(), a.P = P;
+    }
     a.key_valid = valid.data_ptr<bool>(), a.valid_stride = valid.size(1);
-    a.B = B, a.Hq = Hq, a.Hkv = Hkv, a.D = D, a.S_max = cache.capacity(), a.pos = cache.length;
+    a.B = B, a.Hq = Hq, a.Hkv = Hkv, a.D = D, a.S_max = cache.k[l].size(2), a.pos = cache.length - P;
     a.out = attn.data_ptr<float>();
     cpu::decode_attention(a);
     x.add_(sa.o_proj(attn));

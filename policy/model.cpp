@@ -37,9 +37,26 @@ KVCache KVCache::allocate(const ModelConfig& c, int64_t batch, int64_t max_len, 
   return kv;
 }
 
+KVCache KVCache::share_prefix(const at::Tensor& of, int64_t own_capacity) const {
+  TORCH_CHECK(prefix_k.empty(), "share_prefix: this cache already has a shared prefix");
+  TORCH_CHECK(of.dim() == 1 && own_capacity >= 1, "share_prefix: rows must be [B'] and own_capacity >= 1");
+  KVCache out;
+  for (size_t l = 0; l < k.size(); ++l) {
+    out.prefix_k.push_back(k[l].narrow(2, 0, length).contiguous());
+    out.prefix_v.push_back(v[l].narrow(2, 0, length).contiguous());
+    const auto& s = k[l].sizes();  // [R, Hkv, S, D]
+    out.k.push_back(at::empty({of.size(0), s[1], own_capacity, s[3]}, k[l].options()));
+    out.v.push_back(at::empty({of.size(0), s[1], own_capacity, s[3]}, v[l].options()));
+  }
+  out.prefix_of = of.to(at::kLong);
+  out.length = length;
+  return out;
+}
+
 void KVCache::select_rows(const at::Tensor& rows) {
   for (auto& t : k) t = t.index_select(0, rows);
   for (auto& t : v) t = t.index_select(0, rows);
+  if (prefix_of.defined()) prefix_of = prefix_of.index_select(0, rows.to(prefix_of.device()));
 }
 
 RopeTable RopeTable::make(const ModelConfig& c, const at::Device& device) {
@@ -91,12 +108,16 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, co
 
   bool causal = !mask.defined();
   if (cache) {
-    const int64_t L = cache->length;
+    const int64_t L = cache->length, P = cache->prefix_len();
     TORCH_CHECK(L + T <= cache->capacity(), "KV cache full: ", L, " + ", T, " tokens > capacity ", cache->capacity());
-    cache->k[layer].narrow(2, L, T).copy_(k);
-    cache->v[layer].narrow(2, L, T).copy_(v);
-    k = cache->k[layer].narrow(2, 0, L + T);  // [B, Hkv, S, D]
-    v = cache->v[layer].narrow(2, 0, L + T);
+    cache->k[layer].narrow(2, L - P, T).copy_(k);
+    cache->v[layer].narrow(2, L - P, T).copy_(v);
+    k = cache->k[layer].narrow(2, 0, L - P + T);  // [B, Hkv, S - P, D]
+    v = cache->v[layer].narrow(2, 0, L - P + T);
+    if (P > 0) {  // the shared prefix, materialized per row: [B, Hkv, S, D]
+      k = at::cat({cache->prefix_k[layer].index_select(0, cache->prefix_of), k}, 2);
+      v = at::cat({cache->prefix_v[layer].index_select(0, cache->prefix_of), v}, 2);
+    }
     if (L > 0) {
       TORCH_CHECK(mask.defined() || T == 1, "cached forward of ", T, " tokens needs an explicit mask");
       causal = false;

@@ -42,12 +42,21 @@ TORCH_MODULE(RMSNorm);
 
 // Preallocated KV cache: per layer k and v of [B, Hkv, S_max, D]. Positions [0, length) are filled
 // for every row; rows with shorter prompts are left-padded and masked out by the attention mask.
+// With a shared prefix (the G samples of one prompt), positions [0, prefix_len()) of row b are row
+// prefix_of[b] of prefix_k / prefix_v [R, Hkv, prefix_len, D], stored once for all its samples, and
+// the row's own slots k / v [B, Hkv, S_own, D] hold positions prefix_len(), prefix_len() + 1, ...
 struct KVCache {
   std::vector<at::Tensor> k, v;
-  int64_t length = 0;
-  int64_t capacity() const { return k.empty() ? 0 : k[0].size(2); }
+  std::vector<at::Tensor> prefix_k, prefix_v;  // empty: no shared prefix
+  at::Tensor prefix_of;                        // [B] int64, with a shared prefix
+  int64_t length = 0;                          // filled positions, prefix included
+  int64_t prefix_len() const { return prefix_k.empty() ? 0 : prefix_k[0].size(2); }
+  int64_t capacity() const { return prefix_len() + (k.empty() ? 0 : k[0].size(2)); }
   int64_t batch() const { return k.empty() ? 0 : k[0].size(0); }
   static KVCache allocate(const ModelConfig& c, int64_t batch, int64_t max_len, const at::TensorOptions& opts);
+  // A cache whose B' rows continue the filled positions of this cache's rows `of` [B'] (int64), kept
+  // once as their shared prefix, with room for `own_capacity` more positions per row.
+  KVCache share_prefix(const at::Tensor& of, int64_t own_capacity) const;
   // Keeps only the given rows (finished sequences leave the batch). `rows`: int64 [B'].
   void select_rows(const at::Tensor& rows);
 };
@@ -134,6 +143,9 @@ class CausalLMImpl : public torch::nn::Module {
   // key_valid [B, >= cache.length + 1] bool, false for padding slots. Appends to `cache` and returns
   // final-norm hidden states [B, H]. float32 on CPU runs fused kernels (policy/cpu_kernels.hpp).
   at::Tensor decode(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_valid, KVCache& cache);
+  // Whether decode() runs the fused CPU kernels (float32 on CPU with AVX2 and a supported head_dim,
+  // outside grad mode). Shared-prefix caches pay off there; elsewhere they are materialized per step.
+  bool fused_decode_available() const;
   // Logits [.., V] in float32 for hidden states [.., H].
   at::Tensor logits(const at::Tensor& hidden);
   // The output projection [V, H] (the embedding matrix when tied).

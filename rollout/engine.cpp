@@ -101,7 +101,10 @@ void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t fi
     valid[r].narrow(0, P, s.max_new_tokens).fill_(true);
   }
   auto t0 = Clock::now();
-  KVCache cache = KVCache::allocate(model_->config(), R, S, model_->options());
+  // The fused CPU decode reads each prompt's keys once for all its samples (a shared prefix); other
+  // paths get every sample's own copy of the prompt's cache rows.
+  const bool share = model_->fused_decode_available();
+  KVCache cache = KVCache::allocate(model_->config(), R, share ? P : S, model_->options());
   at::Tensor h = model_->hidden({ids.to(dev), pos.to(dev), causal_mask(valid.narrow(1, 0, P).to(dev), P)}, &cache);
   at::Tensor last = h.select(1, P - 1);  // [R, H]
   stats_.prefill_tokens += R * P;
@@ -121,7 +124,10 @@ void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t fi
     }
   }
   at::Tensor sel = at::tensor(expand, at::kLong).to(dev);
-  cache.select_rows(sel);
+  if (share)
+    cache = cache.share_prefix(sel, s.max_new_tokens);
+  else
+    cache.select_rows(sel);
   valid = valid.to(dev).index_select(0, sel);
   last = last.index_select(0, sel);
   stats_.prefill_seconds += seconds_since(t0);

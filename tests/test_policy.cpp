@@ -250,6 +250,51 @@ TEST_CASE("fused CPU decode steps equal the generic cached forward (padding, GQA
   }
 }
 
+TEST_CASE("shared-prefix KV caches decode like per-sample copies of the prompt's cache, fused and generic") {
+  at::NoGradGuard ng;
+  for (const std::string name : {"qwen3", "llama"}) {
+    CAPTURE(name);
+    CausalLM m = load_f32(model_dir(name));
+    Parity p = parity(name);
+    const int64_t R = p.ids.size(0), P = 10, steps = 6;  // R prompts, 2 samples each
+    at::Tensor valid = p.mask.to(at::kBool);
+    at::Tensor pos = (p.mask.cumsum(-1) - 1).clamp_min(0);
+    at::Tensor of = at::arange(R, at::kLong).repeat_interleave(2);  // [2R]: samples of a prompt are adjacent
+    at::Tensor rows_valid = valid.index_select(0, of), rows_pos = pos.index_select(0, of);
+    // Each sample continues with its own tokens: sample j of prompt r takes prompt (r + j) % R's.
+    at::Tensor cont = p.ids.index_select(0, of).clone();  // [2R, 16]
+    for (int64_t i = 1; i < 2 * R; i += 2) cont[i] = p.ids[((i / 2) + 1) % R];
+    auto prefill = [&](int64_t capacity) {
+      KVCache c = KVCache::allocate(m->config(), R, capacity, m->options());
+      m->hidden({p.ids.narrow(1, 0, P), pos.narrow(1, 0, P), causal_mask(valid.narrow(1, 0, P), P)}, &c);
+      return c;
+    };
+    KVCache fused = prefill(P).share_prefix(of, steps + 1), generic = prefill(P).share_prefix(of, steps + 1);
+    KVCache copies = prefill(P + steps + 1);
+    copies.select_rows(of);
+    CHECK(fused.capacity() == P + steps + 1);
+    CHECK(fused.prefix_len() == P);
+    for (int64_t t = P; t < P + steps; ++t) {
+      at::Tensor ids = cont.select(1, t), ps = rows_pos.select(1, t);
+      at::Tensor a = m->decode(ids, ps, rows_valid, fused);  // fused kernels, prefix read in place
+      at::Tensor mask = causal_mask(rows_valid.narrow(1, 0, t + 1), 1);
+      at::Tensor b = m->hidden({ids.unsqueeze(1), ps.unsqueeze(1), mask}, &generic).squeeze(1);  // prefix materialized
+      at::Tensor c = m->hidden({ids.unsqueeze(1), ps.unsqueeze(1), mask}, &copies).squeeze(1);   // per-sample copies
+      CHECK((a - c).abs().max().item<double>() <= 1e-5);
+      CHECK((b - c).abs().max().item<double>() <= 1e-5);
+    }
+    // Compaction keeps each row's prefix: drop the first sample of every prompt.
+    at::Tensor keep = at::arange(1, 2 * R, 2, at::kLong);
+    fused.select_rows(keep), copies.select_rows(keep);
+    at::Tensor ids = cont.index_select(0, keep).select(1, 0), ps = rows_pos.index_select(0, keep).select(1, P + steps - 1) + 1;
+    at::Tensor kv = at::ones({R, P + steps + 1}, at::kBool);
+    kv.narrow(1, 0, 16).copy_(rows_valid.index_select(0, keep));
+    at::Tensor a = m->decode(ids, ps, kv, fused);
+    at::Tensor c = m->hidden({ids.unsqueeze(1), ps.unsqueeze(1), causal_mask(kv, 1)}, &copies).squeeze(1);
+    CHECK((a - c).abs().max().item<double>() <= 1e-5);
+  }
+}
+
 TEST_CASE("the few-row weight-streaming GEMM equals at::linear, and steps aside when it does not apply") {
   at::manual_seed(5);
   at::NoGradGuard ng;
