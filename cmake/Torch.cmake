@@ -25,6 +25,15 @@ set_target_properties(r1::torch PROPERTIES
 # LibTorch bundles fmt 12 headers, which shadow Debian's fmt 9 in its include path; use them header-only
 # (fmt's versioned inline namespaces keep the two apart).
 target_compile_definitions(r1::torch INTERFACE _GLIBCXX_USE_CXX11_ABI=1 FMT_HEADER_ONLY=1)
+# at::parallel_for is inline in ATen's headers (an `omp parallel` region): code that calls it must be
+# compiled with -fopenmp, or it silently runs on one thread. It links the wheel's own OpenMP runtime,
+# the one libtorch_cpu uses, so that one team of threads serves both.
+target_compile_options(r1::torch INTERFACE -fopenmp)
+if(EXISTS "${R1_TORCH_DIR}/lib/libgomp.so.1")
+  set_property(TARGET r1::torch APPEND PROPERTY INTERFACE_LINK_LIBRARIES "${R1_TORCH_DIR}/lib/libgomp.so.1")
+else()
+  set_property(TARGET r1::torch APPEND PROPERTY INTERFACE_LINK_OPTIONS -fopenmp)
+endif()
 # Headers of LibTorch are not ours to warn about.
 set_target_properties(r1::torch PROPERTIES INTERFACE_SYSTEM_INCLUDE_DIRECTORIES
   "${R1_TORCH_DIR}/include;${R1_TORCH_DIR}/include/torch/csrc/api/include")

@@ -1,14 +1,16 @@
 // Hand-written CPU kernels for the decode step, where LibTorch's general ops lose to per-call
 // overhead and MKL's small-M GEMM leaves memory bandwidth unused: a weight-streaming GEMM for a few
-// rows (y = x W^T + b with M <= 16), fused RMSNorm, RoPE and single-query attention over the KV
-// cache. float32 only, inference only (no autograd); callers fall back to ATen otherwise.
+// rows (y = x W^T + b with M <= 16, or <= 64 for large weights), fused RMSNorm, RoPE and
+// single-query attention over the KV cache. float32 only, inference only (no autograd); callers
+// fall back to ATen otherwise.
 #pragma once
 #include <ATen/ATen.h>
 
 namespace r1::cpu {
 
-// True when `small_linear` applies: float32 CPU tensors, no grad needed, x has at most 16 rows, and
-// the CPU has AVX2+FMA or AVX-512. x [.., K], w [N, K] contiguous, bias [N] or undefined.
+// True when `small_linear` applies: float32 CPU tensors, no grad needed, x has at most 16 rows (64
+// when w has >= 1 MiB), and the CPU has AVX2+FMA or AVX-512. x [.., K], w [N, K] contiguous, bias
+// [N] or undefined.
 bool small_linear_applies(const at::Tensor& x, const at::Tensor& w);
 at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);  // [.., N]
 

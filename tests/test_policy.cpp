@@ -315,7 +315,16 @@ TEST_CASE("the few-row weight-streaming GEMM equals at::linear, and steps aside 
     }
   at::Tensor x3 = at::randn({2, 3, 32}), w = at::randn({5, 32});
   CHECK(cpu::linear(x3, w, {}).sizes() == at::IntArrayRef({2, 3, 5}));
-  CHECK(!cpu::small_linear_applies(at::randn({17, 32}), w));               // many rows: MKL's blocked GEMM
+  CHECK(!cpu::small_linear_applies(at::randn({17, 32}), w));               // many rows, small weights: MKL
+  // Up to 64 rows for weights of >= 1 MiB (multi-threaded over weight groups), and the same result.
+  at::Tensor big = at::randn({2100, 128}) * 0.1, bb = at::randn({2100});
+  for (int64_t rows : {17, 33, 64}) {
+    CAPTURE(rows);
+    at::Tensor x = at::randn({rows, 128});
+    CHECK(cpu::small_linear_applies(x, big));
+    CHECK((cpu::small_linear(x, big, bb) - at::linear(x, big, bb)).abs().max().item<double>() <= 1e-4);
+  }
+  CHECK(!cpu::small_linear_applies(at::randn({65, 128}), big));
   CHECK(!cpu::small_linear_applies(at::randn({2, 40}), at::randn({5, 40})));  // K % 16 != 0
   CHECK(!cpu::small_linear_applies(x3.to(at::kDouble), w.to(at::kDouble)));
   {
