@@ -59,7 +59,7 @@ CausalLM load_pretrained(const fs::path& dir, const at::TensorOptions& opts) {
 }
 
 CausalLM load_pretrained(const PolicyOptions& options) {
-  if (options.threads > 0) at::set_num_threads(static_cast<int>(options.threads));
+  if (options.threads > 0) pin_cpu_threads(static_cast<int>(options.threads));
   return load_pretrained(options.path, tensor_options(options.dtype, options.device));
 }
 

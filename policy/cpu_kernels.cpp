@@ -10,6 +10,8 @@
 #include <limits>
 #include <vector>
 
+#include "policy/onednn.hpp"
+
 namespace r1::cpu {
 
 namespace {
@@ -208,6 +210,7 @@ at::Tensor small_linear(const at::Tensor& x_in, const at::Tensor& w, const at::T
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
   if (small_linear_applies(x, w)) return small_linear(x, w, bias);
+  if (onednn::linear_applies(x, w)) return onednn::linear(x, w, bias);
   return at::linear(x, w, bias);
 }
 

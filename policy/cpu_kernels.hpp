@@ -14,7 +14,8 @@ namespace r1::cpu {
 bool small_linear_applies(const at::Tensor& x, const at::Tensor& w);
 at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);  // [.., N]
 
-// y = x W^T + b through small_linear when it applies, else at::linear.
+// y = x W^T + b through small_linear when it applies, else oneDNN for many rows (policy/onednn.hpp),
+// else at::linear.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
 
 // Which kernel small_linear runs on this CPU: "avx512", "avx2" or "none".

@@ -11,6 +11,13 @@
 
 namespace r1 {
 
+void pin_cpu_threads(int n) {
+  at::set_num_threads(n);
+  at::internal::lazy_init_num_threads();  // this program's copy of LibTorch's lazy initializer
+  at::zeros({1 << 16}).add_(1.0);         // LibTorch's own copy: the op runs at::parallel_for inside it
+  at::set_num_threads(n);                 // whatever global count the initializers read, this thread has n
+}
+
 bool cuda_compiled() {
 #ifdef R1_WITH_CUDA
   return true;

@@ -12,4 +12,10 @@ bool cuda_compiled();   // built with R1_CUDA
 bool cuda_available();  // compiled in and a GPU is visible
 std::string device_summary();  // one line for logs: build flavour and visible devices
 
+// Gives the calling thread n CPU threads for its ops, for good. LibTorch keeps one global count that
+// each thread adopts lazily, the first time it runs parallel code in a library, so another thread's
+// later at::set_num_threads (a rollout worker's 1) would otherwise leak into this one (the trainer
+// then ran on one thread). Call it in each thread that needs its own count, before starting others.
+void pin_cpu_threads(int n);
+
 }  // namespace r1

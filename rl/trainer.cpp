@@ -23,6 +23,7 @@
 #include "metrics/run_log.hpp"
 #include "policy/checkpoint.hpp"
 #include "policy/completions.hpp"
+#include "policy/device.hpp"
 #include "rewards/service/client.hpp"
 #include "rl/checkpoint.hpp"
 #include "rl/eval.hpp"
@@ -162,7 +163,7 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
              skipped.empty() ? " (set [train] save_every to write them)" : " (see the reasons above)");
   }
   at::manual_seed(static_cast<uint64_t>(cfg.run.seed));
-  if (cfg.model.threads > 0) at::set_num_threads(static_cast<int>(cfg.model.threads));
+  if (cfg.model.threads > 0) pin_cpu_threads(static_cast<int>(cfg.model.threads));
 
   // Models: the trainer's policy, an optional frozen reference, and one copy per rollout worker.
   const fs::path model_dir = cfg.model.path;

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "common/error.hpp"
+#include "policy/device.hpp"
 
 namespace r1 {
 
@@ -76,7 +77,7 @@ int64_t RolloutPool::pending() const {
 
 void RolloutPool::worker_loop(int64_t w) {
   try {
-    if (parts_.threads > 0) at::set_num_threads(static_cast<int>(parts_.threads));
+    if (parts_.threads > 0) pin_cpu_threads(static_cast<int>(parts_.threads));
     Engine& engine = *engines_[w];
     int64_t installed = -1;
     while (true) {

@@ -7,6 +7,10 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <ATen/Parallel.h>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <torch/csrc/autograd/autograd.h>
 
 #include "common/error.hpp"
@@ -14,7 +18,9 @@
 #include "common/json.hpp"
 #include "policy/checkpoint.hpp"
 #include "policy/completions.hpp"
+#include "policy/device.hpp"
 #include "policy/fused_ops.hpp"
+#include "policy/onednn.hpp"
 #include "policy/cpu_kernels.hpp"
 #include "policy/logprobs.hpp"
 #include "policy/safetensors.hpp"
@@ -293,6 +299,55 @@ TEST_CASE("shared-prefix KV caches decode like per-sample copies of the prompt's
     at::Tensor c = m->hidden({ids.unsqueeze(1), ps.unsqueeze(1), causal_mask(kv, 1)}, &copies).squeeze(1);
     CHECK((a - c).abs().max().item<double>() <= 1e-5);
   }
+}
+
+TEST_CASE("oneDNN linear equals at::linear, values and gradients, and steps aside when it does not apply") {
+  at::manual_seed(9);
+  at::Tensor x = at::randn({3, 70, 96}).requires_grad_(true);  // 210 rows
+  at::Tensor w = (at::randn({40, 96}) * 0.1).requires_grad_(true), b = at::randn({40}).requires_grad_(true);
+  at::Tensor g = at::randn({3, 70, 40});
+  MESSAGE("oneDNN linear applies on this CPU: " << onednn::linear_applies(x, w));
+  at::Tensor y = cpu::linear(x, w, b), ref = at::linear(x, w, b);
+  CHECK(y.sizes() == ref.sizes());
+  CHECK((y - ref).abs().max().item<double>() <= 1e-4);
+  auto ga = torch::autograd::grad({y}, {x, w, b}, {g});
+  auto gb = torch::autograd::grad({ref}, {x, w, b}, {g});
+  for (size_t i = 0; i < 3; ++i) CHECK((ga[i] - gb[i]).abs().max().item<double>() <= 1e-3);  // sums over 210 rows
+  {
+    at::NoGradGuard ng;
+    CHECK((cpu::linear(x, w, {}) - at::linear(x, w)).abs().max().item<double>() <= 1e-4);
+  }
+  if (onednn::linear_applies(x, w)) {
+    CHECK(!onednn::linear_applies(at::randn({63, 96}), w));                    // few rows: MKL or r1's kernel
+    CHECK(!onednn::linear_applies(x.to(at::kDouble), w.to(at::kDouble)));
+  }
+}
+
+TEST_CASE("pin_cpu_threads: a thread keeps its count when another thread sets its own") {
+  std::mutex mu;
+  std::condition_variable cv;
+  int stage = 0;
+  int seen = 0;
+  std::thread a([&] {
+    pin_cpu_threads(2);
+    { std::lock_guard<std::mutex> l(mu); stage = 1; }
+    cv.notify_all();
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return stage == 2; });
+    at::parallel_for(0, 1 << 20, 1024, [](int64_t, int64_t) {});  // a lazy first parallel region in this thread
+    at::zeros({1 << 17}).add_(1.0);
+    seen = at::get_num_threads();
+  });
+  std::thread b([&] {
+    std::unique_lock<std::mutex> l(mu);
+    cv.wait(l, [&] { return stage == 1; });
+    pin_cpu_threads(1);
+    CHECK(at::get_num_threads() == 1);
+    stage = 2;
+    cv.notify_all();
+  });
+  a.join(), b.join();
+  CHECK(seen == 2);
 }
 
 TEST_CASE("the few-row weight-streaming GEMM equals at::linear, and steps aside when it does not apply") {
