@@ -2,6 +2,8 @@
 
 #include <torch/csrc/autograd/custom_function.h>
 
+#include "policy/onednn.hpp"
+
 namespace r1 {
 
 namespace {
@@ -9,9 +11,16 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// a [M, K] times b [N, K] transposed (either may be a strided view): oneDNN for many float32 rows
+// on CPU (policy/onednn.hpp), else ATen.
+at::Tensor matmul_nt(const at::Tensor& a, const at::Tensor& b) {
+  if (onednn::linear_applies(a, b)) return onednn::matmul_nt(a, b);
+  return at::matmul(a, b.t());
+}
+
 // One chunk of rows: float32 logits / temperature [n, V].
 at::Tensor chunk_logits(const at::Tensor& h, const at::Tensor& w, double temperature) {
-  at::Tensor z = at::matmul(h, w.t()).to(at::kFloat);
+  at::Tensor z = matmul_nt(h, w).to(at::kFloat);
   return temperature == 1.0 ? z : z / temperature;
 }
 
@@ -70,8 +79,8 @@ struct SelectiveLogSoftmax : public torch::autograd::Function<SelectiveLogSoftma
         gz -= g_ent.narrow(0, s, n).unsqueeze(1) * p * (logp + ent.narrow(0, s, n).unsqueeze(1));
       if (temperature != 1.0) gz /= temperature;
       at::Tensor gzc = gz.to(weight.scalar_type());
-      if (need_h) gh.narrow(0, s, n).copy_(at::matmul(gzc, weight));
-      if (need_w) gw.add_(at::matmul(gzc.t(), h).to(at::kFloat));
+      if (need_h) gh.narrow(0, s, n).copy_(matmul_nt(gzc, weight.t()));  // gz W
+      if (need_w) gw.add_(matmul_nt(gzc.t(), h.t()).to(at::kFloat));     // gz^T h
     }
     return {gh, need_w ? gw.to(weight.scalar_type()) : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor()};

@@ -392,12 +392,14 @@ TEST_CASE("the few-row weight-streaming GEMM equals at::linear, and steps aside 
 
 TEST_CASE("chunked token log-probs and entropies equal the dense log_softmax, with gradients") {
   at::manual_seed(3);
+  for (auto [N, chunk] : {std::pair<int64_t, int64_t>{37, 8}, {150, 64}})  // 64+ rows: oneDNN GEMMs on AVX-512
   for (double temp : {1.0, 0.7}) {
-    at::Tensor h = at::randn({37, 16}, at::kFloat).requires_grad_(true);
-    at::Tensor w = (at::randn({50, 16}, at::kFloat) * 0.5).requires_grad_(true);
-    at::Tensor tgt = at::randint(0, 50, {37}, at::kLong);
-    at::Tensor g1 = at::randn({37}), g2 = at::randn({37});
-    LogprobOptions o{.temperature = temp, .chunk_rows = 8, .entropy = true};
+    CAPTURE(N);
+    at::Tensor h = at::randn({N, 16}, at::kFloat).requires_grad_(true);
+    at::Tensor w = (at::randn({80, 16}, at::kFloat) * 0.5).requires_grad_(true);
+    at::Tensor tgt = at::randint(0, 80, {N}, at::kLong);
+    at::Tensor g1 = at::randn({N}), g2 = at::randn({N});
+    LogprobOptions o{.temperature = temp, .chunk_rows = chunk, .entropy = true};
     auto a = token_logprobs(h, w, tgt, o);
     auto gha = torch::autograd::grad({a.logprobs, a.entropy}, {h, w}, {g1, g2});
     auto b = token_logprobs_dense(h, w, tgt, o);
