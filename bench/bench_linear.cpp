@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "policy/cpu_kernels.hpp"
+#include "policy/onednn.hpp"
 
 using Clock = std::chrono::steady_clock;
 
@@ -37,7 +38,8 @@ int main(int argc, char** argv) {
   at::set_num_threads(threads);
   at::NoGradGuard ng;
   fmt::print("kernel: {}, {} threads; GB/s = weight bytes / time\n", r1::cpu::small_linear_isa(), threads);
-  fmt::print("| N x K | rows | MKL ms | r1 ms | MKL GB/s | r1 GB/s | speedup | max abs diff |\n|---|---|---|---|---|---|---|---|\n");
+  fmt::print("| N x K | rows | MKL ms | oneDNN ms | r1 ms | MKL GB/s | r1 GB/s | r1 vs MKL | r1 vs oneDNN | max abs diff |\n"
+             "|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& sh : split(shapes_s, ',')) {
     const auto nk = split(sh, 'x');
     const int64_t N = std::stoll(nk[0]), K = std::stoll(nk[1]);
@@ -65,8 +67,12 @@ int main(int argc, char** argv) {
       };
       const double mkl = time([&](const at::Tensor& w) { return at::linear(x, w); });
       const double ours = time([&](const at::Tensor& w) { return r1::cpu::small_linear(x, w, {}); });
-      fmt::print("| {}x{} | {} | {:.3f} | {:.3f} | {:.1f} | {:.1f} | {:.2f}x | {:.1e} |\n", N, K, M, mkl * 1e3, ours * 1e3,
-                 bytes / mkl / 1e9, bytes / ours / 1e9, mkl / ours, diff);
+      // oneDNN's inner product (policy/onednn.hpp) where it applies (>= 64 rows, AVX-512).
+      const bool dnnl = r1::onednn::linear_applies(x, ws[0]);
+      const double onednn = dnnl ? time([&](const at::Tensor& w) { return r1::onednn::linear(x, w, {}); }) : 0.0;
+      fmt::print("| {}x{} | {} | {:.3f} | {} | {:.3f} | {:.1f} | {:.1f} | {:.2f}x | {} | {:.1e} |\n", N, K, M, mkl * 1e3,
+                 dnnl ? fmt::format("{:.3f}", onednn * 1e3) : "-", ours * 1e3, bytes / mkl / 1e9, bytes / ours / 1e9,
+                 mkl / ours, dnnl ? fmt::format("{:.2f}x", onednn / ours) : "-", diff);
     }
   }
 }

@@ -209,8 +209,14 @@ at::Tensor small_linear(const at::Tensor& x_in, const at::Tensor& w, const at::T
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
-  if (small_linear_applies(x, w)) return small_linear(x, w, bias);
-  if (onednn::linear_applies(x, w)) return onednn::linear(x, w, bias);
+  // bench_linear, 2 threads, weights streamed from memory: the few-row kernel wins up to 16 rows, and
+  // up to 64 for weights up to a few MiB with K < 1024; oneDNN's blocked GEMM wins from 32 rows for a
+  // weight beyond the last-level cache (an lm_head), from 48 rows for K >= 1024, and from 64 on.
+  const int64_t rows = x.numel() / std::max<int64_t>(1, x.size(-1));
+  const bool dnnl = onednn::supports(x, w);
+  const bool dnnl_first = dnnl && ((rows >= 32 && w.numel() * 4 >= (int64_t{24} << 20)) || (rows >= 48 && w.size(1) >= 1024));
+  if (!dnnl_first && small_linear_applies(x, w)) return small_linear(x, w, bias);
+  if (dnnl_first || onednn::linear_applies(x, w)) return onednn::linear(x, w, bias);
   return at::linear(x, w, bias);
 }
 

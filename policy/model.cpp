@@ -226,8 +226,7 @@ SharedPrefixHidden CausalLMImpl::hidden_shared(const SharedPrefixInput& in) {
 }
 
 at::Tensor CausalLMImpl::logits(const at::Tensor& h) {
-  if (cpu::small_linear_applies(h, lm_head_weight())) return cpu::small_linear(h, lm_head_weight(), {});
-  return at::matmul(h, lm_head_weight().t()).to(at::kFloat);
+  return cpu::linear(h, lm_head_weight(), {}).to(at::kFloat);
 }
 
 at::Tensor causal_mask(const at::Tensor& key_valid, int64_t query_len) {

@@ -67,16 +67,18 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
 
 }  // namespace
 
+bool supports(const at::Tensor& x, const at::Tensor& w) {
+  return x.device().is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat && w.dim() == 2 &&
+         x.dim() >= 1 && x.size(-1) == w.size(1) && x.numel() > 0 && cpu_ok();
+}
+
 bool linear_applies(const at::Tensor& x, const at::Tensor& w) {
-  if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || w.scalar_type() != at::kFloat || w.dim() != 2 ||
-      x.dim() < 1 || x.size(-1) != w.size(1) || !cpu_ok())
-    return false;
-  return x.numel() / std::max<int64_t>(1, x.size(-1)) >= kMinRows;
+  return supports(x, w) && x.numel() / x.size(-1) >= kMinRows;
 }
 
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
-  TORCH_CHECK(linear_applies(x, w), "onednn::linear: needs float32 CPU tensors with >= ", kMinRows,
-              " rows on an AVX-512 CPU, got x ", x.sizes(), ", w ", w.sizes());
+  TORCH_CHECK(supports(x, w), "onednn::linear: needs float32 CPU tensors on an AVX-512 CPU, got x ", x.sizes(), " ",
+              x.scalar_type(), ", w ", w.sizes(), " ", w.scalar_type());
   const int64_t K = w.size(1);
   std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
   out_shape.back() = w.size(0);

@@ -7,8 +7,11 @@
 
 namespace r1::onednn {
 
-// Whether linear() runs oneDNN for x [.., K] and w [N, K]: float32 CPU tensors, at least 64 rows,
-// a CPU with AVX-512 (R1_CPU_ISA caps it like the decode kernels) and the op present in LibTorch.
+// Whether oneDNN can run x [.., K] times w [N, K]: float32 CPU tensors, a CPU with AVX-512
+// (R1_CPU_ISA=avx2|none turns it off, as for the decode kernels) and the op present in LibTorch.
+bool supports(const at::Tensor& x, const at::Tensor& w);
+// supports() and at least 64 rows, where oneDNN beats MKL and r1's few-row kernel on every shape
+// measured: r1 routes such GEMMs here.
 bool linear_applies(const at::Tensor& x, const at::Tensor& w);
 
 // y = x W^T + b, [.., N]; gradients for x, w and b (their GEMMs through oneDNN too).
