@@ -184,8 +184,8 @@ bool small_linear_applies(const at::Tensor& x, const at::Tensor& w) {
 
 at::Tensor small_linear(const at::Tensor& x_in, const at::Tensor& w, const at::Tensor& bias) {
   TORCH_CHECK(small_linear_applies(x_in, w), "small_linear: needs float32 CPU x with <= ", kMaxRows, " rows (",
-              kMaxRowsLargeWeights, " for weights of >= 1 MiB)",
-              " rows and K % 16 == 0, got x ", x_in.sizes(), ", w ", w.sizes());
+              kMaxRowsLargeWeights, " for weights of >= 1 MiB) and K % 16 == 0, got x ", x_in.sizes(), ", w ",
+              w.sizes());
   const int64_t K = w.size(1), N = w.size(0);
   const at::Tensor x = x_in.reshape({-1, K}).contiguous();
   const int64_t M = x.size(0);
@@ -392,7 +392,8 @@ bool decode_attention_supports(int64_t head_dim) {
 
 void decode_attention(const DecodeAttention& a) {
   TORCH_CHECK(decode_attention_supports(a.D) && a.Hq % a.Hkv == 0 && a.pos < a.S_max,
-              "decode_attention: needs AVX2+FMA, head_dim in {16, 32, 64, 96, 128}, Hq % Hkv == 0 and a free cache slot");
+              "decode_attention: needs AVX2+FMA, head_dim in {16, 32, 64, 96, 128}, Hq % Hkv == 0 and a free cache "
+              "slot; got head_dim ", a.D, ", Hq ", a.Hq, ", Hkv ", a.Hkv, ", slot ", a.pos, " of ", a.S_max);
   TORCH_CHECK(a.P == 0 || (a.prefix_k && a.prefix_v && a.prefix_of), "decode_attention: a prefix needs its keys, values and rows");
   const int64_t D = a.D, n = a.P + a.pos + 1, group = a.Hq / a.Hkv;
   // 1. The new token's keys (normed, rotated) and values into slot pos.

@@ -129,7 +129,11 @@ R1_AVX2 void rope_backward(const float* x, const float* nw, const float* rstd, c
 // Per-thread partial sums of dL/dw, reduced after the parallel loop.
 struct WeightGrad {
   explicit WeightGrad(int64_t D) : D(D), parts(static_cast<size_t>(at::get_num_threads()) * D, 0.f) {}
-  float* part() { return parts.data() + static_cast<size_t>(at::get_thread_num()) * D; }
+  float* part() {
+    const int t = at::get_thread_num();  // parallel_for uses at most get_num_threads() of the calling thread
+    TORCH_INTERNAL_ASSERT(static_cast<size_t>(t + 1) * D <= parts.size(), "WeightGrad: thread ", t, " has no buffer");
+    return parts.data() + static_cast<size_t>(t) * D;
+  }
   at::Tensor sum() const {
     at::Tensor p = at::from_blob(const_cast<float*>(parts.data()), {static_cast<int64_t>(parts.size()) / D, D}, at::kFloat);
     return p.sum(0);

@@ -39,7 +39,10 @@ KVCache KVCache::allocate(const ModelConfig& c, int64_t batch, int64_t max_len, 
 
 KVCache KVCache::share_prefix(const at::Tensor& of, int64_t own_capacity) const {
   TORCH_CHECK(prefix_k.empty(), "share_prefix: this cache already has a shared prefix");
-  TORCH_CHECK(of.dim() == 1 && own_capacity >= 1, "share_prefix: rows must be [B'] and own_capacity >= 1");
+  TORCH_CHECK(of.dim() == 1 && own_capacity >= 1, "share_prefix: rows must be [B'] and own_capacity >= 1, got rows ",
+              of.sizes(), " and own_capacity ", own_capacity);
+  TORCH_CHECK(of.numel() == 0 || (of.min().item<int64_t>() >= 0 && of.max().item<int64_t>() < batch()),
+              "share_prefix: rows must index this cache's ", batch(), " rows");
   KVCache out;
   for (size_t l = 0; l < k.size(); ++l) {
     out.prefix_k.push_back(k[l].narrow(2, 0, length).contiguous());
@@ -48,7 +51,7 @@ KVCache KVCache::share_prefix(const at::Tensor& of, int64_t own_capacity) const 
     out.k.push_back(at::empty({of.size(0), s[1], own_capacity, s[3]}, k[l].options()));
     out.v.push_back(at::empty({of.size(0), s[1], own_capacity, s[3]}, v[l].options()));
   }
-  out.prefix_of = of.to(at::kLong);
+  out.prefix_of = of.to(k.empty() ? of.device() : k[0].device(), at::kLong).clone();  // the cache's own copy
   out.length = length;
   return out;
 }
@@ -198,6 +201,10 @@ SharedPrefixHidden CausalLMImpl::hidden_shared(const SharedPrefixInput& in) {
                   in.prefix_of.size(0) == B,
               "hidden_shared: prefix_len must be [U = ", U, "] and prefix_of [B = ", B, "], got ",
               in.prefix_len.sizes(), " and ", in.prefix_of.sizes());
+  TORCH_CHECK(U > 0 && in.prefix_len.min().item<int64_t>() >= 1 && in.prefix_len.max().item<int64_t>() <= P,
+              "hidden_shared: prefix_len must be in [1, P = ", P, "]");
+  TORCH_CHECK(B == 0 || (in.prefix_of.min().item<int64_t>() >= 0 && in.prefix_of.max().item<int64_t>() < U),
+              "hidden_shared: prefix_of must index the ", U, " prefixes");
   const auto ids_opts = in.prefix_ids.options().dtype(at::kLong);
   // The prefixes' keys and values land in [0, P) of a cache with room for the suffix behind them.
   KVCache cache;

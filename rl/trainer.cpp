@@ -163,7 +163,8 @@ TrainSummary train(const RunConfig& cfg, const TrainerSetup& setup) {
              skipped.empty() ? " (set [train] save_every to write them)" : " (see the reasons above)");
   }
   at::manual_seed(static_cast<uint64_t>(cfg.run.seed));
-  if (cfg.model.threads > 0) pin_cpu_threads(static_cast<int>(cfg.model.threads));
+  // Pinned even at LibTorch's default count: workers pin theirs later and must not leak into this thread.
+  pin_cpu_threads(cfg.model.threads > 0 ? static_cast<int>(cfg.model.threads) : at::get_num_threads());
 
   // Models: the trainer's policy, an optional frozen reference, and one copy per rollout worker.
   const fs::path model_dir = cfg.model.path;

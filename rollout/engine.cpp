@@ -103,7 +103,7 @@ void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t fi
   auto t0 = Clock::now();
   // The fused CPU decode reads each prompt's keys once for all its samples (a shared prefix); other
   // paths get every sample's own copy of the prompt's cache rows.
-  const bool share = model_->fused_decode_available();
+  const bool share = model_->fused_decode_available() && s.max_new_tokens >= 1;
   KVCache cache = KVCache::allocate(model_->config(), R, share ? P : S, model_->options());
   at::Tensor h = model_->hidden({ids.to(dev), pos.to(dev), causal_mask(valid.narrow(1, 0, P).to(dev), P)}, &cache);
   at::Tensor last = h.select(1, P - 1);  // [R, H]

@@ -216,6 +216,40 @@ TEST_CASE("shared-prefix forward equals each row's own forward, hidden states an
     CHECK(grad_scale > 0);
     CHECK(grad_diff <= 1e-5 * std::max(1.0, grad_scale));
   }
+  // completion_logprobs (the trainer's scoring) against each sequence's own forward, with gradients:
+  // two samples of one prompt (4 and 1 completion tokens), one of another, one with no completion.
+  {
+    CausalLM m = load_f32(model_dir("qwen3"));
+    const std::vector<TokenId> a = {5, 6, 7, 8, 9, 10, 11, 12}, a2 = {5, 6, 7, 8, 13}, b = {20, 21, 22, 23, 24, 25},
+                               c = {30, 31};
+    const std::vector<CompletionRef> rows = {{a.data(), 4, 4, 0}, {a2.data(), 4, 1, 0}, {b.data(), 2, 4, 1},
+                                             {c.data(), 2, 0, 2}};
+    at::Tensor probe = at::randn({4, 4});
+    at::Tensor lp = completion_logprobs(*m, rows, {.temperature = 0.7}).logprobs;  // [4, 4]
+    REQUIRE(lp.sizes() == at::IntArrayRef({4, 4}));
+    std::vector<at::Tensor> params = m->parameters();
+    auto g_shared = torch::autograd::grad({(lp * probe).sum()}, params, {}, {}, false, true);
+    at::Tensor ref_loss = at::zeros({});
+    double worst = 0;
+    for (int64_t i = 0; i < 4; ++i) {
+      const CompletionRef& r = rows[i];
+      CHECK(lp[i].narrow(0, r.completion_len, 4 - r.completion_len).abs().sum().item<double>() == 0);  // padding
+      if (r.completion_len == 0) continue;
+      std::vector<int64_t> seq(r.tokens, r.tokens + r.prompt_len + r.completion_len);
+      at::Tensor ids = at::tensor(seq, at::kLong);
+      at::Tensor h = m->hidden({ids.unsqueeze(0)})[0].narrow(0, r.prompt_len - 1, r.completion_len);
+      at::Tensor own = token_logprobs(h, m->lm_head_weight(), ids.narrow(0, r.prompt_len, r.completion_len),
+                                      {.temperature = 0.7}).logprobs;
+      worst = std::max(worst, (own - lp[i].narrow(0, 0, r.completion_len)).abs().max().item<double>());
+      ref_loss = ref_loss + (own * probe[i].narrow(0, 0, r.completion_len)).sum();
+    }
+    CHECK(worst <= 1e-5);
+    auto g_ref = torch::autograd::grad({ref_loss}, params, {}, {}, false, true);
+    double gd = 0;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (g_ref[i].defined()) gd = std::max(gd, (g_shared[i] - g_ref[i]).abs().max().item<double>());
+    CHECK(gd <= 1e-5);
+  }
   // Rows may only share a prompt run when their prompts are the same tokens.
   CausalLM m = load_f32(model_dir("qwen3"));
   const std::vector<TokenId> a = {5, 6, 7, 8}, b = {5, 6, 9, 8};
