@@ -105,8 +105,6 @@ __attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-enum class Isa { none, avx2, avx512 };
-
 // The best kernel this CPU runs; R1_CPU_ISA=avx2|none caps it (tests run every kernel on one CPU).
 Isa detect() {
   __builtin_cpu_init();
@@ -116,11 +114,6 @@ Isa detect() {
   if (cap && std::string(cap) == "none") best = Isa::none;
   if (cap && std::string(cap) == "avx2" && best == Isa::avx512) best = Isa::avx2;
   return best;
-}
-
-Isa isa() {
-  static const Isa i = detect();
-  return i;
 }
 
 using TileFn = void (*)(const float*, int64_t, const float* const*, const float*, int64_t, float*, int64_t);
@@ -163,6 +156,11 @@ void gemm_rows(const Plan& p, const float* x, int64_t M, int64_t K, const float*
 }
 
 }  // namespace
+
+Isa isa() {
+  static const Isa i = detect();
+  return i;
+}
 
 const char* small_linear_isa() {
   switch (isa()) {

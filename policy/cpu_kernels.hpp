@@ -8,6 +8,12 @@
 
 namespace r1::cpu {
 
+// The vector ISA of r1's CPU kernels (these, policy/fused_ops.hpp, policy/onednn.hpp): AVX-512 when
+// the CPU has it, else AVX2+FMA, else none (ATen paths). R1_CPU_ISA=avx2|none caps it, so tests can
+// run every path on one machine.
+enum class Isa { none, avx2, avx512 };
+Isa isa();
+
 // True when `small_linear` applies: float32 CPU tensors, no grad needed, x has at most 16 rows (64
 // when w has >= 1 MiB), and the CPU has AVX2+FMA or AVX-512. x [.., K], w [N, K] contiguous, bias
 // [N] or undefined.
@@ -18,7 +24,7 @@ at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tens
 // else at::linear.
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
 
-// Which kernel small_linear runs on this CPU: "avx512", "avx2" or "none".
+// isa() as a name, for logs: "avx512", "avx2" or "none".
 const char* small_linear_isa();
 
 // RMSNorm of `rows` rows of `dim` floats: y = w * x / sqrt(mean(x^2) + eps), like HF in float32.

@@ -4,9 +4,9 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
-#include <cstdlib>
-#include <string>
 #include <vector>
+
+#include "policy/cpu_kernels.hpp"
 
 namespace r1 {
 
@@ -24,15 +24,6 @@ R1_AVX2 inline v8f ld(const float* p) { return *reinterpret_cast<const v8f_u*>(p
 R1_AVX2 inline void st(float* p, v8f v) { *reinterpret_cast<v8f_u*>(p) = v; }
 R1_AVX2 inline float hsum(v8f v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
 R1_AVX2 inline v8f splat(float f) { return v8f{f, f, f, f, f, f, f, f}; }
-
-bool cpu_has_avx2() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    const char* cap = std::getenv("R1_CPU_ISA");  // "none": tests run the composite path on this CPU
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !(cap && std::string(cap) == "none");
-  }();
-  return ok;
-}
 
 // ---- RMSNorm over rows of D floats (D % 8 == 0) ----
 
@@ -231,7 +222,7 @@ at::Tensor rotate_half(const at::Tensor& x) {
 
 bool fused_ops_apply(const at::Tensor& x) {
   return x.device().is_cpu() && x.scalar_type() == at::kFloat && x.dim() >= 1 && x.size(-1) % 16 == 0 &&
-         cpu_has_avx2();
+         cpu::isa() != cpu::Isa::none;
 }
 
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {

@@ -206,17 +206,13 @@ SharedPrefixHidden CausalLMImpl::hidden_shared(const SharedPrefixInput& in) {
   TORCH_CHECK(B == 0 || (in.prefix_of.min().item<int64_t>() >= 0 && in.prefix_of.max().item<int64_t>() < U),
               "hidden_shared: prefix_of must index the ", U, " prefixes");
   const auto ids_opts = in.prefix_ids.options().dtype(at::kLong);
-  // The prefixes' keys and values land in [0, P) of a cache with room for the suffix behind them.
-  KVCache cache;
-  const auto& c = config_;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    cache.k.push_back(at::zeros({U, c.num_key_value_heads, P + T, c.head_dim}, opts_));
-    cache.v.push_back(at::zeros({U, c.num_key_value_heads, P + T, c.head_dim}, opts_));
-  }
+  // The prefixes' keys and values land in [0, P) of a cache with room for the suffix behind them
+  // (whose slots are written before they are read).
+  KVCache cache = KVCache::allocate(config_, U, P + T, opts_);
   SharedPrefixHidden out;
   out.prefix = hidden({in.prefix_ids}, &cache);  // causal: right padding never reaches a valid token
   if (T == 0) {
-    out.suffix = at::empty({B, 0, c.hidden_size}, out.prefix.options());
+    out.suffix = at::empty({B, 0, config_.hidden_size}, out.prefix.options());
     return out;
   }
   const at::Tensor of = in.prefix_of.to(at::kLong);

@@ -3,9 +3,10 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/custom_function.h>
 
-#include <cstdlib>
 #include <optional>
 #include <string>
+
+#include "policy/cpu_kernels.hpp"
 
 namespace r1::onednn {
 
@@ -22,15 +23,7 @@ const c10::OperatorHandle* pointwise_op() {
   return op ? &*op : nullptr;
 }
 
-bool cpu_ok() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    const char* cap = std::getenv("R1_CPU_ISA");  // avx2 / none: tests run the ATen path on this CPU
-    return __builtin_cpu_supports("avx512f") && !(cap && (std::string(cap) == "none" || std::string(cap) == "avx2")) &&
-           pointwise_op() != nullptr;
-  }();
-  return ok;
-}
+bool cpu_ok() { return cpu::isa() == cpu::Isa::avx512 && pointwise_op() != nullptr; }
 
 // a [M, K] times b [N, K] transposed, plus bias [N]: oneDNN's inner product on plain tensors.
 at::Tensor call(const at::Tensor& a, const at::Tensor& b, const at::Tensor& bias) {
