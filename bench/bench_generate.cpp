@@ -122,7 +122,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  r1::CausalLM model = r1::load_pretrained(model_dir, r1::tensor_options("float32", "cpu"));
+  r1::CausalLM model = r1::load_pretrained(model_dir, r1::tensor_options(r1::Dtype::float32, "cpu"));
   model->eval();
   // Bytes of weights one decode step reads: every parameter except the input embedding table, of
   // which a step reads one row per sequence (when tied, the table is read whole as the lm_head).

@@ -1,10 +1,12 @@
-// r1 config check|show|docs: validate a run config, print it with defaults filled, or document it.
+// r1 config check|show|docs: validate a run config as r1 train would, print it with defaults
+// filled, or document it.
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
 #include "cli/commands.hpp"
-#include "rl/run_config.hpp"
 #include "common/config.hpp"
+#include "rl/run_checks.hpp"
+#include "rl/run_config.hpp"
 
 namespace r1::cli {
 
@@ -18,11 +20,13 @@ void add_config(CLI::App& app) {
   };
   auto args = std::make_shared<Args>();
 
-  auto* check = cfg->add_subcommand("check", "Validate FILE: types, ranges, unknown keys; exit 2 on errors");
+  auto* check = cfg->add_subcommand(
+      "check", "Validate FILE as r1 train does before it starts (types, ranges, unknown keys, reward checkers, "
+               "model, data and eval files); exit 2 on errors");
   check->add_option("file", args->file, "TOML run config")->required();
   check->add_option("--set", args->sets, "override a field: section.key=value (repeatable)");
   check->callback([args] {
-    cfg::load<RunConfig>(args->file, args->sets);
+    check_run_config(load_run_config(args->file, args->sets));
     fmt::print("{}: ok\n", args->file);
   });
 

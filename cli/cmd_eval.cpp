@@ -1,10 +1,12 @@
-// r1 eval: sample k completions per prompt of a JSONL dataset, score them with a reward checker,
-// and report pass@1, pass@k, maj@k and mean length; per-sample results go to JSONL.
+// r1 eval: sample k completions per prompt of a JSONL dataset, score them with the reward checkers,
+// and report pass@1, pass@k, maj@k, each part's mean score and the mean length; per-sample results
+// go to JSONL.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "policy/checkpoint.hpp"
+#include "rewards/backend.hpp"
 #include "rl/eval.hpp"
 
 namespace r1::cli {
@@ -28,8 +31,29 @@ struct EvalArgs {
   std::string config;
   std::string out;
   EvalOptions eval;
-  bool temperature_set = false;
 };
+
+// The rewards to score with: --config's [rewards] and [sandbox], or the one built-in --checker.
+// The accuracy part: --accuracy-part, else the config's [train] accuracy_part, else the first part.
+rewards::RewardSetup reward_setup(EvalArgs& a) {
+  rewards::RewardSetup setup;
+  std::string config_part;
+  if (!a.config.empty()) {
+    setup = rewards::load_reward_setup(a.config);
+    if (auto p = cfg::parse_file(a.config).at_path("train.accuracy_part").value<std::string>()) config_part = *p;
+  } else {
+    rewards::RewardEntry e;
+    e.checker = a.checker;
+    setup.rewards.checkers.push_back(e);
+  }
+  rewards::check_rewards_config(setup.rewards);
+  const std::vector<std::string> parts = rewards::part_names(setup.rewards);
+  if (a.eval.accuracy_part.empty()) a.eval.accuracy_part = config_part.empty() ? parts[0] : config_part;
+  if (std::find(parts.begin(), parts.end(), a.eval.accuracy_part) == parts.end())
+    throw ConfigError(fmt::format("--accuracy-part '{}' is not a reward part (the parts are: {})", a.eval.accuracy_part,
+                                  fmt::join(parts, ", ")));
+  return setup;
+}
 
 void progress_bar(int64_t done, int64_t total, std::chrono::steady_clock::time_point t0) {
   static const bool tty = isatty(STDERR_FILENO);
@@ -45,23 +69,14 @@ void progress_bar(int64_t done, int64_t total, std::chrono::steady_clock::time_p
 void run(EvalArgs& a) {
   check_sampling(a.sampling);
   if (a.eval.samples < 1) throw ConfigError("--samples must be >= 1");
-  rewards::RewardsConfig rc;
-  if (!a.config.empty()) {
-    rc = rewards::load_rewards_config(a.config);
-    if (rc.checkers.empty()) throw ConfigError(a.config + ": [rewards] has no [[rewards.checkers]]");
-  } else {
-    rewards::RewardEntry e;
-    e.checker = a.checker;
-    rc.checkers.push_back(e);
-  }
-  rewards::Scorer scorer(rc);
+  auto scorer = rewards::make_reward_backend(reward_setup(a));
   Dataset dataset(a.data);
   std::vector<PromptRecord> prompts;
   for (size_t i = 0; i < dataset.size(); ++i) prompts.push_back(dataset.at(i));
 
   CausalLM model = load_pretrained(a.model);
   model->eval();
-  Tokenizer tok = Tokenizer::load(std::filesystem::path(a.model.path) / "tokenizer.json");
+  Tokenizer tok = Tokenizer::load(a.model.model_dir() / "tokenizer.json");
   Engine engine(model, &tok, {.max_batch = std::max<int64_t>(64, a.eval.samples)});
 
   std::ofstream out;
@@ -71,7 +86,7 @@ void run(EvalArgs& a) {
   }
   auto t0 = std::chrono::steady_clock::now();
   EvalReport rep = evaluate(
-      engine, tok, prompts, scorer, a.sampling, a.eval,
+      engine, tok, prompts, *scorer, a.sampling, a.eval,
       [&](const EvalSample& s) {
         if (!out.is_open()) return;
         boost::json::object o = rewards::to_json(s.scored);
@@ -79,16 +94,18 @@ void run(EvalArgs& a) {
         o["sample"] = s.sample;
         o["completion"] = s.completion;
         o["tokens"] = s.tokens;
-        o["finish_reason"] = s.finish_reason;
+        o["finish_reason"] = cfg::name_of(s.finish_reason);
         o["correct"] = s.correct;
         out << boost::json::serialize(o) << '\n';
       },
       [&](int64_t done, int64_t total) { progress_bar(done, total, t0); });
   const int64_t k = a.eval.samples;
-  fmt::print("prompts {}  samples/prompt {}  pass@1 {:.4f}  pass@{} {:.4f}  maj@{} {:.4f}  mean score {:.4f}  "
-             "mean length {:.1f}  truncated {:.3f}  {:.1f} tok/s\n",
-             rep.prompts, k, rep.pass_at_1, k, rep.pass_at_k, k, rep.maj_at_k, rep.mean_score, rep.mean_length,
-             rep.truncated, rep.tokens_per_second);
+  std::string parts;
+  for (const auto& [name, mean] : rep.part_means) parts += fmt::format("  {} {:.4f}", name, mean);
+  fmt::print("prompts {}  samples/prompt {}  pass@1 {:.4f}  pass@{} {:.4f}  maj@{} {:.4f}  mean score {:.4f}{}  "
+             "mean length {:.1f}  truncated {:.3f}  {:.1f} tok/s  (correct: {} >= 1)\n",
+             rep.prompts, k, rep.pass_at_1, k, rep.pass_at_k, k, rep.maj_at_k, rep.mean_score, parts, rep.mean_length,
+             rep.truncated, rep.tokens_per_second, a.eval.accuracy_part);
 }
 
 }  // namespace
@@ -103,10 +120,14 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--template", a->data.prompt_template, "prompt template with {field} placeholders");
   cmd->add_option("--reference-fields", a->data.reference_fields, "record fields given to the checker");
   cmd->add_option("--limit", a->data.limit, "evaluate the first N records");
-  cmd->add_option("--checker", a->checker, "built-in checker: math, countdown, format, length (or use --config)");
-  cmd->add_option("--config", a->config, "TOML with a [rewards] section to score with instead of --checker");
+  cmd->add_option("--checker", a->checker, "built-in checker: math, countdown, format, length, code (or use --config)");
+  cmd->add_option("--config", a->config,
+                  "TOML with a [rewards] section (and optionally [sandbox]) to score with instead of --checker; "
+                  "a run config works");
+  cmd->add_option("--accuracy-part", a->eval.accuracy_part,
+                  "the reward part whose score >= 1 makes a sample correct (default: the config's [train] "
+                  "accuracy_part, else the first part)");
   cmd->add_option("-k,--samples", a->eval.samples, "completions per prompt (k)");
-  cmd->add_option("--threshold", a->eval.pass_threshold, "a sample is correct when its score >= this");
   cmd->add_option("--batch", a->eval.prompts_per_batch, "prompts generated together");
   cmd->add_option("--out", a->out, "write per-sample results to this JSONL file");
   add_sampling_flags(cmd, a->sampling);

@@ -55,7 +55,7 @@ void run(const GenerateArgs& a) {
   if (a.n < 1) throw ConfigError("-n must be >= 1");
   check_sampling(a.sampling);
 
-  const std::filesystem::path dir = a.model.path;
+  const std::filesystem::path dir = a.model.model_dir();
   CausalLM model = load_pretrained(a.model);
   model->eval();
   std::optional<Tokenizer> tok;
@@ -81,7 +81,7 @@ void run(const GenerateArgs& a) {
                             {"sample", c.sample},
                             {"ids", boost::json::value_from(c.tokens)},
                             {"logprobs", boost::json::value_from(c.logprobs)},
-                            {"finish_reason", c.finish_reason}};
+                            {"finish_reason", cfg::name_of(c.finish_reason)}};
       if (tok) o["text"] = c.text;
       fmt::print("{}\n", boost::json::serialize(o));
     } else if (tok) {

@@ -1,5 +1,6 @@
-// r1 rewards score|serve: score JSONL samples with the checkers of a TOML [rewards] section (a thin
-// wrapper over r1::rewards::score_jsonl), or serve them over HTTP (cmd_rewards_serve.cpp).
+// r1 rewards score|serve: score JSONL samples with the checkers of a TOML file's [rewards] and
+// [sandbox] sections (a thin wrapper over r1::rewards::score_jsonl), or serve them over HTTP
+// (cmd_rewards_serve.cpp).
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -8,8 +9,7 @@
 
 #include "cli/commands.hpp"
 #include "common/error.hpp"
-#include "rewards/sandbox/code_checker.hpp"
-#include "rewards/scorer.hpp"
+#include "rewards/backend.hpp"
 
 namespace r1::cli {
 
@@ -26,18 +26,16 @@ void add_rewards(CLI::App& app) {
   auto a = std::make_shared<Args>();
 
   auto* score = rw->add_subcommand("score", "Score JSONL samples: r1 rewards score --config FILE < in.jsonl > out.jsonl");
-  score->add_option("--config", a->config, "TOML file with a [rewards] section (a run config works)")->required();
+  score->add_option("--config", a->config, "TOML file with a [rewards] section and optionally [sandbox] (a run config works)")->required();
   score->add_option("--set", a->sets, "override a field: rewards.key=value (repeatable)");
   score->add_option("-i,--input", a->input, "samples JSONL ('-' = stdin)");
   score->add_option("-o,--output", a->output, "scored JSONL ('-' = stdout)");
   score->add_option("--threads", a->threads, "override rewards.threads");
   score->add_option("--batch", a->batch, "samples scored together")->check(CLI::Range(1, 1 << 20));
   score->callback([a] {
-    auto cfg = rewards::load_rewards_config(a->config, a->sets);
-    if (a->threads >= 0) cfg.threads = a->threads;
-    auto registry = rewards::Registry::for_config(cfg);
-    rewards::register_code_checker(registry);
-    rewards::Scorer scorer(cfg, registry);
+    rewards::RewardSetup setup = rewards::load_reward_setup(a->config, a->sets);
+    if (a->threads >= 0) setup.rewards.threads = a->threads;
+    auto scorer = rewards::make_reward_backend(setup);
     std::ifstream fin;
     std::ofstream fout;
     if (a->input != "-") {
@@ -50,11 +48,10 @@ void add_rewards(CLI::App& app) {
     }
     std::istream& in = a->input == "-" ? std::cin : fin;
     std::ostream& out = a->output == "-" ? std::cout : fout;
-    auto sum = rewards::score_jsonl(in, out, scorer, a->batch);
-    auto st = scorer.stats();
+    auto sum = rewards::score_jsonl(in, out, *scorer, a->batch);
     fmt::print(stderr, "r1 rewards: {} lines, mean score {:.4f}, {} timeouts, {} errors, {} bad lines\n", sum.lines,
                sum.lines > sum.bad_lines ? sum.score_sum / static_cast<double>(sum.lines - sum.bad_lines) : 0.0,
-               st.timeouts, st.errors, sum.bad_lines);
+               sum.timeouts, sum.errors, sum.bad_lines);
     if (sum.bad_lines > 0) throw Error(fmt::format("{} input lines were not valid samples (see their output lines)", sum.bad_lines));
   });
 

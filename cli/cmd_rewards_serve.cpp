@@ -5,7 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "common/error.hpp"
-#include "rewards/service/service.hpp"
+#include "rewards/backend.hpp"
 
 namespace r1::cli {
 
@@ -26,10 +26,10 @@ void add_rewards_serve(CLI::App& rewards_subcommand) {
     auto cfg = service::load_service_config(a->config, a->sets);
     if (a->port >= 0) cfg.service.port = a->port;
     if (!a->host.empty()) cfg.service.host = a->host;
-    service::Server server(cfg);
+    auto server = rewards::make_reward_server(cfg);
     fmt::print(stderr, "r1 rewards serve: listening on http://{}:{} ({} composition entries, {} scoring slots)\n",
-               cfg.service.host, server.port(), cfg.rewards.checkers.size(), cfg.service.max_inflight);
-    server.run();
+               cfg.service.host, server->port(), cfg.rewards.checkers.size(), cfg.service.max_inflight);
+    server->run();
     fmt::print(stderr, "r1 rewards serve: stopped\n");
   });
 }

@@ -7,17 +7,27 @@
 #include "cli/commands.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
+#include "common/install.hpp"
 #include "rl/trainer.hpp"
 
-#ifndef R1_DEMO_CONFIG
-#define R1_DEMO_CONFIG "configs/demo.toml"
-#endif
+namespace fs = std::filesystem;
 
 namespace r1::cli {
 
+RunConfig load_run_config(const std::string& file, const std::vector<std::string>& sets) {
+  if (!file.empty()) return cfg::load<RunConfig>(file, sets);
+  // The embedded demo: share/r1/configs/demo.toml, whose relative paths are inside share/r1.
+  const fs::path share = share_dir();
+  toml::table t = cfg::parse_file(share / "configs" / "demo.toml");
+  for (const char* key : {"model.path", "data.path", "eval.path"})
+    if (auto* n = t.at_path(key).as_string(); n && !n->get().empty() && fs::path(n->get()).is_relative())
+      *n = (share / n->get()).string();
+  return cfg::load<RunConfig>(std::move(t), sets);
+}
+
 void add_train(CLI::App& app) {
   struct Args {
-    std::string config = R1_DEMO_CONFIG;
+    std::string config;
     std::vector<std::string> sets;
     std::string run_dir;
     std::string resume;
@@ -25,7 +35,7 @@ void add_train(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("train", "GRPO training from a TOML run config (default: the embedded R1-Zero demo)");
-  cmd->add_option("config", a->config, "TOML run config (default: configs/demo.toml, the embedded demo)");
+  cmd->add_option("config", a->config, "TOML run config (default: share/r1/configs/demo.toml, the embedded demo)");
   cmd->add_option("--set", a->sets, "override a field: section.key=value (repeatable)");
   cmd->add_option("--run-dir", a->run_dir, "run directory (default: run.out_dir/run.name)");
   cmd->add_option("--resume", a->resume,
@@ -34,11 +44,11 @@ void add_train(CLI::App& app) {
   cmd->callback([a] {
     std::string file = a->config, run_dir = a->run_dir;
     if (!a->resume.empty()) {
-      file = (std::filesystem::path(a->resume) / "config.toml").string();
+      file = (fs::path(a->resume) / "config.toml").string();
       run_dir = a->resume;
-      if (!std::filesystem::exists(file)) throw ConfigError(a->resume + ": no config.toml (is this a run directory?)");
+      if (!fs::exists(file)) throw ConfigError(a->resume + ": no config.toml (is this a run directory?)");
     }
-    RunConfig cfg = cfg::load<RunConfig>(file, a->sets);
+    RunConfig cfg = load_run_config(file, a->sets);
     const LaunchEnv env = LaunchEnv::from_environment();
     if (cfg.model.device == "cuda" && env.world_size > 1) cfg.model.device = "cuda:" + std::to_string(env.local_rank);
     TrainSummary s = train(cfg, {.run_dir = run_dir, .launch = env, .progress = !a->quiet && env.rank == 0,
@@ -47,7 +57,8 @@ void add_train(CLI::App& app) {
     fmt::print("run {}: {} steps in {:.0f}s\n", s.run_dir.string(), s.steps, s.seconds);
     if (s.before.accuracy >= 0)
       fmt::print("held-out accuracy {:.3f} -> {:.3f} ({:+.1f} points), format {:.3f} -> {:.3f}\n", s.before.accuracy,
-                 s.after.accuracy, 100 * (s.after.accuracy - s.before.accuracy), s.before.format, s.after.format);
+                 s.after.accuracy, 100 * (s.after.accuracy - s.before.accuracy), s.before.part("format"),
+                 s.after.part("format"));
     fmt::print("model saved to {}; curves: r1 curves {}\n", s.model_dir.string(), s.run_dir.string());
   });
 }

@@ -2,6 +2,8 @@
 #pragma once
 #include <CLI/App.hpp>
 
+#include "rl/run_config.hpp"
+
 #include <string>
 #include <vector>
 
@@ -13,6 +15,8 @@ void add_tokenize(CLI::App& app);
 void add_rewards(CLI::App& app);
 void add_rewards_serve(CLI::App& rewards_subcommand);  // cmd_rewards_serve.cpp: `r1 rewards serve`
 void add_train(CLI::App& app);     // cmd_train.cpp
+// A run config: FILE with `--set` overrides, or the embedded demo when FILE is empty.
+RunConfig load_run_config(const std::string& file, const std::vector<std::string>& sets);
 void add_pretrain(CLI::App& app);  // cmd_pretrain.cpp
 void add_launch(CLI::App& app);    // cmd_launch.cpp
 std::vector<std::string>& launch_command();  // what follows -- in `r1 launch ... -- COMMAND`

@@ -2,13 +2,26 @@
 
 #include <CLI/CLI.hpp>
 
+#include <map>
+#include <string>
+
 #include "common/config.hpp"
 
 namespace r1::cli {
 
+namespace {
+// name -> choice, for CLI11's CheckedTransformer.
+template <class E>
+std::map<std::string, E> choice_map() {
+  std::map<std::string, E> m;
+  for (size_t i = 0; i < enum_names(E{}).size(); ++i) m[enum_names(E{})[i]] = static_cast<E>(i);
+  return m;
+}
+}  // namespace
+
 void add_model_flags(CLI::App* cmd, PolicyOptions& m) {
   cmd->add_option("--model", m.path, "model folder (default: the embedded tiny model)");
-  cmd->add_option("--dtype", m.dtype, "float32 | bfloat16 | float16");
+  cmd->add_option("--dtype", m.dtype, cfg::choices_of<Dtype>())->transform(CLI::CheckedTransformer(choice_map<Dtype>()));
   cmd->add_option("--device", m.device, "cpu | cuda | cuda:N");
   cmd->add_option("--threads", m.threads, "CPU threads (0: all)");
 }

@@ -52,13 +52,16 @@ template <class T> struct is_vector<std::vector<T>> : std::true_type { using ele
 template <class T> struct is_struct_vector : std::false_type {};
 template <ConfigStruct T> struct is_struct_vector<std::vector<T>> : std::true_type {};
 
+template <class T> struct is_optional_struct : std::false_type {};
+template <ConfigStruct T> struct is_optional_struct<std::optional<T>> : std::true_type { using elem = T; };
+
 template <class T>
 constexpr const char* type_name() {
   if constexpr (std::is_same_v<T, bool>) return "a boolean";
   else if constexpr (std::is_integral_v<T>) return "an integer";
   else if constexpr (std::is_floating_point_v<T>) return "a number";
-  else if constexpr (std::is_same_v<T, std::string>) return "a string";
-  else if constexpr (ConfigStruct<T>) return "a table";
+  else if constexpr (std::is_same_v<T, std::string> || ConfigEnum<T>) return "a string";
+  else if constexpr (ConfigStruct<T> || is_optional_struct<T>::value) return "a table";
   else if constexpr (is_vector<T>::value) return "an array";
   else return "?";
 }
@@ -87,9 +90,26 @@ bool convert(const toml::node& n, T& out, const std::string& key, Errors& errs) 
   } else if constexpr (std::is_same_v<T, std::string>) {
     if (!n.is_string()) return mismatch();
     out = *n.value<std::string>();
+  } else if constexpr (ConfigEnum<T>) {
+    if (!n.is_string()) return mismatch();
+    const std::string name = *n.value<std::string>();
+    if (auto e = parse_enum<T>(name)) {
+      out = *e;
+      return true;
+    }
+    const auto all = enum_names(T{});
+    std::vector<std::string> names(all.begin(), all.end());
+    std::string hint = did_you_mean(name, names);
+    errs.add(n.source(), key, "'" + name + "' is not one of " + choices_of<T>() +
+                                  (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+    return false;
   } else if constexpr (ConfigStruct<T>) {
     if (!n.is_table()) return mismatch();
     read_struct(*n.as_table(), out, key + ".", errs);
+  } else if constexpr (is_optional_struct<T>::value) {
+    if (!n.is_table()) return mismatch();
+    out.emplace();
+    read_struct(*n.as_table(), *out, key + ".", errs);
   } else if constexpr (is_vector<T>::value) {
     using E = typename is_vector<T>::elem;
     if (!n.is_array()) return mismatch();
@@ -152,6 +172,7 @@ std::string quote_comment(std::string_view doc);
 template <class T>
 void to_node(const T& v, toml::array& arr) {
   if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::string> || std::is_floating_point_v<T>) arr.push_back(v);
+  else if constexpr (ConfigEnum<T>) arr.push_back(std::string(name_of(v)));
   else if constexpr (std::is_integral_v<T>) arr.push_back(static_cast<int64_t>(v));
   else {
     toml::array inner;
@@ -183,6 +204,10 @@ struct WriteVisitor {
     if constexpr (ConfigStruct<T>) {
       tables += "\n" + quote_comment(doc) + "[" + key + "]\n";
       write_struct(field, key, tables);
+    } else if constexpr (is_optional_struct<T>::value) {
+      if (!field) return;  // absent stays absent
+      tables += "\n" + quote_comment(doc) + "[" + key + "]\n";
+      write_struct(*field, key, tables);
     } else if constexpr (is_struct_vector<T>::value) {
       if (field.empty()) tables += "\n" + quote_comment(doc) + "# (no [[" + key + "]] entries)\n";
       for (const auto& e : field) {
@@ -218,11 +243,15 @@ struct DocVisitor {
     if constexpr (ConfigStruct<T>) {
       tables += "\n### [" + key + "]\n\n" + doc + "\n\n";
       doc_struct(field, key, tables);
+    } else if constexpr (is_optional_struct<T>::value) {
+      tables += "\n### [" + key + "] (optional)\n\n" + doc + "\n\n";
+      doc_struct(typename is_optional_struct<T>::elem{}, key, tables);
     } else if constexpr (is_struct_vector<T>::value) {
       tables += "\n### [[" + key + "]]\n\n" + doc + "\n\n";
       doc_struct(typename is_vector<T>::elem{}, key, tables);
     } else {
       std::string check = check_text;
+      if constexpr (ConfigEnum<T>) check = "one of " + choices_of<T>();
       auto cell = [](std::string t) {  // a Markdown table cell: escape the column separator
         for (size_t p = 0; (p = t.find('|', p)) != std::string::npos; p += 2) t.insert(p, "\\");
         return t;
@@ -244,6 +273,15 @@ void doc_struct(const T& s, const std::string& section, std::string& out) {
 
 }  // namespace detail
 
+// Reads section `name` of `root` into `out` when it is present; problems go to `errs`.
+template <class T>
+void read_section(const toml::table& root, const char* name, T& out, Errors& errs) {
+  const toml::node* n = root.get(name);
+  if (!n) return;
+  if (!n->is_table()) return errs.add(n->source(), name, "expected a table");
+  detail::read_struct(*n->as_table(), out, std::string(name) + ".", errs);
+}
+
 // Reads a config struct from a TOML table; throws ConfigError listing every problem.
 template <class T>
 T from_table(const toml::table& t) {
@@ -254,12 +292,17 @@ T from_table(const toml::table& t) {
   return out;
 }
 
+// Applies `--set` overrides to a parsed table in order, then reads it.
+template <class T>
+T load(toml::table t, const std::vector<std::string>& overrides) {
+  for (const auto& o : overrides) apply_override(t, o);
+  return from_table<T>(t);
+}
+
 // Reads FILE (may be empty: defaults only) and applies `--set` overrides in order.
 template <class T>
 T load(const std::filesystem::path& file, const std::vector<std::string>& overrides = {}) {
-  toml::table t = file.empty() ? toml::table{} : parse_file(file);
-  for (const auto& o : overrides) apply_override(t, o);
-  return from_table<T>(t);
+  return load<T>(file.empty() ? toml::table{} : parse_file(file), overrides);
 }
 
 // The effective config as TOML, every field with its doc as a comment.

@@ -14,13 +14,17 @@ namespace fs = std::filesystem;
 
 namespace r1 {
 
-at::TensorOptions tensor_options(const std::string& dtype, const std::string& device) {
-  at::ScalarType t;
-  if (dtype == "float32") t = at::kFloat;
-  else if (dtype == "bfloat16") t = at::kBFloat16;
-  else if (dtype == "float16") t = at::kHalf;
-  else fail("dtype '{}' is not supported (use float32, bfloat16 or float16)", dtype);
-  return at::TensorOptions().dtype(t).device(parse_device(device));
+at::ScalarType scalar_type(Dtype dtype) {
+  switch (dtype) {
+    case Dtype::float32: return at::kFloat;
+    case Dtype::bfloat16: return at::kBFloat16;
+    case Dtype::float16: return at::kHalf;
+  }
+  fail("unknown dtype {}", static_cast<int>(dtype));
+}
+
+at::TensorOptions tensor_options(Dtype dtype, const std::string& device) {
+  return at::TensorOptions().dtype(scalar_type(dtype)).device(parse_device(device));
 }
 
 CausalLM load_pretrained(const fs::path& dir, const at::TensorOptions& opts) {
@@ -60,7 +64,7 @@ CausalLM load_pretrained(const fs::path& dir, const at::TensorOptions& opts) {
 
 CausalLM load_pretrained(const PolicyOptions& options) {
   if (options.threads > 0) pin_cpu_threads(static_cast<int>(options.threads));
-  return load_pretrained(options.path, tensor_options(options.dtype, options.device));
+  return load_pretrained(options.model_dir(), tensor_options(options.dtype, options.device));
 }
 
 static std::string dtype_name(at::ScalarType t) {
@@ -72,30 +76,34 @@ static std::string dtype_name(at::ScalarType t) {
   }
 }
 
+void write_pretrained(CausalLM& model, const fs::path& dir, const SaveOptions& options) {
+  fs::create_directories(dir);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  at::ScalarType out_type = model->options().dtype().toScalarType();
+  if (options.dtype) out_type = scalar_type(*options.dtype);
+  for (auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().detach().to(at::kCPU, out_type));
+  SafetensorsSaveOptions so;
+  so.max_shard_bytes = options.max_shard_bytes;
+  save_safetensors(dir, tensors, so);
+
+  ModelConfig cfg = model->config();
+  cfg.dtype = dtype_name(out_type);
+  write_file_atomic(dir / "config.json", cfg.to_json());
+  if (!options.copy_tokenizer_from.empty()) {
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                          "vocab.json", "merges.txt"}) {
+      fs::path src = options.copy_tokenizer_from / f;
+      if (fs::exists(src)) fs::copy_file(src, dir / f, fs::copy_options::overwrite_existing);
+    }
+  }
+}
+
 void save_pretrained(CausalLM& model, const fs::path& dir, const SaveOptions& options) {
   fs::path parent = fs::absolute(dir).parent_path();
   fs::create_directories(parent);
   fs::path tmp = parent / fmt::format(".{}.saving{}", dir.filename().string(), std::random_device{}());
-  fs::create_directories(tmp);
   try {
-    std::vector<std::pair<std::string, at::Tensor>> tensors;
-    at::ScalarType out_type = model->options().dtype().toScalarType();
-    if (!options.dtype.empty()) out_type = tensor_options(options.dtype, "cpu").dtype().toScalarType();
-    for (auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().detach().to(at::kCPU, out_type));
-    SafetensorsSaveOptions so;
-    so.max_shard_bytes = options.max_shard_bytes;
-    save_safetensors(tmp, tensors, so);
-
-    ModelConfig cfg = model->config();
-    cfg.dtype = dtype_name(out_type);
-    write_file_atomic(tmp / "config.json", cfg.to_json());
-    if (!options.copy_tokenizer_from.empty()) {
-      for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                            "vocab.json", "merges.txt"}) {
-        fs::path src = options.copy_tokenizer_from / f;
-        if (fs::exists(src)) fs::copy_file(src, tmp / f, fs::copy_options::overwrite_existing);
-      }
-    }
+    write_pretrained(model, tmp, options);
     replace_dir_atomic(tmp, dir);
   } catch (...) {
     std::error_code ec;

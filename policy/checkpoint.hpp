@@ -3,6 +3,7 @@
 // missing, unexpected or wrong-shaped tensor is an error that names it. Saves are atomic folders.
 #pragma once
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "policy/model.hpp"
@@ -10,8 +11,9 @@
 
 namespace r1 {
 
-// The at::TensorOptions for `dtype` ("float32" | "bfloat16" | "float16") on `device`.
-at::TensorOptions tensor_options(const std::string& dtype, const std::string& device);
+// The scalar type of a [model] dtype, and the at::TensorOptions for it on `device`.
+at::ScalarType scalar_type(Dtype dtype);
+at::TensorOptions tensor_options(Dtype dtype, const std::string& device);
 
 // Loads config.json and the safetensors weights in `dir`, converted to the options' dtype/device.
 CausalLM load_pretrained(const std::filesystem::path& dir, const at::TensorOptions& opts);
@@ -19,12 +21,16 @@ CausalLM load_pretrained(const PolicyOptions& options);
 
 struct SaveOptions {
   int64_t max_shard_bytes = int64_t{5} << 30;  // shard above this size
-  std::string dtype;                           // "" keeps the model's dtype
+  std::optional<Dtype> dtype;                  // none: the model's dtype
   std::filesystem::path copy_tokenizer_from;   // copy tokenizer files from this folder if set
 };
 
 // Writes config.json, model.safetensors (or shards + index) and tokenizer files into `dir`:
 // built in a temp folder beside it, fsynced, then renamed over `dir`.
 void save_pretrained(CausalLM& model, const std::filesystem::path& dir, const SaveOptions& options = {});
+
+// The same files written straight into `dir` (created if needed), for callers that make the
+// enclosing folder atomic themselves (training checkpoints).
+void write_pretrained(CausalLM& model, const std::filesystem::path& dir, const SaveOptions& options = {});
 
 }  // namespace r1

@@ -44,7 +44,7 @@ class FormatChecker final : public Checker {
   CheckResult check(const Sample& s, const Deadline&) const override {
     std::string text = o_.think_prefilled ? "<think>" + s.completion : s.completion;
     CheckResult r;
-    std::string why = o_.mode == "strict" ? strict(text) : lenient(text);
+    std::string why = o_.mode == FormatMode::strict ? strict(text) : lenient(text);
     r.score = why.empty() ? 1.0 : 0.0;
     r.reason = why.empty() ? "ok" : why;
     r.parts = {{"format", r.score}};
@@ -133,6 +133,7 @@ class MathChecker final : public Checker {
     }
     r.score = ok ? 1.0 : 0.0;
     r.parts = {{"correct", r.score}};
+    r.answer = math::to_string(pred);
     std::string shown = found->text.size() > 200 ? found->text.substr(0, 200) + "…" : found->text;
     r.reason = shown + " (" + found->rule + (pred.expr ? "" : ", unparsed: " + pred.error) + ")";
     return r;
@@ -233,6 +234,17 @@ class Arith {
   }
 };
 
+std::string int_text(i128 x) {
+  if (x == 0) return "0";
+  std::string out;
+  const bool neg = x < 0;
+  for (; x != 0; x /= 10) out += static_cast<char>('0' + (neg ? -(x % 10) : x % 10));
+  if (neg) out += '-';
+  return {out.rbegin(), out.rend()};
+}
+
+std::string rational_text(const Q& q) { return q.d == 1 ? int_text(q.n) : int_text(q.n) + "/" + int_text(q.d); }
+
 class CountdownChecker final : public Checker {
  public:
   explicit CountdownChecker(CountdownOptions o) : o_(std::move(o)) {}
@@ -289,6 +301,7 @@ class CountdownChecker final : public Checker {
     auto v = Arith(eq).run();
     if (!v) return fail(o_.format_score, "not a valid expression (or division by zero): " + eq);
     double value = static_cast<double>(v->n) / static_cast<double>(v->d);
+    r.answer = rational_text(*v);  // its value: equations that agree get one vote
     // Exact when the target is an integer; TinyZero's 1e-5 tolerance otherwise.
     bool hit = (target == std::floor(target) && std::fabs(target) < 9e15)
                    ? (v->d == 1 && v->n == static_cast<i128>(static_cast<long long>(target)))
@@ -316,13 +329,13 @@ class LengthChecker final : public Checker {
 
   CheckResult check(const Sample& s, const Deadline&) const override {
     int64_t len = 0;
-    std::string unit = o_.unit;
-    if (unit == "tokens" && s.completion_tokens) {
+    std::string unit = cfg::name_of(o_.unit);
+    if (o_.unit == LengthUnit::tokens && s.completion_tokens) {
       len = *s.completion_tokens;
-    } else if (unit == "chars") {
+    } else if (o_.unit == LengthUnit::chars) {
       for (unsigned char c : s.completion) len += (c & 0xC0) != 0x80;
     } else {
-      if (unit == "tokens") unit = "words (no completion_tokens in the sample)";
+      if (o_.unit == LengthUnit::tokens) unit = "words (no completion_tokens in the sample)";
       bool in = false;
       for (unsigned char c : s.completion) {
         bool sp = std::isspace(c);

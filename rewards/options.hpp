@@ -12,26 +12,34 @@
 //   weight = 0.1
 //   format.mode = "lenient"
 //
-// Each checker declares its own options struct (one line per field); an entry's options live in
-// the sub-table named after the checker kind, so a typo anywhere gives file:line:col with a
+// Each checker declares its own options struct (one line per field; the code checker's and the
+// sandbox's are in rewards/sandbox/options.hpp); an entry's options live in the sub-table named
+// after the checker kind, so a typo anywhere gives file:line:col with a
 // did-you-mean. Plugins ([[rewards.plugins]]) and commands ([[rewards.commands]]) are declared by
 // name and then used in [[rewards.checkers]] exactly like a built-in; their own options travel as
 // a JSON object text in `options`.
 #pragma once
+#include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/config_fields.hpp"
+#include "rewards/sandbox/options.hpp"
 
 namespace r1::rewards {
 
+enum class FormatMode { strict, lenient };
+constexpr std::array<const char*, 2> enum_names(FormatMode) { return {"strict", "lenient"}; }
+enum class LengthUnit { tokens, words, chars };
+constexpr std::array<const char*, 3> enum_names(LengthUnit) { return {"tokens", "words", "chars"}; }
+
 struct FormatOptions {
 #define R1_FORMAT_FIELDS(F)                                                                          \
-  F(std::string, mode, "strict",                                                                    \
+  F(FormatMode, mode, FormatMode::strict,                                                           \
     "strict: the whole completion is <think>…</think> then <answer>…</answer>, nothing around; "    \
-    "lenient: both blocks present in order, text and whitespace around them allowed",               \
-    x == "strict" || x == "lenient")                                                                \
+    "lenient: both blocks present in order, text and whitespace around them allowed", true)         \
   F(bool, think_prefilled, false,                                                                   \
     "the prompt already ends with <think>, so the completion starts inside the think block", true)
   R1_CONFIG(FormatOptions, R1_FORMAT_FIELDS)
@@ -74,29 +82,31 @@ struct LengthOptions {
   F(int64_t, max_length, 4096, "L_max: completions longer than this get the full penalty", x >= 1) \
   F(int64_t, cache_length, 512,                                                                     \
     "L_cache: the penalty ramps linearly from 0 to -1 over the last cache_length units", x >= 1)   \
-  F(std::string, unit, "tokens",                                                                    \
+  F(LengthUnit, unit, LengthUnit::tokens,                                                           \
     "what is counted: tokens (from the sample's completion_tokens, else whitespace words), "        \
-    "words or chars (UTF-8 code points)",                                                           \
-    x == "tokens" || x == "words" || x == "chars")
+    "words or chars (UTF-8 code points)", true)
   R1_CONFIG(LengthOptions, R1_LENGTH_FIELDS)
   bool operator==(const LengthOptions&) const = default;
 };
 
-// One weighted checker in the composition.
+// One weighted checker in the composition. A built-in's options table is present only when the
+// entry has it, so options given to the wrong kind are caught even at their default values.
 struct RewardEntry {
 #define R1_REWARD_ENTRY_FIELDS(F)                                                                  \
   F(std::string, checker, "",                                                                      \
-    "checker kind: format, math, countdown, length, or the name of a declared plugin/command",    \
+    "checker kind: format, math, countdown, length, code, or the name of a declared plugin/command", \
     !x.empty())                                                                                    \
   F(std::string, name, "", "name of this part in the output (default: the checker kind)", true)    \
   F(double, weight, 1.0, "the part's weight in the total score", true)                            \
   F(std::string, options, "",                                                                     \
     "plugins and commands only: their options as a JSON object text, e.g. '{\"k\": 1}'", true)     \
-  F(FormatOptions, format, {}, "options of checker = \"format\"", true)                          \
-  F(MathOptions, math, {}, "options of checker = \"math\"", true)                                \
-  F(CountdownOptions, countdown, {}, "options of checker = \"countdown\"", true)                 \
-  F(LengthOptions, length, {}, "options of checker = \"length\"", true)
+  F(std::optional<FormatOptions>, format, {}, "options of checker = \"format\"", true)           \
+  F(std::optional<MathOptions>, math, {}, "options of checker = \"math\"", true)                 \
+  F(std::optional<CountdownOptions>, countdown, {}, "options of checker = \"countdown\"", true)  \
+  F(std::optional<LengthOptions>, length, {}, "options of checker = \"length\"", true)           \
+  F(std::optional<sandbox::CodeOptions>, code, {}, "options of checker = \"code\"", true)
   R1_CONFIG(RewardEntry, R1_REWARD_ENTRY_FIELDS)
+  std::string part_name() const { return name.empty() ? checker : name; }
 };
 
 // A custom checker in a shared library (see rewards/plugin_abi.h).

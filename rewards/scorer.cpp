@@ -20,12 +20,17 @@ namespace r1::rewards {
 
 // ---- Registry ---------------------------------------------------------------------------------
 
+const std::vector<std::string>& builtin_kinds() {
+  static const std::vector<std::string> k{"format", "math", "countdown", "length", "code"};
+  return k;
+}
+
 Registry Registry::with_builtins() {
   Registry r;
-  r.add("format", [](const RewardEntry& e) { return make_format_checker(e.format); });
-  r.add("math", [](const RewardEntry& e) { return make_math_checker(e.math); });
-  r.add("countdown", [](const RewardEntry& e) { return make_countdown_checker(e.countdown); });
-  r.add("length", [](const RewardEntry& e) { return make_length_checker(e.length); });
+  r.add("format", [](const RewardEntry& e) { return make_format_checker(e.format.value_or(FormatOptions{})); });
+  r.add("math", [](const RewardEntry& e) { return make_math_checker(e.math.value_or(MathOptions{})); });
+  r.add("countdown", [](const RewardEntry& e) { return make_countdown_checker(e.countdown.value_or(CountdownOptions{})); });
+  r.add("length", [](const RewardEntry& e) { return make_length_checker(e.length.value_or(LengthOptions{})); });
   return r;
 }
 
@@ -38,7 +43,52 @@ std::string options_object(const RewardEntry& e, const std::string& where) {
     throw ConfigError(where + ".options: must be a JSON object text such as '{\"key\": 1}', got: " + e.options);
   return boost::json::serialize(v);
 }
+
+bool is_builtin(const std::string& kind) {
+  const auto& b = builtin_kinds();
+  return std::find(b.begin(), b.end(), kind) != b.end();
+}
 }  // namespace
+
+void check_entry(const RewardEntry& e, const std::string& where, const std::vector<std::string>& kinds) {
+  if (std::find(kinds.begin(), kinds.end(), e.checker) == kinds.end()) {
+    std::string hint = cfg::did_you_mean(e.checker, kinds);
+    std::string known;
+    for (const auto& k : kinds) known += (known.empty() ? "" : ", ") + k;
+    throw ConfigError(where + ".checker: unknown checker '" + e.checker + "'" +
+                      (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; known: " + known +
+                      " (declare plugins in [[rewards.plugins]] and commands in [[rewards.commands]])");
+  }
+  // A built-in's options table on an entry of another kind is a mistake (copy-paste, wrong kind).
+  auto misplaced = [&](bool present, const char* kind) {
+    if (present && e.checker != kind)
+      throw ConfigError(where + "." + kind + ": options for checker \"" + kind + "\" given, but this entry's checker is '" +
+                        e.checker + "'");
+  };
+  misplaced(e.format.has_value(), "format");
+  misplaced(e.math.has_value(), "math");
+  misplaced(e.countdown.has_value(), "countdown");
+  misplaced(e.length.has_value(), "length");
+  misplaced(e.code.has_value(), "code");
+  if (is_builtin(e.checker) && !e.options.empty())
+    throw ConfigError(where + ".options: only plugins and commands take an options JSON; built-in '" + e.checker +
+                      "' takes its options in the " + e.checker + ".* table");
+  if (!is_builtin(e.checker)) options_object(e, where);
+}
+
+std::vector<std::string> part_names(const RewardsConfig& cfg) {
+  if (cfg.checkers.empty())
+    throw ConfigError("[rewards] has no [[rewards.checkers]] entries: add at least one, e.g. checker = \"math\"");
+  std::vector<std::string> names;
+  for (size_t i = 0; i < cfg.checkers.size(); ++i) {
+    std::string n = cfg.checkers[i].part_name();
+    if (std::find(names.begin(), names.end(), n) != names.end())
+      throw ConfigError("rewards.checkers[" + std::to_string(i) + "].name: part name '" + n +
+                        "' is used twice; give each entry a distinct name");
+    names.push_back(std::move(n));
+  }
+  return names;
+}
 
 Registry Registry::for_config(const RewardsConfig& cfg) {
   Registry r = with_builtins();
@@ -53,7 +103,7 @@ Registry Registry::for_config(const RewardsConfig& cfg) {
 
 void Registry::add(const std::string& kind, Factory f) {
   if (f_.count(kind))
-    throw ConfigError("reward checker name '" + kind + "' is declared twice (built-in names: format, math, countdown, length)");
+    throw ConfigError("reward checker name '" + kind + "' is declared twice (built-in names: format, math, countdown, length, code)");
   f_[kind] = std::move(f);
 }
 
@@ -64,31 +114,9 @@ std::vector<std::string> Registry::kinds() const {
 }
 
 CheckerPtr Registry::create(const RewardEntry& e, const std::string& where) const {
-  auto it = f_.find(e.checker);
-  if (it == f_.end()) {
-    std::string hint = cfg::did_you_mean(e.checker, kinds());
-    std::string known;
-    for (const auto& k : kinds()) known += (known.empty() ? "" : ", ") + k;
-    throw ConfigError(where + ".checker: unknown checker '" + e.checker + "'" +
-                      (hint.empty() ? "" : " (did you mean '" + hint + "'?)") + "; known: " + known +
-                      " (declare plugins in [[rewards.plugins]] and commands in [[rewards.commands]])");
-  }
-  // Options for another kind are almost always a mistake (copy-paste, wrong kind).
-  auto misplaced = [&](bool differs, const char* kind) {
-    if (differs && e.checker != kind)
-      throw ConfigError(where + "." + kind + ": options for checker \"" + kind + "\" given, but this entry's checker is '" +
-                        e.checker + "'");
-  };
-  misplaced(!(e.format == FormatOptions{}), "format");
-  misplaced(!(e.math == MathOptions{}), "math");
-  misplaced(!(e.countdown == CountdownOptions{}), "countdown");
-  misplaced(!(e.length == LengthOptions{}), "length");
-  bool builtin = e.checker == "format" || e.checker == "math" || e.checker == "countdown" || e.checker == "length";
-  if (builtin && !e.options.empty())
-    throw ConfigError(where + ".options: only plugins and commands take an options JSON; built-in '" + e.checker +
-                      "' takes its options in the " + e.checker + ".* table");
+  check_entry(e, where, kinds());
   try {
-    return it->second(e);
+    return f_.at(e.checker)(e);
   } catch (const ConfigError&) {
     throw;
   } catch (const std::exception& ex) {
@@ -203,21 +231,14 @@ struct Scorer::Impl {
   }
 };
 
-Scorer::Scorer(const RewardsConfig& cfg) : Scorer(cfg, Registry::for_config(cfg)) {}
-
 Scorer::Scorer(const RewardsConfig& cfg, const Registry& registry) : impl_(std::make_unique<Impl>()) {
-  if (cfg.checkers.empty())
-    throw ConfigError("[rewards] has no [[rewards.checkers]] entries: add at least one, e.g. checker = \"math\"");
-  std::map<std::string, int> seen;
+  const std::vector<std::string> names = rewards::part_names(cfg);
   for (size_t i = 0; i < cfg.checkers.size(); ++i) {
     const RewardEntry& e = cfg.checkers[i];
-    std::string where = "rewards.checkers[" + std::to_string(i) + "]";
     Impl::Part p;
-    p.meta.name = e.name.empty() ? e.checker : e.name;
+    p.meta.name = names[i];
     p.meta.weight = e.weight;
-    if (seen[p.meta.name]++)
-      throw ConfigError(where + ".name: part name '" + p.meta.name + "' is used twice; give each entry a distinct name");
-    p.checker = registry.create(e, where);
+    p.checker = registry.create(e, "rewards.checkers[" + std::to_string(i) + "]");
     impl_->parts.push_back(std::move(p));
   }
   // Commands and isolated plugins have their own timeout; the watchdog allows for it.
@@ -240,6 +261,23 @@ std::vector<std::string> Scorer::part_names() const {
   std::vector<std::string> n;
   for (const auto& p : impl_->parts) n.push_back(p.meta.name);
   return n;
+}
+
+std::string Scorer::describe() const {
+  std::string names;
+  for (const auto& p : impl_->parts) names += (names.empty() ? "" : ", ") + p.meta.name;
+  return "in-process (" + names + ")";
+}
+
+const PartResult* Scored::part(std::string_view name) const {
+  for (const auto& p : parts)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+bool is_correct(const Scored& s, std::string_view accuracy_part) {
+  const PartResult* p = s.part(accuracy_part);
+  return p && p->result.status == Status::ok && p->result.score >= 1.0;
 }
 
 ScorerStats Scorer::stats() const {
@@ -383,6 +421,7 @@ boost::json::object to_json(const Scored& s) {
     boost::json::object d;
     d["weight"] = p.weight;
     d["status"] = status_name(p.result.status);
+    if (!p.result.answer.empty()) d["answer"] = p.result.answer;
     boost::json::object sub;
     for (const auto& [k, v] : p.result.parts) sub[k] = v;
     d["parts"] = std::move(sub);
@@ -392,7 +431,7 @@ boost::json::object to_json(const Scored& s) {
   return o;
 }
 
-JsonlSummary score_jsonl(std::istream& in, std::ostream& out, Scorer& scorer, size_t batch_size) {
+JsonlSummary score_jsonl(std::istream& in, std::ostream& out, RewardBackend& scorer, size_t batch_size) {
   JsonlSummary sum;
   struct Line {
     std::optional<boost::json::value> id;
@@ -448,29 +487,6 @@ JsonlSummary score_jsonl(std::istream& in, std::ostream& out, Scorer& scorer, si
     out.flush();
   }
   return sum;
-}
-
-RewardsConfig load_rewards_config(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
-  toml::table t = cfg::parse_file(file);
-  for (const auto& o : overrides) cfg::apply_override(t, o);
-  RewardsConfig out{};
-  cfg::Errors errs;
-  const toml::node* r = t.get("rewards");
-  if (!r) {
-    std::string hint;
-    if (t.get("checkers")) hint = " (found a top-level 'checkers': put it under [rewards] as [[rewards.checkers]])";
-    throw ConfigError(file.string() + ": no [rewards] section" + hint +
-                      "; see configs/rewards_math.toml for an example");
-  }
-  if (!r->is_table()) {
-    errs.add(r->source(), "rewards",
-             r->is_array_of_tables() ? "expected a [rewards] table; write the checkers as [[rewards.checkers]]"
-                                     : "expected a table");
-    errs.throw_if_any();
-  }
-  cfg::detail::read_struct(*r->as_table(), out, "rewards.", errs);
-  errs.throw_if_any();
-  return out;
 }
 
 }  // namespace r1::rewards

@@ -1,14 +1,13 @@
 #include "rl/checkpoint.hpp"
 
 #include <boost/json.hpp>
-#include <csignal>
-#include <cstdlib>
 #include <random>
 #include <torch/optim/adamw.h>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/json.hpp"
+#include "common/test_seam.hpp"
 #include "policy/checkpoint.hpp"
 #include "policy/safetensors.hpp"
 
@@ -23,11 +22,6 @@ uint64_t file_checksum(const fs::path& f) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
   return h;
-}
-
-// Test hook: R1_TEST_CRASH_IN_SAVE=N kills the process halfway through writing step N's checkpoint.
-void maybe_crash_in_save(int64_t step) {
-  if (const char* v = std::getenv("R1_TEST_CRASH_IN_SAVE"); v && std::atoll(v) == step) std::raise(SIGKILL);
 }
 
 std::string state_json(const TrainerState& s) {
@@ -60,9 +54,9 @@ fs::path save_checkpoint(const fs::path& run_dir, CausalLM& policy, torch::optim
   const fs::path dst = root / name;
   fs::remove_all(tmp);
   try {
-    // Policy: a Hugging Face folder (save_pretrained writes it atomically into tmp/).
-    save_pretrained(policy, tmp, {.copy_tokenizer_from = o.tokenizer_from});
-    maybe_crash_in_save(state.step);
+    // Policy: a Hugging Face folder; tmp/ as a whole is what becomes visible atomically.
+    write_pretrained(policy, tmp, {.copy_tokenizer_from = o.tokenizer_from});
+    test_seam::crash_point(test_seam::Point::in_save, state.step);
     // AdamW state by parameter name.
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (auto& p : policy->named_parameters()) {
@@ -75,7 +69,7 @@ fs::path save_checkpoint(const fs::path& run_dir, CausalLM& policy, torch::optim
     }
     fs::create_directories(tmp / "optimizer");
     save_safetensors(tmp / "optimizer", tensors);
-    if (ref) save_pretrained(*const_cast<CausalLM*>(ref), tmp / "reference");
+    if (ref) write_pretrained(*const_cast<CausalLM*>(ref), tmp / "reference");
     write_file_atomic(tmp / "trainer_state.json", state_json(state));
     boost::json::object files;
     for (const auto& e : fs::recursive_directory_iterator(tmp))
@@ -103,11 +97,15 @@ fs::path save_checkpoint(const fs::path& run_dir, CausalLM& policy, torch::optim
 std::optional<FoundCheckpoint> find_checkpoint(const fs::path& run_dir, std::vector<std::string>* skipped) {
   const fs::path root = run_dir / "checkpoints";
   if (!fs::exists(root)) return std::nullopt;
-  std::vector<fs::path> all;
+  std::vector<fs::path> all, interrupted;
   for (const auto& e : fs::directory_iterator(root)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind(".step-", 0) == 0) fs::remove_all(e.path());  // an interrupted save
+    if (n.rfind('.', 0) == 0) interrupted.push_back(e.path());  // every temp name starts with '.'
     else if (e.is_directory() && n.rfind("step-", 0) == 0) all.push_back(e.path());
+  }
+  for (const auto& t : interrupted) {
+    fs::remove_all(t);
+    if (skipped) skipped->push_back(fmt::format("{}: a save that was interrupted (its temp folder is removed)", t.string()));
   }
   std::sort(all.rbegin(), all.rend());
   for (const auto& dir : all) {

@@ -42,7 +42,8 @@ struct FoundCheckpoint {
 };
 
 // The newest checkpoint of `run_dir` that passes its manifest. Each one skipped is described in
-// `skipped` (what is wrong with it). Leftover temp folders of interrupted saves are removed.
+// `skipped` (what is wrong with it), and so is each leftover temp folder of an interrupted save,
+// which is removed.
 std::optional<FoundCheckpoint> find_checkpoint(const std::filesystem::path& run_dir, std::vector<std::string>* skipped);
 
 // Loads weights, optimizer state and the reference (if given) from a checkpoint folder.

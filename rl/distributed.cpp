@@ -123,9 +123,9 @@ Distributed::Distributed(const LaunchEnv& env, const DistributedOptions& o, cons
     fail("data parallel: rendezvous at {}:{} failed for rank {} of {}: {}", env.master_addr, env.master_port, env.rank,
          env.world_size, e.what());
   }
-  std::string backend = o.backend;
-  if (backend == "auto") backend = device.is_cuda() ? "nccl" : "gloo";
-  if (backend == "nccl") {
+  DistBackend backend = o.backend;
+  if (backend == DistBackend::automatic) backend = device.is_cuda() ? DistBackend::nccl : DistBackend::gloo;
+  if (backend == DistBackend::nccl) {
 #ifdef R1_WITH_CUDA
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = timeout;
@@ -161,13 +161,15 @@ std::vector<double> Distributed::sum(std::vector<double> values) {
   return values;
 }
 
-double Distributed::max(double value) {
-  if (!active()) return value;
-  std::vector<at::Tensor> t = {at::tensor({value}, at::kDouble).to(impl_->device)};
+std::vector<double> Distributed::max(std::vector<double> values) {
+  if (!active() || values.empty()) return values;
+  std::vector<at::Tensor> t = {at::tensor(values, at::kDouble).to(impl_->device)};
   c10d::AllreduceOptions o;
   o.reduceOp = c10d::ReduceOp::MAX;
   impl_->wait(impl_->pg->allreduce(t, o), "all-reduce (max)");
-  return t[0].item<double>();
+  at::Tensor c = t[0].to(at::kCPU);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = c[static_cast<int64_t>(i)].item<double>();
+  return values;
 }
 
 namespace {
@@ -254,8 +256,8 @@ void Distributed::check_same(uint64_t checksum, const std::string& what) {
   if (!active()) return;
   // Compare as two 32-bit halves in doubles (exact), via max and -max (= min).
   const double hi = static_cast<double>(checksum >> 32), lo = static_cast<double>(checksum & 0xffffffffULL);
-  const double max_hi = max(hi), min_hi = -max(-hi), max_lo = max(lo), min_lo = -max(-lo);
-  if (max_hi != min_hi || max_lo != min_lo)
+  const std::vector<double> m = max({hi, -hi, lo, -lo});  // one collective
+  if (m[0] != -m[1] || m[2] != -m[3])
     fail("data parallel: {} differs across ranks (rank {} has {:016x}): the replicas diverged", what, rank(), checksum);
 }
 

@@ -37,8 +37,8 @@ class Distributed {
   bool active() const { return env_.world_size > 1; }
 
   void allreduce_sum(std::vector<at::Tensor>& tensors);
-  std::vector<double> sum(std::vector<double> values);
-  double max(double value);
+  std::vector<double> sum(std::vector<double> values);  // element-wise over ranks
+  std::vector<double> max(std::vector<double> values);
   // Overlapped gradient sum. attach_grads() puts a post-accumulate hook on every parameter and cuts
   // them into buckets in reverse order (the order backward finishes them). Between arm_grad_sync()
   // and finish_grad_sync(), the backward passes' hooks launch each bucket's all-reduce once all of

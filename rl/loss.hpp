@@ -30,8 +30,13 @@ struct LossNorm {
   int64_t max_new_tokens = 0; // Dr. GRPO's constant length normaliser
 };
 
-struct LossStats {  // sums over this micro-batch's masked tokens (divide by token count)
-  double kl = 0, entropy = 0, clip_low = 0, clip_high = 0, ratio = 0, tokens = 0;
+// Sums over this micro-batch's masked tokens, as 0-dim float tensors on the loss's device, so a
+// step can add them up without a host sync per micro-batch. kl and entropy are undefined when not
+// computed.
+struct LossStats {
+  at::Tensor kl, entropy, clip_low, clip_high;
+  at::Tensor ratio, ratio_max;  // sum and largest value of the importance ratio
+  at::Tensor tokens;
 };
 
 struct LossOutput {

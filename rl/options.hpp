@@ -2,6 +2,7 @@
 // and [distributed].
 // No LibTorch, so run configs can be checked without it.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -9,27 +10,46 @@
 
 namespace r1 {
 
+enum class Advantage { grpo, rloo };
+constexpr std::array<const char*, 2> enum_names(Advantage) { return {"grpo", "rloo"}; }
+enum class ScaleRewards { group, batch, none };
+constexpr std::array<const char*, 3> enum_names(ScaleRewards) { return {"group", "batch", "none"}; }
+enum class RatioLevel { token, sequence };
+constexpr std::array<const char*, 2> enum_names(RatioLevel) { return {"token", "sequence"}; }
+enum class LossAggregation { seq_mean_token_mean, token_mean, seq_mean_token_sum_norm };
+constexpr std::array<const char*, 3> enum_names(LossAggregation) {
+  return {"seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"};
+}
+enum class KlEstimator { k1, k2, k3 };
+constexpr std::array<const char*, 3> enum_names(KlEstimator) { return {"k1", "k2", "k3"}; }
+enum class LrSchedule { constant, cosine };
+constexpr std::array<const char*, 2> enum_names(LrSchedule) { return {"constant", "cosine"}; }
+enum class OldLogprobs { rollout, recompute };
+constexpr std::array<const char*, 2> enum_names(OldLogprobs) { return {"rollout", "recompute"}; }
+enum class DistBackend { automatic, gloo, nccl };
+constexpr std::array<const char*, 3> enum_names(DistBackend) { return {"auto", "gloo", "nccl"}; }
+
 struct GrpoOptions {
 #define R1_GRPO_FIELDS(F)                                                                                      \
-  F(std::string, advantage, "grpo",                                                                           \
+  F(Advantage, advantage, Advantage::grpo,                                                                    \
     "grpo: reward minus the group mean (scaled, see scale_rewards); rloo: reward minus the mean of the "       \
-    "other G-1 rewards", x == "grpo" || x == "rloo")                                                          \
-  F(std::string, scale_rewards, "group",                                                                      \
+    "other G-1 rewards", true)                                                                                \
+  F(ScaleRewards, scale_rewards, ScaleRewards::group,                                                         \
     "grpo advantages divided by the std of the group (GRPO), of the whole batch, or not at all (Dr. GRPO)",  \
-    x == "group" || x == "batch" || x == "none")                                                              \
+    true)                                                                                                     \
   F(double, epsilon_low, 0.2, "clip ratio below: 1 - epsilon_low", x >= 0 && x < 1)                           \
   F(double, epsilon_high, 0.2, "clip ratio above: 1 + epsilon_high (DAPO clip-higher: 0.28)", x >= 0)         \
   F(double, dual_clip, 0.0, "dual-clip constant c > 1 bounding the loss of negative advantages (0: off)",     \
     x == 0 || x > 1)                                                                                          \
-  F(std::string, ratio_level, "token", "importance ratio per token (GRPO) or per sequence (GSPO)",            \
-    x == "token" || x == "sequence")                                                                          \
-  F(std::string, loss_aggregation, "seq-mean-token-mean",                                                     \
+  F(RatioLevel, ratio_level, RatioLevel::token, "importance ratio per token (GRPO) or per sequence (GSPO)",   \
+    true)                                                                                                     \
+  F(LossAggregation, loss_aggregation, LossAggregation::seq_mean_token_mean,                                  \
     "seq-mean-token-mean (GRPO), token-mean (DAPO), seq-mean-token-sum-norm (Dr. GRPO: / max_new_tokens)",    \
-    x == "seq-mean-token-mean" || x == "token-mean" || x == "seq-mean-token-sum-norm")                        \
+    true)                                                                                                     \
   F(double, kl_coef, 0.0, "weight of the KL penalty to the frozen reference (0: no reference model kept)",    \
     x >= 0)                                                                                                   \
-  F(std::string, kl_estimator, "k3", "KL estimator: k1 (log ratio), k2 (half squared log ratio), k3",         \
-    x == "k1" || x == "k2" || x == "k3")                                                                      \
+  F(KlEstimator, kl_estimator, KlEstimator::k3,                                                               \
+    "KL estimator: k1 (log ratio), k2 (half squared log ratio), k3", true)                                    \
   F(double, entropy_coef, 0.0, "entropy bonus weight (entropy is always logged)", x >= 0)                     \
   F(bool, dynamic_sampling, false, "drop groups whose rewards all agree and refill the batch (DAPO)", true)   \
   F(int64_t, max_refill_rounds, 4, "dynamic sampling: extra generation rounds per step at most", x >= 0)      \
@@ -42,8 +62,8 @@ struct TrainOptions {
   F(int64_t, steps, 100, "training steps (one step = prompts_per_step groups)", x >= 1)                      \
   F(double, lr, 1e-6, "peak learning rate (AdamW)", x > 0 && x < 1)                                           \
   F(int64_t, warmup_steps, 0, "linear warmup from 0 to lr over this many steps", x >= 0)                     \
-  F(std::string, lr_schedule, "constant", "after warmup: constant or cosine (down to min_lr_ratio * lr)",     \
-    x == "constant" || x == "cosine")                                                                         \
+  F(LrSchedule, lr_schedule, LrSchedule::constant,                                                            \
+    "after warmup: constant or cosine (down to min_lr_ratio * lr)", true)                                     \
   F(double, min_lr_ratio, 0.0, "cosine floor as a fraction of lr", x >= 0 && x <= 1)                          \
   F(double, weight_decay, 0.0, "AdamW weight decay", x >= 0)                                                  \
   F(double, adam_beta1, 0.9, "AdamW beta1", x >= 0 && x < 1)                                                  \
@@ -54,11 +74,12 @@ struct TrainOptions {
   F(int64_t, minibatches, 1, "optimizer updates per pass (the step's samples split evenly)", x >= 1)          \
   F(int64_t, micro_batch, 16, "sequences per forward/backward (gradient accumulation inside a minibatch)",    \
     x >= 1)                                                                                                   \
-  F(std::string, old_logprobs, "rollout",                                                                     \
-    "rollout: use the sampler's log-probs (tested equal to the trainer's forward); recompute: run a forward", \
-    x == "rollout" || x == "recompute")                                                                       \
-  F(std::string, accuracy_part, "math", "reward part whose score >= 1 makes a completion correct (accuracy)",  \
-    !x.empty())                                                                                               \
+  F(OldLogprobs, old_logprobs, OldLogprobs::rollout,                                                          \
+    "rollout: use the sampler's log-probs (tested equal to the trainer's forward); recompute: run a forward " \
+    "with the weights that sampled each group", true)                                                         \
+  F(std::string, accuracy_part, "",                                                                           \
+    "the reward part (a [[rewards.checkers]] name) whose score >= 1 makes a completion correct: training "    \
+    "accuracy, eval/accuracy and r1 eval's pass@k all use it; empty: the first part", true)                   \
   F(int64_t, save_every, 0, "save a Hugging Face checkpoint every N steps (0: only at the end)", x >= 0)     \
   F(int64_t, keep_checkpoints, 2, "checkpoints kept in the run directory", x >= 1)                           \
   F(int64_t, log_samples_every, 1, "write the step's completions to samples.jsonl every N steps (0: never)", \
@@ -72,15 +93,14 @@ struct EvalConfig {
     true)                                                                                                     \
   F(int64_t, limit, 0, "evaluate the first N records (0: all)", x >= 0)                                       \
   F(int64_t, every, 0, "evaluate every N steps (0: only before and after training)", x >= 0)                 \
-  F(int64_t, max_new_tokens, 0, "completion budget at eval (0: as [sampling])", x >= 0)                      \
-  F(std::string, format_part, "format", "reward part reported as eval/format", true)
+  F(int64_t, max_new_tokens, 0, "completion budget at eval (0: as [sampling])", x >= 0)
   R1_CONFIG(EvalConfig, R1_EVAL_FIELDS)
 };
 
 struct DistributedOptions {
 #define R1_DISTRIBUTED_FIELDS(F)                                                                           \
-  F(std::string, backend, "auto", "auto (NCCL for CUDA devices, else Gloo), gloo or nccl",                 \
-    x == "auto" || x == "gloo" || x == "nccl")                                                             \
+  F(DistBackend, backend, DistBackend::automatic, "auto (NCCL for CUDA devices, else Gloo), gloo or nccl", \
+    true)                                                                                                  \
   F(int64_t, timeout_s, 300, "a collective or rendezvous that takes longer fails the run", x >= 1)         \
   F(int64_t, checksum_every, 10, "compare the weight checksum across ranks every N steps (0: never)", x >= 0) \
   F(double, bucket_mb, 25, "gradient all-reduce bucket size in MiB; each bucket starts as soon as backward " \

@@ -4,6 +4,7 @@
 #include "common/config_fields.hpp"
 #include "policy/options.hpp"
 #include "rewards/options.hpp"
+#include "rewards/sandbox/options.hpp"
 #include "rl/options.hpp"
 #include "rollout/options.hpp"
 
@@ -25,11 +26,17 @@ struct RunConfig {
   F(SamplingOptions, sampling, {}, "Sampling of completions", true)    \
   F(RolloutOptions, rollout, {}, "Rollout workers and groups", true)   \
   F(rewards::RewardsConfig, rewards, {}, "Reward checkers and their weights", true) \
+  F(sandbox::SandboxOptions, sandbox, {}, "The sandbox the code checker runs programs in", true) \
   F(GrpoOptions, grpo, {}, "The GRPO-family objective", true)         \
   F(TrainOptions, train, {}, "Optimisation and the training loop", true) \
   F(EvalConfig, eval, {}, "Held-out evaluation during training", true)  \
   F(DistributedOptions, distributed, {}, "Data parallelism across processes (r1 launch, torchrun, srun)", true)
   R1_CONFIG(RunConfig, R1_RUNCONFIG_FIELDS)
+  // The reward part that defines a correct completion: [train] accuracy_part, else the first part.
+  std::string accuracy_part() const {
+    if (!train.accuracy_part.empty() || rewards.checkers.empty()) return train.accuracy_part;
+    return rewards.checkers[0].part_name();
+  }
 };
 
 }  // namespace r1

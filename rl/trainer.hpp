@@ -1,11 +1,12 @@
-// The GRPO training loop: rollout workers -> rewards -> advantages -> clipped-surrogate updates ->
-// weight sync to the workers -> metrics and samples in the run directory -> periodic greedy eval
-// and Hugging Face checkpoints. Rank and world size are part of the API: prompts are sharded by
-// rank, and loss normalisers are step-wide totals, so data parallelism slots in without changing
-// the objective.
+// The GRPO training loop. Each step runs named phases (rl/trainer.cpp):
+//   collect groups (rollout workers, rewards, dynamic sampling) -> advantages -> old and reference
+//   log-probs -> policy update -> weight publish -> metrics -> eval -> checkpoint.
+// Rank and world size are part of the API: prompts are sharded by rank, and loss normalisers are
+// step-wide totals, so data parallelism gives the same objective as one big batch. Every check of
+// the config (rl/run_checks.hpp) runs before anything is created.
 #pragma once
 #include <filesystem>
-#include <functional>
+#include <map>
 #include <string>
 
 #include "rl/distributed.hpp"
@@ -20,8 +21,15 @@ struct TrainerSetup {
   bool resume = false;            // continue run_dir from its newest good checkpoint
 };
 
+// A held-out greedy eval.
 struct EvalScore {
-  double accuracy = -1, format = -1, mean_length = 0;  // -1: not measured
+  double accuracy = -1;  // share of prompts whose completion is correct; -1: not measured
+  double mean_length = 0;
+  std::map<std::string, double> parts;  // each reward part's mean score
+  double part(const std::string& name) const {  // -1 when that part is not configured
+    auto it = parts.find(name);
+    return it == parts.end() ? -1.0 : it->second;
+  }
 };
 
 struct TrainSummary {

@@ -34,31 +34,54 @@ std::string fill_template(const std::string& tmpl, const boost::json::object& re
   return out;
 }
 
+namespace {
+
+// A record from one JSONL line: the filled template and the reference fields.
+PromptRecord make_record(const std::string& line, const DatasetOptions& o, const std::string& where, int64_t index) {
+  auto v = json::parse(line, where);
+  R1_CHECK(v.is_object(), "{}: each line must be a JSON object", where);
+  PromptRecord r;
+  r.index = index;
+  r.record = v.get_object();
+  r.prompt = fill_template(o.prompt_template, r.record, where);
+  for (const auto& f : o.reference_fields) {
+    auto it = r.record.find(f);
+    R1_CHECK(it != r.record.end(), "{}: reference field '{}' is missing (see [data] reference_fields)", where, f);
+    r.reference[f] = it->value();
+  }
+  return r;
+}
+
+// Calls `f(line, where)` for each non-blank line of the file until it returns false.
+template <class F>
+void for_each_line(const DatasetOptions& o, F f) {
+  std::ifstream in(o.path);
+  R1_CHECK(in.good(), "dataset {}: cannot open", o.path);
+  std::string line;
+  for (int64_t lineno = 1; std::getline(in, line); ++lineno) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    if (!f(line, o.path + ":" + std::to_string(lineno))) break;
+  }
+}
+
+}  // namespace
+
+void check_first_record(const DatasetOptions& o) {
+  bool any = false;
+  for_each_line(o, [&](const std::string& line, const std::string& where) {
+    make_record(line, o, where, 0);
+    return !(any = true);
+  });
+  R1_CHECK(any, "dataset {}: no records", o.path);
+}
+
 Dataset::Dataset(const DatasetOptions& o, int64_t rank, int64_t world_size)
     : options_(o), rank_(rank), world_size_(world_size) {
   R1_CHECK(world_size >= 1 && rank >= 0 && rank < world_size, "dataset: rank {} of world size {}", rank, world_size);
-  std::ifstream in(o.path);
-  R1_CHECK(in.good(), "dataset {}: cannot open (set [data] path; GSM8K lives in ../shared/data/gsm8k)", o.path);
-  std::string line;
-  int64_t lineno = 0;
-  while (std::getline(in, line)) {
-    ++lineno;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    std::string where = o.path + ":" + std::to_string(lineno);
-    auto v = json::parse(line, where);
-    R1_CHECK(v.is_object(), "{}: each line must be a JSON object", where);
-    PromptRecord r;
-    r.index = static_cast<int64_t>(records_.size());
-    r.record = v.get_object();
-    r.prompt = fill_template(o.prompt_template, r.record, where);
-    for (const auto& f : o.reference_fields) {
-      auto it = r.record.find(f);
-      R1_CHECK(it != r.record.end(), "{}: reference field '{}' is missing (see [data] reference_fields)", where, f);
-      r.reference[f] = it->value();
-    }
-    records_.push_back(std::move(r));
-    if (o.limit > 0 && static_cast<int64_t>(records_.size()) >= o.limit) break;
-  }
+  for_each_line(o, [&](const std::string& line, const std::string& where) {
+    records_.push_back(make_record(line, o, where, static_cast<int64_t>(records_.size())));
+    return o.limit <= 0 || static_cast<int64_t>(records_.size()) < o.limit;
+  });
   R1_CHECK(!records_.empty(), "dataset {}: no records", o.path);
   R1_CHECK(static_cast<int64_t>(records_.size()) >= world_size, "dataset {}: {} records for {} ranks", o.path,
            records_.size(), world_size);

@@ -13,7 +13,6 @@
 
 namespace r1 {
 
-
 struct PromptRecord {
   int64_t index = 0;             // line-order index in the file (stable id, also the sampling stream)
   std::string prompt;            // the filled template
@@ -23,6 +22,10 @@ struct PromptRecord {
 
 // Fills `tmpl` from `record`; throws naming the placeholder and `where` when a field is missing.
 std::string fill_template(const std::string& tmpl, const boost::json::object& record, const std::string& where);
+
+// Reads the first record of o.path and fills the template and the reference fields from it, as
+// the dataset will; throws r1::Error naming the file, line and field when it cannot.
+void check_first_record(const DatasetOptions& o);
 
 class Dataset {
  public:

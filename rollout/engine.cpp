@@ -150,11 +150,12 @@ void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t fi
       const TokenId t = static_cast<TokenId>(tok_a[b]);
       c.tokens.push_back(t);
       c.logprobs.push_back(lp_a[b]);
+      bool stopped = false;
       if (std::find(stop_ids.begin(), stop_ids.end(), t) != stop_ids.end()) {
-        c.finish_reason = "stop";
+        stopped = true;
       } else if (!s.stop.empty()) {
         if (auto end = find_stop(*tokenizer_, c.tokens, s.stop, max_stop_bytes)) {
-          c.finish_reason = "stop";
+          stopped = true;
           c.text = tokenizer_->decode(c.tokens);
           c.text.resize(*end);
           if (!s.include_stop_str)
@@ -165,7 +166,7 @@ void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t fi
               }
         }
       }
-      if (!c.finish_reason.empty()) done[b] = true, ++finished_since_compaction;
+      if (stopped) c.finish_reason = FinishReason::stop, done[b] = true, ++finished_since_compaction;
     }
     const int64_t active = std::count(done.begin(), done.end(), false);
     if (active == 0 || step + 1 == s.max_new_tokens) break;
@@ -195,10 +196,9 @@ void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t fi
   for (size_t i = first; i < first + count; ++i)
     for (size_t oi = offsets[i]; oi < offsets[i + 1]; ++oi) {
       Completion& c = out[oi];
-      if (c.finish_reason.empty()) c.finish_reason = "length";
       if (tokenizer_ && c.text.empty()) {
         std::span<const TokenId> toks(c.tokens);
-        if (c.finish_reason == "stop" && !toks.empty() &&
+        if (c.finish_reason == FinishReason::stop && !toks.empty() &&
             std::find(stop_ids.begin(), stop_ids.end(), toks.back()) != stop_ids.end())
           toks = toks.first(toks.size() - 1);
         c.text = tokenizer_->decode(toks);

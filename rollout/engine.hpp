@@ -2,10 +2,12 @@
 // (left-padded); the n samples of a prompt share its prefill (the prompt's cache rows are copied n
 // times); finished sequences are compacted out of the batch so they stop costing compute.
 #pragma once
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/config_fields.hpp"
 #include "policy/model.hpp"
 #include "policy/tokenizer.hpp"
 #include "rollout/sampling.hpp"
@@ -18,11 +20,14 @@ struct GenerationRequest {
   uint64_t stream = 0;     // random-stream id (e.g. the dataset index): sample j draws from (seed, stream, j)
 };
 
+enum class FinishReason { stop, length };  // a stop token or string / the max_new_tokens budget
+constexpr std::array<const char*, 2> enum_names(FinishReason) { return {"stop", "length"}; }
+
 struct Completion {
   std::vector<TokenId> tokens;  // generated tokens (a final stop token included)
   std::vector<float> logprobs;  // per token, under softmax(logits / temperature)
   std::string text;             // decoded tokens (the stop token id excluded; see include_stop_str)
-  std::string finish_reason;    // "stop" | "length"
+  FinishReason finish_reason = FinishReason::length;
   int64_t request = 0;          // index into the requests
   int64_t sample = 0;           // 0 .. n-1
 };

@@ -34,6 +34,7 @@ struct ScoredGroup {
   std::vector<double> rewards;
   std::vector<std::vector<std::pair<std::string, double>>> reward_parts;
   std::vector<std::string> reward_reasons;
+  std::vector<bool> correct;  // by the run's one definition of a correct completion
   double generate_seconds = 0, reward_seconds = 0;
 };
 

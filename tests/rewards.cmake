@@ -2,7 +2,7 @@
 # deadline/watchdog, plugins (.so, isolated, command) and JSONL scoring.
 r1_add_test(test_rewards
   SOURCES test_rewards.cpp test_rewards_math.cpp test_rewards_plugins.cpp
-  LIBS r1_rewards)
+  LIBS r1_reward_backend)
 if(TARGET custom_reward)
   add_dependencies(test_rewards custom_reward custom_reward_v99 r1-plugin-host)
   target_compile_definitions(test_rewards PRIVATE

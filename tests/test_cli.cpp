@@ -41,7 +41,7 @@ TEST_CASE("every subcommand has --help") {
 }
 
 TEST_CASE("config check: valid file exits 0, errors exit 2 with location and did-you-mean") {
-  Result ok = run_r1("config check " + (r1::test::source_dir() / "configs" / "generate.toml").string());
+  Result ok = run_r1("config check " + (r1::test::source_dir() / "configs" / "demo.toml").string());
   CHECK(ok.code == 0);
   std::string bad = write_tmp("r1_bad.toml", "[model]\ndtyp = \"float32\"\n[run]\nseed = -1\n");
   Result r = run_r1("config check " + bad);

@@ -76,7 +76,7 @@ TEST_CASE("two ranks over loopback equal one rank with the same global batch") {
 TEST_CASE("a rank killed mid-run makes the others fail with a clear error within the timeout") {
   fs::path d = setup_dir();
   const std::string cfg = (d / "run.toml").string();
-  Run r = sh("R1_TEST_CRASH_AFTER_STEP=1 R1_TEST_CRASH_RANK=1 " + r1_exe() + " launch --nproc 2 --master-port 29733 --grace 60 -- train " +
+  Run r = sh("R1_TEST_CRASH=after_step:1@1 " + r1_exe() + " launch --nproc 2 --master-port 29733 --grace 60 -- train " +
              cfg + " --quiet --run-dir " + (d / "killed").string());
   CAPTURE(r.out);
   CHECK(r.code != 0);
@@ -90,7 +90,7 @@ TEST_CASE("resume with a different number of ranks: two ranks save, one rank con
   fs::path d = setup_dir();
   const std::string cfg = (d / "run.toml").string();
   REQUIRE(sh(r1_exe() + " train " + cfg + " --quiet --run-dir " + (d / "one").string()).code == 0);
-  Run killed = sh("R1_TEST_CRASH_AFTER_STEP=2 " + r1_exe() + " launch --nproc 2 --master-port 29735 --grace 30 -- train " +
+  Run killed = sh("R1_TEST_CRASH=after_step:2 " + r1_exe() + " launch --nproc 2 --master-port 29735 --grace 30 -- train " +
                   cfg + " --quiet --set train.save_every=1 --run-dir " + (d / "two").string());
   CHECK(killed.code != 0);
   Run resumed = sh(r1_exe() + " train --quiet --resume " + (d / "two").string());

@@ -62,7 +62,7 @@ TEST_CASE("kill -9 after a step, then --resume: the same metrics and weights as 
   auto full = deterministic_metrics(d / "full");
   REQUIRE(full.size() == 4);
 
-  Run killed = sh(r1_train(cfg + " --run-dir " + (d / "killed").string(), "R1_TEST_CRASH_AFTER_STEP=2"));
+  Run killed = sh(r1_train(cfg + " --run-dir " + (d / "killed").string(), "R1_TEST_CRASH=after_step:2"));
   CHECK(killed.code != 0);  // died by SIGKILL
   CHECK(deterministic_metrics(d / "killed").size() == 2);
   Run resumed = sh(r1_train("--resume " + (d / "killed").string()));
@@ -78,7 +78,7 @@ TEST_CASE("a crash while writing a checkpoint leaves the previous one good; resu
   fs::path d = scratch();
   const std::string cfg = (d / "run.toml").string();
   if (!fs::exists(d / "full" / "metrics.jsonl")) REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
-  Run crashed = sh(r1_train(cfg + " --run-dir " + (d / "midsave").string(), "R1_TEST_CRASH_IN_SAVE=3"));
+  Run crashed = sh(r1_train(cfg + " --run-dir " + (d / "midsave").string(), "R1_TEST_CRASH=in_save:3"));
   CHECK(crashed.code != 0);
   CHECK_FALSE(fs::exists(d / "midsave" / "checkpoints" / "step-000003"));
   CHECK(fs::exists(d / "midsave" / "checkpoints" / "step-000002" / "MANIFEST.json"));
@@ -92,7 +92,7 @@ TEST_CASE("a corrupt newest checkpoint is reported and the previous good one is 
   fs::path d = scratch();
   const std::string cfg = (d / "run.toml").string();
   if (!fs::exists(d / "full" / "metrics.jsonl")) REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
-  REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "corrupt").string(), "R1_TEST_CRASH_AFTER_STEP=3")).code != 0);
+  REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "corrupt").string(), "R1_TEST_CRASH=after_step:3")).code != 0);
   fs::path bad = d / "corrupt" / "checkpoints" / "step-000003" / "optimizer" / "model.safetensors";
   REQUIRE(fs::exists(bad));
   fs::resize_file(bad, fs::file_size(bad) / 2);

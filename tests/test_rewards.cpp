@@ -11,6 +11,7 @@
 
 #include "common/config.hpp"
 #include "common/error.hpp"
+#include "rewards/backend.hpp"
 #include "rewards/rewards.hpp"
 #include "test_paths.hpp"
 
@@ -36,6 +37,8 @@ RewardsConfig parse_cfg(const std::string& text) {
   return out;
 }
 
+Scorer scorer_for(const RewardsConfig& c) { return Scorer(c, Registry::for_config(c)); }
+
 // Never returns on its own: the watchdog must abandon it.
 class StuckChecker final : public Checker {
  public:
@@ -55,7 +58,7 @@ class StuckChecker final : public Checker {
 
 TEST_CASE("format: strict and lenient") {
   FormatOptions strict, lenient;
-  lenient.mode = "lenient";
+  lenient.mode = FormatMode::lenient;
   auto fs = make_format_checker(strict), fl = make_format_checker(lenient);
   std::string good = "<think>2+2=4</think>\n<answer>4</answer>";
   CHECK(run(fs, sample(good)).score == 1.0);
@@ -125,13 +128,13 @@ TEST_CASE("length: DAPO soft overlong penalty") {
   LengthOptions o;
   o.max_length = 10;
   o.cache_length = 4;
-  o.unit = "words";
+  o.unit = LengthUnit::words;
   auto c = make_length_checker(o);
   CHECK(run(c, sample("one two three")).score == 0.0);
   CHECK(run(c, sample("1 2 3 4 5 6 7 8")).score == doctest::Approx(-0.5));
   Sample t = sample("x");
   t.completion_tokens = 12;
-  o.unit = "tokens";
+  o.unit = LengthUnit::tokens;
   CHECK(run(make_length_checker(o), t).score == -1.0);
   o.cache_length = 20;
   CHECK_THROWS_AS(make_length_checker(o), std::invalid_argument);
@@ -150,25 +153,30 @@ format.mode = "lenient"
 )");
   CHECK(cfg.threads == 2);
   REQUIRE(cfg.checkers.size() == 2);
-  CHECK(cfg.checkers[1].format.mode == "lenient");
-  Scorer sc(cfg);
+  CHECK(cfg.checkers[1].format->mode == FormatMode::lenient);
+  Scorer sc(cfg, Registry::for_config(cfg));
   CHECK(sc.part_names() == std::vector<std::string>{"math", "format"});
 
   CHECK_THROWS_WITH_AS(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"math\"\nmath.answer_feld = \"x\"\n"),
                        doctest::Contains("did you mean 'rewards.checkers[0].math.answer_field'"), r1::ConfigError);
   CHECK_THROWS_WITH_AS(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"format\"\nformat.mode = \"loose\"\n"),
                        doctest::Contains("test.toml:4"), r1::ConfigError);
-  CHECK_THROWS_WITH_AS(Scorer(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"mathh\"\n")),
+  CHECK_THROWS_WITH_AS(scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"mathh\"\n")),
                        doctest::Contains("did you mean 'math'"), r1::ConfigError);
-  CHECK_THROWS_WITH_AS(Scorer(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"format\"\nmath.float_rounding = 3\n")),
+  CHECK_THROWS_WITH_AS(scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"format\"\nmath.float_rounding = 3\n")),
                        doctest::Contains("this entry's checker is 'format'"), r1::ConfigError);
-  CHECK_THROWS_WITH_AS(Scorer(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.checkers]]\nchecker = \"math\"\n")),
+  CHECK_THROWS_WITH_AS(scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.checkers]]\nchecker = \"math\"\n")),
                        doctest::Contains("used twice"), r1::ConfigError);
-  CHECK_THROWS_AS(Scorer(parse_cfg("[rewards]\n")), r1::ConfigError);
-  // The shipped example configs load.
+  CHECK_THROWS_AS(scorer_for(parse_cfg("[rewards]\n")), r1::ConfigError);
+  // Options for another kind are refused even when they repeat that kind's defaults.
+  CHECK_THROWS_WITH_AS(scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"format\"\nmath.float_rounding = 6\n")),
+                       doctest::Contains("this entry's checker is 'format'"), r1::ConfigError);
+  CHECK_THROWS_WITH_AS(check_rewards_config(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"math\"\ncode.timeout_ms = 6000\n")),
+                       doctest::Contains("options for checker \"code\" given"), r1::ConfigError);
+  // The shipped example configs load through the one factory.
   for (const char* f : {"configs/rewards_math.toml", "configs/rewards_countdown.toml"}) {
-    auto c = load_rewards_config(r1::test::source_dir() / f);
-    CHECK_NOTHROW(Scorer{c});
+    auto c = load_reward_setup(r1::test::source_dir() / f);
+    CHECK_NOTHROW(make_reward_backend(c));
   }
 }
 
@@ -181,7 +189,7 @@ checker = "math"
 checker = "format"
 weight = 0.1
 )");
-  Scorer sc(cfg);
+  Scorer sc(cfg, Registry::for_config(cfg));
   boost::json::object ref{{"answer", "#### 4"}};
   auto out = sc.score({sample("<think>2+2</think><answer>4</answer>", ref), sample("4", ref), sample("5", ref)});
   REQUIRE(out.size() == 3);
@@ -221,7 +229,7 @@ TEST_CASE("scorer: a stuck check is abandoned at the deadline, counted, and the 
 
 TEST_CASE("scorer: a pathological math answer is cut by limits or the deadline, never hangs") {
   RewardsConfig cfg = parse_cfg("[rewards]\ndeadline_ms = 200\n[[rewards.checkers]]\nchecker = \"math\"\nmath.max_answer_chars = 1000000\n");
-  Scorer sc(cfg);
+  Scorer sc(cfg, Registry::for_config(cfg));
   std::string nasty = "\\boxed{";
   for (int i = 0; i < 20000; ++i) nasty += "x^{";
   nasty += "2";
@@ -243,7 +251,7 @@ TEST_CASE("scorer: a pathological math answer is cut by limits or the deadline, 
 
 TEST_CASE("score_jsonl: one line out per line in, ids kept, bad lines reported") {
   RewardsConfig cfg = parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"math\"\n");
-  Scorer sc(cfg);
+  Scorer sc(cfg, Registry::for_config(cfg));
   std::istringstream in(
       "{\"id\": 1, \"completion\": \"\\\\boxed{2}\", \"answer\": \"2\"}\n"
       "not json\n"

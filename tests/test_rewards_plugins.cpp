@@ -63,7 +63,7 @@ TEST_CASE("plugin: isolated mode turns a crash into an error for that sample, th
   e.options = R"({"keyword": "therefore"})";
   cfg.checkers = {e};
   cfg.threads = 1;
-  Scorer sc(cfg);
+  Scorer sc(cfg, Registry::for_config(cfg));
   auto out = sc.score({sample("therefore 1"), sample("CRASH now"), sample("therefore 2"), sample("no")});
   CHECK(out[0].score == 1.0);
   CHECK(out[1].status == Status::error);
@@ -110,11 +110,11 @@ TEST_CASE("command: registered by name through the config") {
   e.checker = "keyword_py";
   e.weight = 0.5;
   cfg.checkers = {e};
-  Scorer sc(cfg);
+  Scorer sc(cfg, Registry::for_config(cfg));
   auto out = sc.score({sample("therefore"), sample("nope")});
   CHECK(out[0].score == doctest::Approx(0.5));
   CHECK(out[1].score == 0.0);
   e.options = "[1, 2]";
   cfg.checkers = {e};
-  CHECK_THROWS_WITH_AS(Scorer{cfg}, doctest::Contains("must be a JSON object"), r1::ConfigError);
+  CHECK_THROWS_WITH_AS(Scorer(cfg, Registry::for_config(cfg)), doctest::Contains("must be a JSON object"), r1::ConfigError);
 }

@@ -1,7 +1,10 @@
 // rl/: evaluation metrics (pass@k estimator, maj@k) over real generations and a real scorer.
 #include <doctest/doctest.h>
 
+#include <boost/json.hpp>
+
 #include <filesystem>
+#include <set>
 
 #include "policy/checkpoint.hpp"
 #include "rl/eval.hpp"
@@ -19,12 +22,13 @@ TEST_CASE("pass@k is the unbiased estimator") {
 }
 
 namespace {
-// Correct when the completion's byte length is even; the "answer" is its length.
+// Correct when the completion's byte length is even; the answer is its length modulo 3.
 struct ParityChecker : rewards::Checker {
   rewards::CheckResult check(const rewards::Sample& s, const rewards::Deadline&) const override {
     rewards::CheckResult r;
     r.score = s.completion.size() % 2 == 0 ? 1.0 : 0.0;
-    r.reason = std::to_string(s.completion.size() % 3);
+    r.answer = std::to_string(s.completion.size() % 3);
+    r.reason = "length " + std::to_string(s.completion.size());
     return r;
   }
 };
@@ -46,6 +50,7 @@ TEST_CASE("evaluate: pass@1, pass@k, maj@k and lengths agree with the per-sample
   EvalOptions o;
   o.samples = 4;
   o.prompts_per_batch = 2;
+  o.accuracy_part = "parity";
   std::vector<EvalSample> seen;
   int64_t progress_calls = 0;
   EvalReport rep = evaluate(engine, tok, prompts, scorer, s, o, [&](const EvalSample& x) { seen.push_back(x); },
@@ -81,4 +86,34 @@ TEST_CASE("evaluate: pass@1, pass@k, maj@k and lengths agree with the per-sample
   CHECK(rep.maj_at_k == doctest::Approx(maj / 5));
   CHECK(rep.mean_length == doctest::Approx(len / 20));
   CHECK(rep.pass_at_1 <= rep.pass_at_k);
+  CHECK(rep.part_means.at("parity") == doctest::Approx(p1 / 5));
+}
+
+TEST_CASE("maj@k votes on the checker's normalized answer, not on its reason text") {
+  // Three samples say 72 in three notations; two others say 5 and 6. Reasons differ ("72 (boxed)",
+  // "72 (gsm8k)", ...), normalized answers do not: 72 is the majority, and it is right.
+  rewards::RewardsConfig cfg;
+  cfg.checkers.push_back({});
+  cfg.checkers[0].checker = "math";
+  rewards::Scorer scorer(cfg, rewards::Registry::with_builtins());
+  std::vector<rewards::Sample> batch;
+  for (const char* c : {"\\boxed{72}", "so\n#### 72", "The answer is 72.", "\\boxed{5}", "The answer is 6."})
+    batch.push_back({"", c, boost::json::object{{"answer", "#### 72"}}, {}, {}});
+  std::vector<EvalSample> samples;
+  std::set<std::string> reasons;
+  for (const auto& s : scorer.score(batch)) {
+    EvalSample e;
+    e.scored = s;
+    e.answer = s.part("math")->result.answer;
+    e.correct = rewards::is_correct(s, "math");
+    reasons.insert(s.part("math")->result.reason);
+    samples.push_back(e);
+  }
+  CHECK(reasons.size() == 5);  // every reason is different
+  CHECK(samples[0].answer == samples[1].answer);
+  CHECK(samples[1].answer == samples[2].answer);
+  CHECK(majority_correct(samples));
+  samples[0].answer = samples[1].answer = samples[2].answer = "";  // no answers: no vote wins
+  samples[3].answer = samples[4].answer = "";
+  CHECK_FALSE(majority_correct(samples));
 }

@@ -20,15 +20,15 @@ namespace {
 GrpoOptions options_from(const boost::json::object& o) {
   json::Object j(o, "case");
   GrpoOptions g;
-  g.advantage = j.string("advantage");
-  g.scale_rewards = j.string("scale_rewards");
+  g.advantage = *cfg::parse_enum<Advantage>(j.string("advantage"));
+  g.scale_rewards = *cfg::parse_enum<ScaleRewards>(j.string("scale_rewards"));
   g.epsilon_low = j.number("epsilon_low");
   g.epsilon_high = j.number("epsilon_high");
   g.dual_clip = j.number("dual_clip");
-  g.ratio_level = j.string("ratio_level");
-  g.loss_aggregation = j.string("loss_aggregation");
+  g.ratio_level = *cfg::parse_enum<RatioLevel>(j.string("ratio_level"));
+  g.loss_aggregation = *cfg::parse_enum<LossAggregation>(j.string("loss_aggregation"));
   g.kl_coef = j.number("kl_coef");
-  g.kl_estimator = j.string("kl_estimator");
+  g.kl_estimator = *cfg::parse_enum<KlEstimator>(j.string("kl_estimator"));
   g.entropy_coef = j.number("entropy_coef");
   return g;
 }
@@ -75,7 +75,7 @@ TEST_CASE("every GRPO-family loss equals the TRL / verl oracle, value and gradie
     CHECK((grads[0] - r.get(k + "grad_logprobs")).abs().max().item<double>() <= 1e-6);
     at::Tensor ge = grads[1].defined() ? grads[1] : at::zeros_like(ent);
     CHECK((ge - r.get(k + "grad_entropy")).abs().max().item<double>() <= 1e-6);
-    CHECK(out.stats.tokens == doctest::Approx(mask.sum().item<double>()));
+    CHECK(out.stats.tokens.item<double>() == doctest::Approx(mask.sum().item<double>()));
   }
 }
 
@@ -83,8 +83,9 @@ TEST_CASE("micro-batches with step-wide normalisers add up to the full-batch los
   auto file = test::fixtures() / "rl" / "loss_oracle.safetensors";
   SafetensorsReader r(file);
   at::Tensor mask = r.get("mask").clone();
-  for (std::string agg : {"seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"}) {
-    CAPTURE(agg);
+  for (LossAggregation agg :
+       {LossAggregation::seq_mean_token_mean, LossAggregation::token_mean, LossAggregation::seq_mean_token_sum_norm}) {
+    CAPTURE(cfg::name_of(agg));
     GrpoOptions o;
     o.loss_aggregation = agg;
     o.kl_coef = 0.05;
@@ -109,7 +110,7 @@ TEST_CASE("advantages: zero-variance groups give zero advantage; RLOO is leave-o
   GrpoOptions o;
   at::Tensor a = compute_advantages(rw, o);
   CHECK(a[0].abs().max().item<double>() == 0.0);
-  o.advantage = "rloo";
+  o.advantage = Advantage::rloo;
   at::Tensor l = compute_advantages(rw, o);
   CHECK(l[1][0].item<float>() == doctest::Approx(0.0 - 0.5));   // 0 - mean(1, 0)
   CHECK(l[1][1].item<float>() == doctest::Approx(1.0 - 0.0));   // 1 - mean(0, 0)

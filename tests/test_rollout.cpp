@@ -62,7 +62,7 @@ TEST_CASE("greedy rollouts equal transformers generate: mixed prompt lengths, sh
       REQUIRE(out.size() == 2 * prompts.size());
       for (const auto& c : out) {
         CHECK(c.tokens == want[c.request]);
-        CHECK(c.finish_reason == "length");
+        CHECK(c.finish_reason == FinishReason::length);
         CHECK(c.logprobs.size() == c.tokens.size());
       }
     }
@@ -147,7 +147,7 @@ TEST_CASE("stop strings that span token boundaries end the completion there") {
   SamplingOptions s = greedy(24);
   s.stop = {stop};
   auto c = engine.generate({{prompt, 1, 0}}, s)[0];
-  CHECK(c.finish_reason == "stop");
+  CHECK(c.finish_reason == FinishReason::stop);
   CHECK(c.text == prefix.substr(0, first + stop.size()));
   CHECK(c.tokens.size() <= 6);
   s.include_stop_str = false;

@@ -18,9 +18,11 @@
 
 #include <boost/json.hpp>
 
+#include "common/config.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/json.hpp"
+#include "rewards/backend.hpp"
 #include "rewards/sandbox/code_checker.hpp"
 #include "rewards/scorer.hpp"
 #include "test_paths.hpp"
@@ -107,6 +109,46 @@ void parallel_for(size_t n, int threads, F f) {
 
 }  // namespace
 
+TEST_CASE("sandbox: each Sandbox holds its own uid range, so a fork bomb in one never starves another"
+          * doctest::skip(::geteuid() != 0)) {  // as root only: otherwise runs keep the caller's uid
+  SandboxOptions o;
+  o.parallelism = 1;
+  o.max_processes = 8;
+  auto a = std::make_unique<Sandbox>(o), b = std::make_unique<Sandbox>(o);
+  REQUIRE(a->slot_uids().size() == 1);
+  CHECK(a->slot_uids()[0] != b->slot_uids()[0]);
+  CHECK(std::abs(static_cast<int64_t>(a->slot_uids()[0]) - static_cast<int64_t>(b->slot_uids()[0])) >= kUidRange);
+  const uint32_t freed = b->slot_uids()[0];
+  b.reset();  // its range is free again
+  CHECK(Sandbox(o).slot_uids()[0] == freed);
+
+  // A fills its uid's process limit for two seconds; an honest run in another Sandbox meanwhile
+  // passes, and one that shares A's uids (the same uid_base by hand) cannot even start.
+  auto honest_in = [&](const SandboxOptions& opts) {
+    Sandbox other(opts);
+    return run_assert_tests(other, "def add(a, b):\n    return a + b\n", kAddTest, "add", fast_options());
+  };
+  RunSpec bomb;
+  bomb.args = {"-c",
+               "import os, time\n"
+               "for i in range(64):\n"
+               "    try:\n        pid = os.fork()\n    except OSError:\n        break\n"
+               "    if pid == 0:\n        time.sleep(2)\n        os._exit(0)\n"
+               "time.sleep(2)\n"};
+  bomb.limits.wall_ms = 2500;
+  std::thread t([&] { a->run(bomb); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  CodeResult own = honest_in(o);
+  SandboxOptions same = o;
+  same.uid_base = a->slot_uids()[0];
+  CodeResult shared = honest_in(same);
+  t.join();
+  CHECK(own.verdict == Verdict::passed);
+  CHECK(shared.verdict != Verdict::passed);
+  MESSAGE("sharing the fork bomb's uids: " << verdict_name(shared.verdict) << " " << shared.detail);
+  require_no_leftovers(*a);
+}
+
 TEST_CASE("sandbox: a run is isolated, limited and fully reaped") {
   auto& sb = *shared_sandbox();
   sb.self_test();
@@ -161,23 +203,23 @@ TEST_CASE("sandbox: a run is isolated, limited and fully reaped") {
 }
 
 TEST_CASE("code checker: output comparison modes") {
-  CHECK(outputs_match("1 2\n", "1 2", "exact", 0));
-  CHECK(outputs_match("1 2\r\n", "1 2\n", "exact", 0));
-  CHECK_FALSE(outputs_match("1  2\n", "1 2", "exact", 0));
-  CHECK(outputs_match("1  2\n\n", "1\n2", "whitespace", 0));
-  CHECK_FALSE(outputs_match("1 2 3", "1 2", "whitespace", 0));
-  CHECK(outputs_match("0.3333333", "0.333333333", "float", 1e-6));
-  CHECK(outputs_match("1e9 abc", "1000000000.0000001 abc", "float", 1e-6));
-  CHECK_FALSE(outputs_match("0.34", "0.33", "float", 1e-6));
-  CHECK_FALSE(outputs_match("nan", "0", "float", 1e-6));
-  CHECK_FALSE(outputs_match("abc", "abd", "float", 1e-6));
+  CHECK(outputs_match("1 2\n", "1 2", OutputCompare::exact, 0));
+  CHECK(outputs_match("1 2\r\n", "1 2\n", OutputCompare::exact, 0));
+  CHECK_FALSE(outputs_match("1  2\n", "1 2", OutputCompare::exact, 0));
+  CHECK(outputs_match("1  2\n\n", "1\n2", OutputCompare::whitespace, 0));
+  CHECK_FALSE(outputs_match("1 2 3", "1 2", OutputCompare::whitespace, 0));
+  CHECK(outputs_match("0.3333333", "0.333333333", OutputCompare::floating, 1e-6));
+  CHECK(outputs_match("1e9 abc", "1000000000.0000001 abc", OutputCompare::floating, 1e-6));
+  CHECK_FALSE(outputs_match("0.34", "0.33", OutputCompare::floating, 1e-6));
+  CHECK_FALSE(outputs_match("nan", "0", OutputCompare::floating, 1e-6));
+  CHECK_FALSE(outputs_match("abc", "abd", OutputCompare::floating, 1e-6));
 }
 
 TEST_CASE("code checker: code extraction") {
-  CHECK(extract_code("think\n```python\nx = 1\n```\nmore\n```py\ny = 2\n```\n", "auto") == "y = 2\n");
-  CHECK(extract_code("```text\nno\n```", "auto") == "```text\nno\n```");
-  CHECK(extract_code("def f(): pass", "fenced").empty());
-  CHECK(extract_code("```python\nx\n```", "raw") == "```python\nx\n```");
+  CHECK(extract_code("think\n```python\nx = 1\n```\nmore\n```py\ny = 2\n```\n", CodeExtract::automatic) == "y = 2\n");
+  CHECK(extract_code("```text\nno\n```", CodeExtract::automatic) == "```text\nno\n```");
+  CHECK(extract_code("def f(): pass", CodeExtract::fenced).empty());
+  CHECK(extract_code("```python\nx\n```", CodeExtract::raw) == "```python\nx\n```");
 }
 
 TEST_CASE("code checker: stdin/stdout cases") {
@@ -193,10 +235,10 @@ TEST_CASE("code checker: stdin/stdout cases") {
   auto crash = run_io_tests(sb, "raise ValueError('boom')\n", cases, o);
   CHECK(crash.verdict == Verdict::runtime_error);
   CHECK(crash.passed == 0);
-  o.compare = "float";
+  o.compare = OutputCompare::floating;
   auto flt = run_io_tests(sb, "print(1/3)\n", {{"", "0.333333"}}, o);
   CHECK(flt.verdict == Verdict::passed);
-  o.compare = "exact";
+  o.compare = OutputCompare::exact;
   CHECK(run_io_tests(sb, "print(1/3)\n", {{"", "0.333333"}}, o).verdict == Verdict::wrong_answer);
   // Printing the expected output of another case, or exiting 0 without output, cannot pass.
   CHECK(run_io_tests(sb, "import sys; sys.exit(0)\n", cases, fast_options()).passed == 0);
@@ -376,17 +418,18 @@ TEST_CASE("code checker: adversarial programs are contained and score 0") {
   CHECK(partial.passed == 1);
 }
 
-TEST_CASE("code checker: registered as \"code\" and scored through the rewards scorer") {
-  auto reg = r1::rewards::Registry::with_builtins();
-  r1::rewards::register_code_checker(reg, shared_sandbox());
-  CHECK(reg.has("code"));
+TEST_CASE("code checker: a built-in of the one reward factory, with its code.* options") {
   r1::rewards::RewardsConfig cfg;
   cfg.deadline_ms = 20000;
   cfg.threads = 2;
   r1::rewards::RewardEntry e;
   e.checker = "code";
-  e.options = R"({"timeout_ms": 3000, "compare": "whitespace"})";
+  e.code.emplace();
+  e.code->timeout_ms = 3000;
+  e.code->compare = OutputCompare::whitespace;
   cfg.checkers.push_back(e);
+  auto reg = r1::rewards::make_registry(cfg, r1::rewards::sandbox_from(shared_sandbox()));
+  CHECK(reg.has("code"));
   r1::rewards::Scorer scorer(cfg, reg);
   std::vector<r1::rewards::Sample> batch(3);
   batch[0].completion = "Here:\n```python\ndef add(a, b):\n    return a + b\n```";
@@ -403,8 +446,13 @@ TEST_CASE("code checker: registered as \"code\" and scored through the rewards s
   CHECK(scored[1].parts[0].result.reason.rfind("wrong_answer: 1/2", 0) == 0);
   CHECK(scored[2].status == r1::rewards::Status::error);
 
-  e.options = R"({"timeout_msx": 1})";
+  // A built-in takes no options JSON; its options live in code.*, read and checked like any table.
+  e.options = R"({"timeout_ms": 1})";
   r1::rewards::RewardsConfig bad = cfg;
   bad.checkers = {e};
-  CHECK_THROWS_AS(r1::rewards::Scorer(bad, reg), r1::ConfigError);
+  CHECK_THROWS_WITH_AS(r1::rewards::Scorer(bad, reg), doctest::Contains("takes its options in the code.* table"),
+                       r1::ConfigError);
+  auto t = r1::cfg::parse_string("[[checkers]]\nchecker = \"code\"\ncode.timeout_msx = 1\n", "c.toml");
+  CHECK_THROWS_WITH_AS(r1::cfg::from_table<r1::rewards::RewardsConfig>(t),
+                       doctest::Contains("did you mean 'checkers[0].code.timeout_ms'"), r1::ConfigError);
 }

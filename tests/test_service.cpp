@@ -18,6 +18,7 @@
 #include <boost/json.hpp>
 
 #include "common/error.hpp"
+#include "rewards/backend.hpp"
 #include "rewards/sandbox/code_checker.hpp"
 #include "rewards/service/client.hpp"
 #include "rewards/service/service.hpp"
@@ -43,15 +44,12 @@ class SleepyChecker final : public rewards::Checker {
   }
 };
 
-// Host uids of its own: test_sandbox runs fork bombs under the default slot uids, and a process
-// limit is per uid, so sharing them would let that suite starve this one when ctest runs both.
-constexpr int64_t kUidBase = 630000;
-
+// Its uids are allocated (uid_base = 0): test_sandbox runs fork bombs at the same time under ctest,
+// and a process limit is per uid, so a shared range would let that suite starve this one.
 std::shared_ptr<sandbox::Sandbox> test_sandbox() {
   static auto sb = [] {
     sandbox::SandboxOptions o;
     o.parallelism = 2;
-    o.uid_base = kUidBase;
     return std::make_shared<sandbox::Sandbox>(o);
   }();
   return sb;
@@ -69,7 +67,6 @@ service::ServiceConfig base_config() {
   c.service.request_timeout_ms = 10000;
   c.rewards.threads = 2;
   c.rewards.deadline_ms = 300;
-  c.sandbox.uid_base = kUidBase;
   rewards::RewardEntry e;
   e.checker = "math";
   c.rewards.checkers = {e};
@@ -77,9 +74,8 @@ service::ServiceConfig base_config() {
 }
 
 rewards::Registry test_registry(const service::ServiceConfig& c) {
-  auto reg = rewards::Registry::for_config(c.rewards);
+  auto reg = rewards::make_registry(c.rewards, rewards::sandbox_from(test_sandbox()));
   reg.add("sleepy", [](const rewards::RewardEntry&) { return std::make_shared<SleepyChecker>(); });
-  sandbox::register_code_checker(reg, test_sandbox());
   return reg;
 }
 
@@ -424,8 +420,10 @@ TEST_CASE("service: in-process and remote backends agree") {
   auto cfg = base_config();
   service::Server srv(cfg, test_registry(cfg));
   srv.start();
-  auto local = service::make_reward_backend(cfg.rewards, service::ClientOptions{}, test_sandbox());
-  auto remote = service::make_reward_backend(cfg.rewards, client_for(srv.port()));
+  auto local = rewards::make_reward_backend(cfg.rewards, rewards::sandbox_from(test_sandbox()));
+  rewards::RewardsConfig remote_cfg = cfg.rewards;
+  remote_cfg.endpoint = client_for(srv.port()).endpoint;
+  auto remote = rewards::make_reward_backend(remote_cfg, rewards::sandbox_from(test_sandbox()));
   CHECK(local->describe() == "in-process (math)");
   CHECK(remote->describe().rfind("remote http://127.0.0.1:", 0) == 0);
   std::vector<rewards::Sample> b;
@@ -435,7 +433,13 @@ TEST_CASE("service: in-process and remote backends agree") {
   for (size_t i = 0; i < a.size(); ++i) {
     CHECK(a[i].score == r[i].score);
     CHECK(a[i].parts[0].result.reason == r[i].parts[0].result.reason);
+    CHECK(a[i].parts[0].result.answer == r[i].parts[0].result.answer);  // maj@k votes on it
+    CHECK(!a[i].parts[0].result.answer.empty());
   }
+  // The service must score the parts the config names, or accuracy would silently read nothing.
+  remote_cfg.checkers[0].name = "gsm8k";
+  auto mismatched = rewards::make_reward_backend(remote_cfg, rewards::sandbox_from(test_sandbox()));
+  CHECK_THROWS_WITH_AS(mismatched->score(b), doctest::Contains("scores the parts (math)"), r1::Error);
   srv.stop();
 }
 
@@ -456,10 +460,10 @@ TEST_CASE("service: config sections and the client's endpoint") {
 
   auto run = dir / "run.toml";
   std::ofstream(run) << "[model]\npath = \"x\"\n[rewards]\nendpoint = \"http://10.0.0.5:8000\"\n[rewards.client]\nretries = 9\n";
-  auto co = service::load_client_options(run);
+  auto co = service::client_options(rewards::load_reward_setup(run).rewards);
   CHECK(co.endpoint == "http://10.0.0.5:8000");
   CHECK(co.retries == 9);
   std::ofstream(run) << "[rewards]\nendpoint = \"https://x\"\n";
-  CHECK_THROWS_AS(service::load_client_options(run), ConfigError);
+  CHECK_THROWS_AS(rewards::load_reward_setup(run), ConfigError);
   std::filesystem::remove_all(dir);
 }

@@ -139,5 +139,5 @@ TEST_CASE("train: bad configs are refused before anything starts") {
   CHECK_THROWS_WITH_AS(train(c, {.run_dir = dir / "run"}), doctest::Contains("group_size"), r1::Error);
   c = small_config(dir);
   c.rewards.checkers.clear();
-  CHECK_THROWS_WITH_AS(train(c, {.run_dir = dir / "run"}), doctest::Contains("nothing to reward"), r1::Error);
+  CHECK_THROWS_WITH_AS(train(c, {.run_dir = dir / "run"}), doctest::Contains("no [[rewards.checkers]]"), r1::Error);
 }

@@ -16,12 +16,9 @@
 #include <thread>
 
 #include <boost/json.hpp>
-#include <toml++/toml.h>
 
-#include "common/config.hpp"
 #include "common/error.hpp"
 #include "rewards/sandbox/harness_py.hpp"
-#include "rewards/scorer.hpp"
 
 namespace r1::sandbox {
 
@@ -162,13 +159,13 @@ VerdictCounts verdict_counts() {
   return c;
 }
 
-bool outputs_match(std::string_view got, std::string_view want, const std::string& mode, double tol) {
-  if (mode == "exact") return normalise_exact(got) == normalise_exact(want);
+bool outputs_match(std::string_view got, std::string_view want, OutputCompare mode, double tol) {
+  if (mode == OutputCompare::exact) return normalise_exact(got) == normalise_exact(want);
   auto a = split_ws(got), b = split_ws(want);
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i] == b[i]) continue;
-    if (mode != "float") return false;
+    if (mode != OutputCompare::floating) return false;
     auto x = as_number(a[i]), y = as_number(b[i]);
     if (!x || !y || !std::isfinite(*x) || !std::isfinite(*y)) return false;
     double diff = std::fabs(*x - *y);
@@ -177,8 +174,8 @@ bool outputs_match(std::string_view got, std::string_view want, const std::strin
   return true;
 }
 
-std::string extract_code(const std::string& completion, const std::string& extract) {
-  if (extract == "raw") return completion;
+std::string extract_code(const std::string& completion, CodeExtract extract) {
+  if (extract == CodeExtract::raw) return completion;
   // The last complete fenced block tagged python/py/python3 or untagged.
   std::string best;
   bool found = false;
@@ -200,7 +197,7 @@ std::string extract_code(const std::string& completion, const std::string& extra
     pos = close + 3;
   }
   if (found) return best;
-  return extract == "fenced" ? std::string() : completion;
+  return extract == CodeExtract::fenced ? std::string() : completion;
 }
 
 CodeResult run_assert_tests(Sandbox& sb, const std::string& code, const std::string& test,
@@ -402,14 +399,14 @@ class CodeChecker final : public rewards::Checker {
     CodeResult r;
     if (code.find_first_not_of(" \t\r\n") == std::string::npos) {
       r.verdict = Verdict::wrong_answer;
-      r.detail = o_.extract == "fenced" ? "no ```python block in the completion" : "no code in the completion";
+      r.detail = o_.extract == CodeExtract::fenced ? "no ```python block in the completion" : "no code in the completion";
     } else if (auto t = s.reference.if_contains(o_.test_field); t && t->is_string()) {
       std::string entry;
       if (auto e = s.reference.if_contains(o_.entry_point_field); e && e->is_string()) entry = std::string(e->as_string());
       std::string prompt = s.prompt;
       if (auto p = s.reference.if_contains(o_.prompt_field); p && p->is_string()) prompt = std::string(p->as_string());
-      bool prepend = o_.prepend_prompt == "always";
-      if (o_.prepend_prompt == "auto" && !entry.empty()) {
+      bool prepend = o_.prepend_prompt == PrependPrompt::always;
+      if (o_.prepend_prompt == PrependPrompt::automatic && !entry.empty()) {
         std::regex def("(^|\\n)\\s*(async\\s+)?def\\s+" + std::regex_replace(entry, std::regex("[^A-Za-z0-9_]"), "") + "\\s*\\(");
         prepend = !std::regex_search(code, def);
       }
@@ -436,7 +433,7 @@ class CodeChecker final : public rewards::Checker {
 
     rewards::CheckResult out;
     bool all = r.verdict == Verdict::passed && r.tests > 0;
-    out.score = o_.score == "all" ? (all ? 1.0 : 0.0) : r.pass_rate();
+    out.score = o_.score == CodeScore::all ? (all ? 1.0 : 0.0) : r.pass_rate();
     out.parts = {{"pass_rate", r.pass_rate()}, {"all_passed", all ? 1.0 : 0.0}};
     out.reason = std::string(verdict_name(r.verdict)) + ": " + std::to_string(r.passed) + "/" + std::to_string(r.tests) +
                  " tests passed" + (r.detail.empty() ? "" : "; " + r.detail);
@@ -449,63 +446,10 @@ class CodeChecker final : public rewards::Checker {
   CodeOptions o_;
 };
 
-toml::array to_toml_array(const boost::json::array& a);
-toml::table to_toml_table(const boost::json::object& o);
-
-template <class Put>
-void put_json(const boost::json::value& v, Put put) {
-  if (v.is_string()) put(std::string(v.as_string()));
-  else if (v.is_int64()) put(v.as_int64());
-  else if (v.is_uint64()) put(static_cast<int64_t>(v.as_uint64()));
-  else if (v.is_double()) put(v.as_double());
-  else if (v.is_bool()) put(v.as_bool());
-  else if (v.is_array()) put(to_toml_array(v.as_array()));
-  else if (v.is_object()) put(to_toml_table(v.as_object()));
-}
-
-toml::array to_toml_array(const boost::json::array& a) {
-  toml::array out;
-  for (const auto& v : a) put_json(v, [&](auto&& x) { out.push_back(std::forward<decltype(x)>(x)); });
-  return out;
-}
-
-toml::table to_toml_table(const boost::json::object& o) {
-  toml::table t;
-  for (const auto& [k, v] : o) put_json(v, [&](auto&& x) { t.insert(std::string(k), std::forward<decltype(x)>(x)); });
-  return t;
-}
-
 }  // namespace
-
-CodeOptions code_options_from_json(const std::string& json_text, const std::string& where) {
-  if (json_text.empty()) return {};
-  boost::system::error_code ec;
-  auto v = boost::json::parse(json_text, ec);
-  if (ec || !v.is_object()) throw ConfigError(where + ": must be a JSON object text, got: " + json_text);
-  try {
-    return cfg::from_table<CodeOptions>(to_toml_table(v.as_object()));
-  } catch (const ConfigError& e) {
-    throw ConfigError(where + ": " + e.what());
-  }
-}
 
 rewards::CheckerPtr make_code_checker(std::shared_ptr<Sandbox> sandbox, CodeOptions o) {
   return std::make_shared<CodeChecker>(std::move(sandbox), std::move(o));
-}
-
-std::shared_ptr<Sandbox> default_sandbox() {
-  static std::mutex m;
-  static std::shared_ptr<Sandbox> sb;
-  std::lock_guard lk(m);
-  if (!sb) sb = std::make_shared<Sandbox>();
-  return sb;
-}
-
-void register_code_checker(rewards::Registry& registry, std::shared_ptr<Sandbox> sandbox) {
-  registry.add("code", [sandbox](const rewards::RewardEntry& e) {
-    std::string where = "rewards.checkers[" + (e.name.empty() ? e.checker : e.name) + "].options";
-    return make_code_checker(sandbox ? sandbox : default_sandbox(), code_options_from_json(e.options, where));
-  });
 }
 
 }  // namespace r1::sandbox

@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -97,6 +98,30 @@ void kill_tree(pid_t pid) {
   ::kill(pid, SIGKILL);
 }
 
+// Takes the first free automatic uid range: an exclusive, non-blocking flock on
+// lock_dir/uids-<base>.lock, held through the returned descriptor (close-on-exec, so nothing the
+// sandbox runs inherits it). The file names the holder's pid for whoever wonders who has it.
+std::pair<int64_t, int> lock_uid_range(const std::string& lock_dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(lock_dir, ec);
+  for (int64_t k = 0; k < kAutoRanges; ++k) {
+    const int64_t base = kAutoUidBase + k * kUidRange;
+    const std::string path = lock_dir + "/uids-" + std::to_string(base) + ".lock";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+      throw ConfigError("sandbox.lock_dir: cannot create " + path + ": " + std::strerror(errno) +
+                        " (set [sandbox] lock_dir to a writable folder, or uid_base by hand)");
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      const std::string pid = std::to_string(::getpid()) + "\n";  // who holds it (best effort)
+      if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, pid.data(), pid.size(), 0);
+      return {base, fd};
+    }
+    ::close(fd);
+  }
+  throw Error("sandbox: all " + std::to_string(kAutoRanges) + " uid ranges under " + lock_dir +
+              " are held by running r1 processes; set [sandbox] uid_base by hand");
+}
+
 }  // namespace
 
 Sandbox::Sandbox(SandboxOptions o) : o_(std::move(o)) {
@@ -104,12 +129,18 @@ Sandbox::Sandbox(SandboxOptions o) : o_(std::move(o)) {
   free_.reserve(static_cast<size_t>(n));
   for (int i = n - 1; i >= 0; --i) free_.push_back(i);
   as_root_ = ::geteuid() == 0;
+  uid_base_ = o_.uid_base;
   std::error_code ec;
   auto real = std::filesystem::canonical(o_.python, ec);
   python_real_ = ec ? o_.python : real.string();
   if (!std::filesystem::exists(o_.bwrap))
     throw ConfigError("sandbox.bwrap: " + o_.bwrap + " does not exist (install the Debian package bubblewrap)");
   if (ec) throw ConfigError("sandbox.python: " + o_.python + " does not exist (install the Debian package python3)");
+  if (as_root_ && uid_base_ == 0) std::tie(uid_base_, range_lock_) = lock_uid_range(o_.lock_dir);  // last: nothing throws after it
+}
+
+Sandbox::~Sandbox() {
+  if (range_lock_ >= 0) ::close(range_lock_);  // releases the uid range
 }
 
 SandboxStats Sandbox::stats() const {
@@ -119,7 +150,7 @@ SandboxStats Sandbox::stats() const {
 std::vector<uint32_t> Sandbox::slot_uids() const {
   std::vector<uint32_t> u;
   if (!as_root_) return u;
-  for (int i = 0; i < slots(); ++i) u.push_back(static_cast<uint32_t>(o_.uid_base + i));
+  for (int i = 0; i < slots(); ++i) u.push_back(static_cast<uint32_t>(uid_base_ + i));
   return u;
 }
 
@@ -200,7 +231,7 @@ RunResult Sandbox::run_in_slot(const RunSpec& spec, int slot) {
   moves.push_back({exec_w.fd, kExecErrFd});
   for (size_t i = 0; i < file_fds.size(); ++i) moves.push_back({file_fds[i].fd, kFirstFileFd + static_cast<int>(i)});
   int max_target = kFirstFileFd + static_cast<int>(file_fds.size());
-  const uid_t uid = static_cast<uid_t>(o_.uid_base + slot);
+  const uid_t uid = static_cast<uid_t>(uid_base_ + slot);
   const bool as_root = as_root_;
   struct rlimit lim_cpu{static_cast<rlim_t>(cpu_s), static_cast<rlim_t>(cpu_s + 1)};
   struct rlimit lim_as{static_cast<rlim_t>(mem_mb) << 20, static_cast<rlim_t>(mem_mb) << 20};

@@ -9,7 +9,10 @@
 //     nothing is written on the host), and a private size-capped tmpfs at /tmp (the working dir);
 //   - rlimits on CPU time, address space, file size, processes and open files, set in the forked
 //     child before bwrap is exec'd; as root each parallel slot also runs under its own host uid
-//     (uid_base + slot), so the process limit is per slot and nothing in the sandbox is host root;
+//     (uid_base + slot), so the process limit is per slot and nothing in the sandbox is host root.
+//     With uid_base = 0 the Sandbox takes a range of 1024 uids that no other live Sandbox on the
+//     host holds: an flock'd file per range under lock_dir, released when the Sandbox (or its
+//     process) goes away;
 //   - a wall-clock timeout and output caps, on which the whole tree is killed (the process group,
 //     and with it the pid namespace) and reaped before run() returns.
 // Runs are spread over `parallelism` slots; run() blocks until one is free.
@@ -22,35 +25,9 @@
 #include <utility>
 #include <vector>
 
-#include "common/config_fields.hpp"
+#include "rewards/sandbox/options.hpp"
 
 namespace r1::sandbox {
-
-struct SandboxOptions {
-#define R1_SANDBOX_FIELDS(F)                                                                           \
-  F(std::string, bwrap, "/usr/bin/bwrap", "the bubblewrap program", !x.empty())                      \
-  F(std::string, python, "/usr/bin/python3", "the interpreter run inside the sandbox (a host path "   \
-    "under one of ro_binds)", !x.empty())                                                              \
-  F(std::vector<std::string>, python_args, (std::vector<std::string>{"-I", "-S", "-B"}),                                        \
-    "interpreter flags: isolated mode, no site-packages, no .pyc writes", true)                        \
-  F(std::vector<std::string>, ro_binds, (std::vector<std::string>{"/usr/bin", "/usr/lib", "/usr/lib64"}),                      \
-    "host folders visible read-only inside (missing ones are skipped); nothing else of the host is "  \
-    "visible", true)                                                                                   \
-  F(int64_t, parallelism, 0, "sandboxes running at once (0 = hardware threads)", x >= 0 && x <= 1024) \
-  F(int64_t, wall_timeout_ms, 10000, "default wall-clock limit of one run", x >= 10)                 \
-  F(int64_t, cpu_seconds, 10, "default CPU-time limit of one run (RLIMIT_CPU)", x >= 1)               \
-  F(int64_t, memory_mb, 1024, "default address-space limit per process (RLIMIT_AS)", x >= 64)        \
-  F(int64_t, file_size_mb, 16, "largest file a run may write (RLIMIT_FSIZE)", x >= 1)                 \
-  F(int64_t, tmp_size_mb, 64, "size of the private /tmp tmpfs", x >= 1)                              \
-  F(int64_t, max_processes, 32, "processes per run, bwrap's own included (RLIMIT_NPROC)", x >= 4)   \
-  F(int64_t, max_open_files, 64, "open files per process (RLIMIT_NOFILE)", x >= 16)                 \
-  F(int64_t, output_limit_kb, 1024, "stdout and stderr cap per run; past it the run is killed",       \
-    x >= 1)                                                                                            \
-  F(int64_t, uid_base, 620000,                                                                      \
-    "as root: slot i runs as host uid/gid uid_base + i; give concurrent r1 processes on one host "   \
-    "disjoint ranges (the process limit is per uid)", x >= 1000)
-  R1_CONFIG(SandboxOptions, R1_SANDBOX_FIELDS)
-};
 
 // Per-run limits; zero fields take the SandboxOptions defaults.
 struct Limits {
@@ -92,6 +69,7 @@ struct SandboxStats {
 class Sandbox {
  public:
   explicit Sandbox(SandboxOptions o = {});
+  ~Sandbox();
   Sandbox(const Sandbox&) = delete;
   Sandbox& operator=(const Sandbox&) = delete;
 
@@ -115,11 +93,16 @@ class Sandbox {
   SandboxOptions o_;
   std::string python_real_;
   bool as_root_ = false;
+  int64_t uid_base_ = 0;  // the uid of slot 0
+  int range_lock_ = -1;   // the flock'd file that holds the uid range (uid_base = 0), or -1
   std::mutex m_;
   std::condition_variable cv_;
   std::vector<int> free_;
   std::atomic<uint64_t> runs_{0}, timeouts_{0}, output_limits_{0}, spawn_failures_{0}, cpu_limits_{0};
 };
+
+// The first uid of the automatic ranges (uid_base = 0) and their size.
+constexpr int64_t kAutoUidBase = 620000, kUidRange = 1024, kAutoRanges = 256;
 
 // Processes (pid, uid) currently running under any of `uids`; tests use it to prove that no
 // sandboxed process outlives its run.

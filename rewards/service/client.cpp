@@ -1,5 +1,4 @@
-// The reward service client (keep-alive connections, timeouts, retries with backoff) and the
-// in-process / remote reward backends.
+// The reward service client: keep-alive connections, timeouts, retries with backoff.
 #include "rewards/service/client.hpp"
 
 #include <boost/asio.hpp>
@@ -17,7 +16,6 @@
 
 #include "common/config.hpp"
 #include "common/error.hpp"
-#include "rewards/sandbox/code_checker.hpp"
 
 namespace r1::service {
 
@@ -59,6 +57,7 @@ rewards::Scored scored_from_json(const boost::json::value& v) {
       if (d.is_object()) {
         p.weight = d.as_object().if_contains("weight") ? num(d.as_object().if_contains("weight")) : 1.0;
         p.result.status = status(d.as_object().if_contains("status"));
+        if (auto* a = d.as_object().if_contains("answer"); a && a->is_string()) p.result.answer = std::string(a->as_string());
         if (auto* sub = d.as_object().if_contains("parts"); sub && sub->is_object())
           for (const auto& [k, x] : sub->as_object()) p.result.parts.emplace_back(std::string(k), num(&x));
       }
@@ -278,54 +277,11 @@ std::vector<rewards::Scored> RewardClient::score(const std::vector<rewards::Samp
   return out;
 }
 
-// ---- Backends ------------------------------------------------------------------------------------
-
-namespace {
-
-class LocalBackend final : public RewardBackend {
- public:
-  LocalBackend(const rewards::RewardsConfig& cfg, std::shared_ptr<sandbox::Sandbox> sb) {
-    auto reg = rewards::Registry::for_config(cfg);
-    sandbox::register_code_checker(reg, std::move(sb));
-    scorer_ = std::make_unique<rewards::Scorer>(cfg, reg);
-    for (const auto& n : scorer_->part_names()) names_ += (names_.empty() ? "" : ", ") + n;
-  }
-  std::vector<rewards::Scored> score(const std::vector<rewards::Sample>& batch) override { return scorer_->score(batch); }
-  std::string describe() const override { return "in-process (" + names_ + ")"; }
-
- private:
-  std::unique_ptr<rewards::Scorer> scorer_;
-  std::string names_;
-};
-
-class RemoteBackend final : public RewardBackend {
- public:
-  explicit RemoteBackend(const ClientOptions& o) : client_(o), endpoint_(o.endpoint) {}
-  std::vector<rewards::Scored> score(const std::vector<rewards::Sample>& batch) override { return client_.score(batch); }
-  std::string describe() const override { return "remote " + endpoint_; }
-
- private:
-  RewardClient client_;
-  std::string endpoint_;
-};
-
-}  // namespace
-
-std::unique_ptr<RewardBackend> make_reward_backend(const rewards::RewardsConfig& cfg, const ClientOptions& client,
-                                                   std::shared_ptr<sandbox::Sandbox> sb) {
-  if (!client.endpoint.empty()) return std::make_unique<RemoteBackend>(client);
-  return std::make_unique<LocalBackend>(cfg, std::move(sb));
-}
-
 ClientOptions client_options(const rewards::RewardsConfig& cfg) {
   ClientOptions o;
   static_cast<rewards::ClientOptions&>(o) = cfg.client;
   o.endpoint = cfg.endpoint;
   return o;
-}
-
-ClientOptions load_client_options(const std::filesystem::path& file, const std::vector<std::string>& overrides) {
-  return client_options(rewards::load_rewards_config(file, overrides));
 }
 
 }  // namespace r1::service

@@ -1,6 +1,5 @@
-// The reward service's C++ client, and the backend the trainer's reward stage scores through:
-// in-process (a rewards::Scorer, the default) or remote (this client) when [rewards] endpoint is
-// set. Both return the same rewards::Scored values.
+// The reward service's C++ client. rewards/backend.hpp wraps it as the remote RewardBackend, used
+// when [rewards] endpoint is set; it returns the same rewards::Scored values as in-process scoring.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -12,7 +11,6 @@
 #include "common/error.hpp"
 #include "rewards/checker.hpp"
 #include "rewards/options.hpp"
-#include "rewards/sandbox/sandbox.hpp"
 #include "rewards/scorer.hpp"
 
 namespace r1::service {
@@ -67,22 +65,5 @@ class RewardClient {
 // JSON of a sample for POST /v1/score, and a Scored back from a result object.
 boost::json::object sample_to_json(const rewards::Sample& s);
 rewards::Scored scored_from_json(const boost::json::value& v);
-
-// What the trainer's reward stage holds.
-class RewardBackend {
- public:
-  virtual ~RewardBackend() = default;
-  virtual std::vector<rewards::Scored> score(const std::vector<rewards::Sample>& batch) = 0;
-  virtual std::string describe() const = 0;  // "in-process (math, format)" or "remote http://..."
-};
-
-// In-process: a Scorer over Registry::for_config(cfg) plus the "code" checker (in `sandbox`, or
-// the process-wide default sandbox). Remote: a RewardClient on client.endpoint scoring with the
-// service's own composition.
-std::unique_ptr<RewardBackend> make_reward_backend(const rewards::RewardsConfig& cfg, const ClientOptions& client,
-                                                   std::shared_ptr<sandbox::Sandbox> sandbox = nullptr);
-
-// Reads [rewards].endpoint and [rewards.client] from a run config, ignoring every other key.
-ClientOptions load_client_options(const std::filesystem::path& file, const std::vector<std::string>& overrides = {});
 
 }  // namespace r1::service

@@ -36,15 +36,9 @@ ServiceConfig load_service_config(const std::filesystem::path& file, const std::
   for (const auto& o : overrides) cfg::apply_override(t, o);
   ServiceConfig c;
   cfg::Errors errs;
-  auto section = [&](const char* name, auto& out) {
-    const toml::node* n = t.get(name);
-    if (!n) return;
-    if (!n->is_table()) return errs.add(n->source(), name, "expected a table");
-    cfg::detail::read_struct(*n->as_table(), out, std::string(name) + ".", errs);
-  };
-  section("service", c.service);
-  section("sandbox", c.sandbox);
-  section("rewards", c.rewards);  // the default composition and declared plugins/commands
+  cfg::read_section(t, "service", c.service, errs);
+  cfg::read_section(t, "sandbox", c.sandbox, errs);
+  cfg::read_section(t, "rewards", c.rewards, errs);  // the default composition and declared plugins/commands
   errs.throw_if_any();
   return c;
 }
@@ -546,23 +540,8 @@ void Server::Impl::maybe_finish() {
 
 // ---- Server ---------------------------------------------------------------------------------------
 
-namespace {
-rewards::Registry default_registry(const ServiceConfig& cfg, std::shared_ptr<sandbox::Sandbox>& sb) {
-  auto reg = rewards::Registry::for_config(cfg.rewards);
-  sb = std::make_shared<sandbox::Sandbox>(cfg.sandbox);
-  sandbox::register_code_checker(reg, sb);
-  return reg;
-}
-}  // namespace
-
-Server::Server(const ServiceConfig& cfg) {
-  std::shared_ptr<sandbox::Sandbox> sb;
-  auto reg = default_registry(cfg, sb);
-  impl_ = std::make_shared<Impl>(cfg, sb, std::move(reg));
-}
-
-Server::Server(const ServiceConfig& cfg, rewards::Registry registry)
-    : impl_(std::make_shared<Impl>(cfg, nullptr, std::move(registry))) {}
+Server::Server(const ServiceConfig& cfg, rewards::Registry registry, std::shared_ptr<sandbox::Sandbox> sandbox)
+    : impl_(std::make_shared<Impl>(cfg, std::move(sandbox), std::move(registry))) {}
 
 Server::~Server() { stop(); }
 

@@ -58,10 +58,10 @@ ServiceConfig load_service_config(const std::filesystem::path& file, const std::
 
 class Server {
  public:
-  // Binds immediately (throws r1::Error when the port is taken). The registry defaults to
-  // Registry::for_config(cfg.rewards) plus the "code" checker in a Sandbox made from cfg.sandbox.
-  explicit Server(const ServiceConfig& cfg);
-  Server(const ServiceConfig& cfg, rewards::Registry registry);
+  // Binds immediately (throws r1::Error when the port is taken). `registry` holds the checker
+  // kinds it serves (rewards::make_reward_server passes every built-in and what cfg.rewards
+  // declares); `sandbox`, when given, has its statistics exported in /metrics.
+  Server(const ServiceConfig& cfg, rewards::Registry registry, std::shared_ptr<sandbox::Sandbox> sandbox = nullptr);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

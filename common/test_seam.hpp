@@ -1,0 +1,19 @@
+// The one seam through which tests make r1 crash at a named point the way a real crash would:
+// SIGKILL, no cleanup, no flush. It does nothing unless the environment sets R1_TEST_CRASH:
+//
+//   R1_TEST_CRASH=after_step:N     die after step N is done (metrics logged, checkpoint written)
+//   R1_TEST_CRASH=in_save:N        die halfway through writing step N's checkpoint
+//   R1_TEST_CRASH=after_step:N@R   only on rank R (data parallel runs); default: every rank
+//
+// tests/test_resume.cpp and tests/test_distributed.cpp use it; nothing else should.
+#pragma once
+#include <cstdint>
+
+namespace r1::test_seam {
+
+enum class Point { after_step, in_save };
+
+// Kills the process when R1_TEST_CRASH names this point, step and rank.
+void crash_point(Point point, int64_t step, int64_t rank = 0);
+
+}  // namespace r1::test_seam

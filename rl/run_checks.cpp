@@ -1,0 +1,73 @@
+#include "rl/run_checks.hpp"
+
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/error.hpp"
+#include "policy/model_config.hpp"
+#include "rewards/backend.hpp"
+#include "rollout/dataset.hpp"
+
+namespace fs = std::filesystem;
+
+namespace r1 {
+
+namespace {
+
+void check_model(const PolicyOptions& m) {
+  const fs::path dir = m.model_dir();
+  if (!fs::is_directory(dir)) fail("model.path: {} is not a folder (expected config.json and *.safetensors)", dir.string());
+  if (!fs::exists(dir / "config.json")) fail("model.path: {} has no config.json", dir.string());
+  ModelConfig::from_file(dir / "config.json");
+  if (!fs::exists(dir / "tokenizer.json")) fail("model.path: {} has no tokenizer.json", dir.string());
+}
+
+void check_objective(const RunConfig& cfg) {
+  R1_CHECK(cfg.sampling.temperature > 0, "sampling.temperature must be > 0 for training (GRPO needs samples)");
+  R1_CHECK(cfg.rollout.group_size >= 2, "rollout.group_size must be >= 2: advantages compare completions of a prompt");
+  R1_CHECK(cfg.rollout.group_size <= cfg.rollout.max_batch, "rollout.group_size {} exceeds rollout.max_batch {}",
+           cfg.rollout.group_size, cfg.rollout.max_batch);
+}
+
+void check_accuracy_part(const RunConfig& cfg) {
+  const std::vector<std::string> parts = rewards::part_names(cfg.rewards);
+  if (std::find(parts.begin(), parts.end(), cfg.accuracy_part()) == parts.end())
+    fail("train.accuracy_part: '{}' is not a reward part; the parts are: {} (a part is named by its [[rewards.checkers]] "
+         "entry's name, else its checker)", cfg.accuracy_part(), fmt::join(parts, ", "));
+}
+
+}  // namespace
+
+void check_run_config(const RunConfig& cfg) {
+  std::vector<std::string> problems;
+  auto check = [&](const char* what, const std::function<void()>& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      problems.push_back(fmt::format("{}{}", what, e.what()));
+    }
+  };
+  check("", [&] { check_objective(cfg); });
+  check("", [&] { rewards::check_rewards_config(cfg.rewards); });
+  if (!cfg.rewards.checkers.empty()) check("", [&] { check_accuracy_part(cfg); });
+  check("", [&] { check_model(cfg.model); });
+  check("data.path: ", [&] { check_first_record(cfg.data); });
+  if (!cfg.eval.path.empty()) {
+    DatasetOptions eo = cfg.data;  // the eval records fill the same template
+    eo.path = cfg.eval.path;
+    check("eval.path: ", [&] { check_first_record(eo); });
+  }
+  if (problems.empty()) return;
+  std::string all = problems.size() == 1 ? "config error: " + problems[0]
+                                         : fmt::format("{} config errors:", problems.size());
+  if (problems.size() > 1)
+    for (const auto& p : problems) all += "\n  " + p;
+  throw ConfigError(all);
+}
+
+}  // namespace r1

@@ -1,0 +1,14 @@
+// Every check `r1 train` makes of a run config before it starts anything, and `r1 config check`
+// makes the same: the objective's preconditions, the rewards (rewards::check_rewards_config: kinds,
+// options tables, plugins, commands), the accuracy part, the model folder (config.json parses,
+// tokenizer.json is there), and the data and eval files (the first record fills the prompt
+// template and has the reference fields). Nothing here loads weights, a plugin or a process.
+#pragma once
+#include "rl/run_config.hpp"
+
+namespace r1 {
+
+// Throws ConfigError listing every problem found.
+void check_run_config(const RunConfig& cfg);
+
+}  // namespace r1

@@ -1,0 +1,221 @@
+#include "rl/update.hpp"
+
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/optim/adamw.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "common/error.hpp"
+#include "policy/completions.hpp"
+#include "rl/distributed.hpp"
+#include "rl/loss.hpp"
+
+namespace r1 {
+
+double lr_at(const TrainOptions& t, int64_t step) {
+  if (t.warmup_steps > 0 && step < t.warmup_steps)
+    return t.lr * static_cast<double>(step + 1) / static_cast<double>(t.warmup_steps);
+  if (t.lr_schedule == LrSchedule::cosine) {
+    const double span = static_cast<double>(std::max<int64_t>(1, t.steps - t.warmup_steps));
+    const double p = std::min(1.0, static_cast<double>(step - t.warmup_steps) / span);
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + std::cos(M_PI * p)));
+  }
+  return t.lr;
+}
+
+namespace {
+
+// A micro-batch as padded [b, T] tensors on the model's device, T = its longest completion.
+struct MicroForward {
+  at::Tensor logprobs, entropy;          // [b, T] current policy (differentiable)
+  at::Tensor mask;                       // [b, T] 1 for completion tokens that count
+  at::Tensor old_logprobs, ref_logprobs; // [b, T]
+  at::Tensor advantages;                 // [b]
+};
+
+MicroForward forward_micro(CausalLM& model, const std::vector<const Sequence*>& seqs, double temperature,
+                           bool with_ref, bool entropy) {
+  const int64_t b = static_cast<int64_t>(seqs.size());
+  std::vector<CompletionRef> rows;
+  int64_t T = 1;
+  for (const Sequence* s : seqs) {
+    rows.push_back({s->ids.data(), s->prompt_len, s->comp_len, s->group});  // a group's samples share its prompt
+    T = std::max(T, s->comp_len);
+  }
+  at::Tensor mask = at::zeros({b, T}), old = at::zeros({b, T}), ref = at::zeros({b, T}), adv = at::zeros({b});
+  auto m_a = mask.accessor<float, 2>();
+  auto o_a = old.accessor<float, 2>();
+  auto r_a = ref.accessor<float, 2>();
+  for (int64_t i = 0; i < b; ++i) {
+    const Sequence& s = *seqs[i];
+    for (int64_t t = 0; t < s.comp_len; ++t) {
+      m_a[i][t] = s.counted ? 1.f : 0.f;
+      o_a[i][t] = s.old_logprobs[t];
+      if (with_ref) r_a[i][t] = s.ref_logprobs[t];
+    }
+    adv[i] = s.advantage;
+  }
+  const auto dev = model->options().device();
+  CompletionLogprobs lp =
+      completion_logprobs(*model, rows, {.temperature = temperature, .chunk_rows = 1024, .entropy = entropy});
+  MicroForward f;
+  f.logprobs = lp.logprobs;
+  f.entropy = lp.entropy;
+  f.mask = mask.to(dev);
+  f.old_logprobs = old.to(dev);
+  if (with_ref) f.ref_logprobs = ref.to(dev);
+  f.advantages = adv.to(dev);
+  return f;
+}
+
+// A 0-dim device tensor sum that starts undefined.
+void accumulate(at::Tensor& total, const at::Tensor& x) {
+  if (!x.defined()) return;
+  total = total.defined() ? total + x : x.clone();
+}
+void accumulate_max(at::Tensor& total, const at::Tensor& x) {
+  if (!x.defined()) return;
+  total = total.defined() ? at::maximum(total, x) : x.clone();
+}
+
+}  // namespace
+
+void score_logprobs(CausalLM& model, const std::vector<Sequence*>& seqs, double temperature, int64_t micro,
+                    LogprobSlot slot) {
+  at::NoGradGuard ng;
+  for (size_t s = 0; s < seqs.size(); s += static_cast<size_t>(micro)) {
+    std::vector<const Sequence*> part(seqs.begin() + static_cast<std::ptrdiff_t>(s),
+                                      seqs.begin() + static_cast<std::ptrdiff_t>(std::min(seqs.size(), s + static_cast<size_t>(micro))));
+    std::vector<CompletionRef> rows;
+    for (const Sequence* q : part) rows.push_back({q->ids.data(), q->prompt_len, q->comp_len, q->group});
+    at::Tensor lp = completion_logprobs(*model, rows, {.temperature = temperature, .chunk_rows = 1024})
+                        .logprobs.to(at::kCPU)
+                        .contiguous();  // [b, T]
+    auto lp_a = lp.accessor<float, 2>();
+    for (size_t i = 0; i < part.size(); ++i) {
+      Sequence& q = *seqs[s + i];
+      auto& dst = slot == LogprobSlot::ref ? q.ref_logprobs : q.old_logprobs;
+      dst.resize(static_cast<size_t>(q.comp_len));
+      for (int64_t t = 0; t < q.comp_len; ++t) dst[t] = lp_a[static_cast<int64_t>(i)][t];
+    }
+  }
+}
+
+// Device-side sums of one step's update, read back once at its end.
+struct PolicyUpdate::Pass {
+  bool first = true;        // the first of the μ passes: the statistics of the sampling policy
+  bool pre_update = true;   // no optimizer step yet in this step
+  int64_t version = 0;      // the weights the step starts from
+  at::Tensor kl, entropy, clip_low, clip_high, ratio, ratio_max, tokens;
+  at::Tensor mismatch, mismatch_max, mismatch_tokens;
+  double train_tokens = 0, grad_norm = 0;
+  int64_t updates = 0;
+};
+
+PolicyUpdate::PolicyUpdate(CausalLM& model, torch::optim::AdamW& optimizer, Distributed& dist, UpdateSettings s)
+    : model_(model), opt_(optimizer), dist_(dist), s_(s) {
+  for (auto& p : model_->parameters()) params_.push_back(p);
+}
+
+void PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, double lr, std::mt19937_64& rng,
+                       StepMetrics& m) {
+  for (auto& g : opt_.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+  const auto t0 = std::chrono::steady_clock::now();
+  Pass pass;
+  pass.version = version;
+  std::vector<size_t> order(seqs.size());
+  std::iota(order.begin(), order.end(), 0);
+  const size_t per_mb = (seqs.size() + static_cast<size_t>(s_.train.minibatches) - 1) / static_cast<size_t>(s_.train.minibatches);
+  for (int64_t epoch = 0; epoch < s_.train.inner_epochs && !seqs.empty(); ++epoch) {
+    std::shuffle(order.begin(), order.end(), rng);
+    for (size_t b = 0; b < seqs.size(); b += per_mb) {
+      const auto first = order.begin() + static_cast<std::ptrdiff_t>(b);
+      const auto last = order.begin() + static_cast<std::ptrdiff_t>(std::min(seqs.size(), b + per_mb));
+      // Within a minibatch, group members sit together so their micro-batches share prompts.
+      std::stable_sort(first, last, [&](size_t x, size_t y) { return seqs[x].group < seqs[y].group; });
+      std::vector<const Sequence*> mb;
+      for (auto it = first; it != last; ++it) mb.push_back(&seqs[*it]);
+      minibatch(mb, pass);
+      pass.pre_update = false;
+    }
+    pass.first = false;
+  }
+  // One read-back for the whole step.
+  auto value = [](const at::Tensor& t) { return t.defined() ? t.to(at::kCPU).item<double>() : 0.0; };
+  const double tokens = value(pass.tokens);
+  if (pass.kl.defined()) m.kl.add_total(value(pass.kl), tokens);
+  if (pass.entropy.defined()) m.entropy.add_total(value(pass.entropy), tokens);
+  m.clip_low.add_total(value(pass.clip_low), tokens);
+  m.clip_high.add_total(value(pass.clip_high), tokens);
+  m.ratio_mean.add_total(value(pass.ratio), tokens);
+  if (pass.ratio_max.defined()) m.ratio_max.add(value(pass.ratio_max));
+  if (pass.mismatch.defined()) {
+    m.mismatch_mean.add_total(value(pass.mismatch), value(pass.mismatch_tokens));
+    m.mismatch_max.add(value(pass.mismatch_max));
+  }
+  if (pass.updates) m.grad_norm.add_total(pass.grad_norm, static_cast<double>(pass.updates));
+  m.train_tokens_per_s.add_rate(pass.train_tokens,
+                                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void PolicyUpdate::minibatch(const std::vector<const Sequence*>& mb, Pass& pass) {
+  LossNorm norm{static_cast<double>(mb.size()), 0, s_.max_new_tokens};
+  for (const Sequence* q : mb) norm.tokens += q->counted ? static_cast<double>(q->comp_len) : 0.0;
+  if (dist_.active()) {  // step-wide totals over every rank: the same objective as one big batch
+    auto tot = dist_.sum({norm.sequences, norm.tokens});
+    norm.sequences = tot[0], norm.tokens = tot[1];
+  }
+  opt_.zero_grad();
+  const size_t micro = static_cast<size_t>(s_.train.micro_batch);
+  for (size_t u = 0; u < mb.size(); u += micro) {
+    if (u + micro >= mb.size()) dist_.arm_grad_sync();  // the last backward before this update
+    std::vector<const Sequence*> part(mb.begin() + static_cast<std::ptrdiff_t>(u),
+                                      mb.begin() + static_cast<std::ptrdiff_t>(std::min(mb.size(), u + micro)));
+    micro_step(part, norm, pass);
+  }
+  dist_.finish_grad_sync();
+  pass.grad_norm += clip_gradients();
+  opt_.step();
+  ++pass.updates;
+}
+
+void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const LossNorm& norm, Pass& pass) {
+  const bool with_ref = s_.grpo.kl_coef > 0;
+  MicroForward f = forward_micro(model_, part, s_.temperature, with_ref, /*entropy=*/true);  // entropy is always logged
+  LossOutput out = grpo_loss({f.logprobs, f.old_logprobs, f.ref_logprobs, f.entropy, f.advantages, f.mask}, s_.grpo, norm);
+  out.loss.backward();
+  for (const Sequence* q : part) pass.train_tokens += static_cast<double>(q->ids.size());
+  if (pass.first) {  // statistics of the policy the samples came from
+    accumulate(pass.kl, out.stats.kl);
+    accumulate(pass.entropy, out.stats.entropy);
+    accumulate(pass.clip_low, out.stats.clip_low);
+    accumulate(pass.clip_high, out.stats.clip_high);
+    accumulate(pass.ratio, out.stats.ratio);
+    accumulate_max(pass.ratio_max, out.stats.ratio_max);
+    accumulate(pass.tokens, out.stats.tokens);
+  }
+  if (pass.pre_update && s_.old_is_sampler) {  // rows sampled by these very weights: any gap is numerics
+    std::vector<float> same;
+    for (const Sequence* q : part) same.push_back(q->policy_version == pass.version ? 1.f : 0.f);
+    if (std::find(same.begin(), same.end(), 1.f) == same.end()) return;
+    at::NoGradGuard ng;
+    at::Tensor rows = at::tensor(same).to(f.mask.device()).unsqueeze(1);                 // [b, 1]
+    at::Tensor gap = (f.logprobs.detach() - f.old_logprobs).abs() * f.mask * rows;      // [b, T]
+    accumulate(pass.mismatch, gap.sum());
+    accumulate_max(pass.mismatch_max, gap.max());
+    accumulate(pass.mismatch_tokens, (f.mask * rows).sum());
+  }
+}
+
+double PolicyUpdate::clip_gradients() {
+  if (s_.train.max_grad_norm > 0) return torch::nn::utils::clip_grad_norm_(params_, s_.train.max_grad_norm);
+  double sq = 0;
+  for (auto& p : params_)
+    if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
+  return std::sqrt(sq);
+}
+
+}  // namespace r1
