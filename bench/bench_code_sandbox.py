@@ -6,7 +6,7 @@ one multiprocessing.Process per problem, a 3 s timeout, and reliability_guard(),
 note is not a security sandbox. Its evaluate_functional_correctness runs check_correctness on a
 ThreadPoolExecutor; we do the same with the same number of workers as r1's sandbox slots.
 
-  /opt/r1-ref/bin/python bench/bench_code_sandbox.py --bin build/bench_code_sandbox \
+  scripts/ref-python bench/bench_code_sandbox.py --bin build/bench_code_sandbox \
       --data ../shared/data/humaneval/HumanEval.jsonl --parallel 2 --repeats 3
 """
 import argparse

@@ -1,4 +1,4 @@
-#!/opt/r1-ref/bin/python
+#!/usr/bin/env python3
 """Generation tokens/s: r1.cpp's rollout engine vs Hugging Face transformers `generate`.
 
 Makes a random-weight Qwen3-style model (float32, HF format, saved with save_pretrained to a temp
@@ -11,7 +11,7 @@ Also reports this machine's memory bandwidth (STREAM-like copy and read, measure
 on the same threads) and r1's batch-1 decode tokens/s as a fraction of the bandwidth bound
 (bandwidth / bytes of weights read per decoded token).
 
-  /opt/r1-ref/bin/python bench/bench_generate.py            # build/bench/bench_generate, 2 threads
+  scripts/ref-python bench/bench_generate.py            # build/bench/bench_generate, 2 threads
 """
 import argparse
 import json

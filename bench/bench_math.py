@@ -4,9 +4,11 @@
 Inputs: tests/fixtures/rewards/math_agreement.jsonl (GSM8K answers and generated forms; gold and a
 completion per line). Math-Verify runs parse(gold), parse(completion), verify() per check, as
 TRL/open-r1 do; r1 runs its math checker (extraction, parse, equivalence) via bench_math.
-Prints checks/s for both, the ratio and the agreement rate of the verdicts.
+Both sides run the same --repeats timed passes over all inputs (bench_math takes the count as its
+second argument) and report the best (fastest) pass. Prints checks/s for both, the ratio and the
+agreement rate of the verdicts.
 
-  /opt/r1-ref/bin/python bench/bench_math.py --bin build-rew/bench/bench_math
+  scripts/ref-python bench/bench_math.py --bin build-rew/bench/bench_math
 """
 import argparse
 import json
@@ -27,6 +29,8 @@ def main():
     ap.add_argument("--input", default=str(ROOT / "tests" / "fixtures" / "rewards" / "math_agreement.jsonl"))
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    if args.repeats < 1:
+        ap.error("--repeats must be >= 1")
     rows = [json.loads(l) for l in open(args.input) if l.strip()]
 
     best, mv_verdicts = 1e30, []
@@ -36,10 +40,10 @@ def main():
         best = min(best, time.perf_counter() - t0)
     mv_rate = len(rows) / best
 
-    r1 = json.loads(subprocess.run([args.bin, args.input, str(max(args.repeats, 5))], check=True,
+    r1 = json.loads(subprocess.run([args.bin, args.input, str(args.repeats)], check=True,
                                    capture_output=True, text=True).stdout)
     agree = sum(a == b for a, b in zip(mv_verdicts, r1["verdicts"]))
-    print(json.dumps({"checks": len(rows), "math_verify_checks_per_s": round(mv_rate, 1),
+    print(json.dumps({"checks": len(rows), "repeats": args.repeats, "math_verify_checks_per_s": round(mv_rate, 1),
                       "r1_checks_per_s": round(r1["checks_per_s"], 1),
                       "speedup": round(r1["checks_per_s"] / mv_rate, 1),
                       "agreement": round(agree / len(rows), 4)}))

@@ -118,7 +118,8 @@ void add_eval(CLI::App& app) {
   add_model_flags(cmd, a->model);
   cmd->add_option("--data", a->data.path, "JSONL dataset")->required();
   cmd->add_option("--template", a->data.prompt_template, "prompt template with {field} placeholders");
-  cmd->add_option("--reference-fields", a->data.reference_fields, "record fields given to the checker");
+  cmd->add_option("--reference-fields", a->data.reference_fields, "record fields given to the checker (comma-separated)")
+      ->delimiter(',');
   cmd->add_option("--limit", a->data.limit, "evaluate the first N records");
   cmd->add_option("--checker", a->checker, "built-in checker: math, countdown, format, length, code (or use --config)");
   cmd->add_option("--config", a->config,

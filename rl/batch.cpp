@@ -61,10 +61,15 @@ void add_kept_metrics(const ScoredGroup& g, StepMetrics& m) {
 
 }  // namespace
 
-StepGroups collect_groups(RolloutPool& pool, int64_t per_step, const GrpoOptions& o, int64_t version, StepMetrics& m) {
+GroupSource groups_of(RolloutPool& pool) {
+  return {[&pool](int64_t n) { return pool.take(n); }, [&pool](int64_t n) { pool.request(n); }};
+}
+
+StepGroups collect_groups(const GroupSource& source, int64_t per_step, const GrpoOptions& o, int64_t version,
+                          StepMetrics& m) {
   StepGroups out;
   auto take = [&](int64_t n) {
-    for (auto& g : pool.take(n)) {
+    for (auto& g : source.take(n)) {
       ++out.generated;
       out.generate_seconds += g.generate_seconds;
       out.reward_seconds += g.reward_seconds;
@@ -83,7 +88,7 @@ StepGroups collect_groups(RolloutPool& pool, int64_t per_step, const GrpoOptions
   for (int64_t round = 0; o.dynamic_sampling && round < o.max_refill_rounds; ++round) {
     const int64_t need = per_step - static_cast<int64_t>(out.kept.size());
     if (need <= 0) break;
-    pool.request(need);
+    source.request(need);
     take(need);
   }
   return out;

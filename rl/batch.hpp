@@ -5,6 +5,7 @@
 #include <boost/json/array.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,10 +29,18 @@ struct StepGroups {
   double reward_seconds = 0;      // seconds spent scoring them
 };
 
+// Where a step's groups come from: a RolloutPool's take() and request(), or a test's groups.
+struct GroupSource {
+  std::function<std::vector<ScoredGroup>(int64_t n)> take;  // the next n scored groups
+  std::function<void(int64_t n)> request;                   // ask for n more
+};
+GroupSource groups_of(RolloutPool& pool);
+
 // Takes `per_step` groups; with dynamic sampling drops those whose rewards all agree and asks for
 // more, up to max_refill_rounds times. `version` is the trainer's weight version (for policy_lag).
 // Feeds the generation metrics of every generated group (and kept/* of the kept ones).
-StepGroups collect_groups(RolloutPool& pool, int64_t per_step, const GrpoOptions& o, int64_t version, StepMetrics& m);
+StepGroups collect_groups(const GroupSource& source, int64_t per_step, const GrpoOptions& o, int64_t version,
+                          StepMetrics& m);
 
 // Advantages of the groups' rewards and one Sequence per completion.
 std::vector<Sequence> make_sequences(const std::vector<ScoredGroup>& groups, const GrpoOptions& o);

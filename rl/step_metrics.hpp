@@ -56,6 +56,7 @@ struct Stat {
   F(mismatch_mean, "mismatch/logprob_abs_mean", mean,                                                   \
     "|log-prob(sampler) - log-prob(trainer)| per completion token, before the step's first update")     \
   F(mismatch_max, "mismatch/logprob_abs_max", max, "its largest value")                                 \
+  F(loss, "loss", mean, "the objective, per optimizer update")                                          \
   F(grad_norm, "grad_norm", mean, "global gradient norm before clipping, per optimizer update")         \
   F(lr, "lr", max, "learning rate of the step")                                                         \
   F(gen_tokens_per_s, "tokens_per_s/gen", rate, "generated tokens per second of generation")            \

@@ -74,7 +74,7 @@ class Trainer {
   // Phases of a step.
   StepGroups collect(StepMetrics& m);
   void score_old_and_reference(std::vector<Sequence>& seqs, StepMetrics& m);
-  void update(const std::vector<Sequence>& seqs, int64_t step, StepMetrics& m);
+  double update(const std::vector<Sequence>& seqs, int64_t step, StepMetrics& m);
   void publish(int64_t step, StepMetrics& m);
   boost::json::object log_step(int64_t step, StepMetrics& m, const StepGroups& g, const std::vector<Sequence>& seqs);
   void evaluate_if_due(int64_t step, boost::json::object& line);
@@ -211,8 +211,10 @@ TrainSummary Trainer::run() {
     std::vector<Sequence> seqs = make_sequences(groups.kept, cfg_.grpo);  // 2. advantages
     const auto t_train = Clock::now();
     score_old_and_reference(seqs, m);                                      // 3. old and reference log-probs
-    update(seqs, step, m);                                                 // 4. policy update
-    m.time_train.add(since(t_train));
+    const double tokens = update(seqs, step, m);                           // 4. policy update
+    const double t = since(t_train);
+    m.time_train.add(t);
+    m.train_tokens_per_s.add_rate(tokens, t);
     publish(step, m);                                                      // 5. weights to the workers
     boost::json::object line = log_step(step, m, groups, seqs);           // 6. metrics and samples
     evaluate_if_due(step, line);                                           // 7. held-out eval
@@ -226,7 +228,7 @@ TrainSummary Trainer::run() {
 
 StepGroups Trainer::collect(StepMetrics& m) {
   const auto t0 = Clock::now();
-  StepGroups g = collect_groups(*pool_, per_step_, cfg_.grpo, version_, m);
+  StepGroups g = collect_groups(groups_of(*pool_), per_step_, cfg_.grpo, version_, m);
   consumed_ += g.generated;
   const double t_rollout = since(t0);
   const double workers = static_cast<double>(cfg_.rollout.workers);
@@ -270,22 +272,24 @@ void Trainer::score_old_and_reference(std::vector<Sequence>& seqs, StepMetrics& 
   }
 }
 
-void Trainer::update(const std::vector<Sequence>& seqs, int64_t step, StepMetrics& m) {
+// Returns the tokens that went through forward and backward.
+double Trainer::update(const std::vector<Sequence>& seqs, int64_t step, StepMetrics& m) {
   const Distributed::GradSyncStats before = dist_.grad_sync_stats();
   const double lr = lr_at(cfg_.train, step);
   m.lr.add(lr);
-  PolicyUpdate(policy_, *opt_, dist_,
-               {.grpo = cfg_.grpo,
-                .train = cfg_.train,
-                .temperature = cfg_.sampling.temperature,
-                .max_new_tokens = cfg_.sampling.max_new_tokens,
-                .old_is_sampler = cfg_.train.old_logprobs == OldLogprobs::rollout})
-      .run(seqs, version_, lr, shuffle_rng_, m);
+  const double tokens = PolicyUpdate(policy_, *opt_, dist_,
+                                     {.grpo = cfg_.grpo,
+                                      .train = cfg_.train,
+                                      .temperature = cfg_.sampling.temperature,
+                                      .max_new_tokens = cfg_.sampling.max_new_tokens,
+                                      .old_is_sampler = cfg_.train.old_logprobs == OldLogprobs::rollout})
+                            .run(seqs, version_, lr, shuffle_rng_, m);
   if (dist_.active()) {  // the share of gradient buckets whose all-reduce overlapped backward
     const Distributed::GradSyncStats after = dist_.grad_sync_stats();
     const double launched = static_cast<double>(after.buckets * (after.syncs - before.syncs));
     if (launched > 0) m.overlapped_buckets.add_total(static_cast<double>(after.launched_early - before.launched_early), launched);
   }
+  return tokens;
 }
 
 void Trainer::publish(int64_t step, StepMetrics& m) {

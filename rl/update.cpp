@@ -4,7 +4,6 @@
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <numeric>
 
@@ -111,6 +110,7 @@ struct PolicyUpdate::Pass {
   int64_t version = 0;      // the weights the step starts from
   at::Tensor kl, entropy, clip_low, clip_high, ratio, ratio_max, tokens;
   at::Tensor mismatch, mismatch_max, mismatch_tokens;
+  at::Tensor loss;  // the updates' objectives, summed (each is the sum over its micro-batches)
   double train_tokens = 0, grad_norm = 0;
   int64_t updates = 0;
 };
@@ -120,10 +120,9 @@ PolicyUpdate::PolicyUpdate(CausalLM& model, torch::optim::AdamW& optimizer, Dist
   for (auto& p : model_->parameters()) params_.push_back(p);
 }
 
-void PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, double lr, std::mt19937_64& rng,
-                       StepMetrics& m) {
+double PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, double lr, std::mt19937_64& rng,
+                         StepMetrics& m) {
   for (auto& g : opt_.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-  const auto t0 = std::chrono::steady_clock::now();
   Pass pass;
   pass.version = version;
   std::vector<size_t> order(seqs.size());
@@ -156,9 +155,11 @@ void PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, doubl
     m.mismatch_mean.add_total(value(pass.mismatch), value(pass.mismatch_tokens));
     m.mismatch_max.add(value(pass.mismatch_max));
   }
-  if (pass.updates) m.grad_norm.add_total(pass.grad_norm, static_cast<double>(pass.updates));
-  m.train_tokens_per_s.add_rate(pass.train_tokens,
-                                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  if (pass.updates) {
+    m.grad_norm.add_total(pass.grad_norm, static_cast<double>(pass.updates));
+    m.loss.add_total(value(pass.loss), static_cast<double>(pass.updates));
+  }
+  return pass.train_tokens;
 }
 
 void PolicyUpdate::minibatch(const std::vector<const Sequence*>& mb, Pass& pass) {
@@ -177,7 +178,7 @@ void PolicyUpdate::minibatch(const std::vector<const Sequence*>& mb, Pass& pass)
     micro_step(part, norm, pass);
   }
   dist_.finish_grad_sync();
-  pass.grad_norm += clip_gradients();
+  pass.grad_norm += clip_gradients();  // reads the norm back: one host sync per optimizer update
   opt_.step();
   ++pass.updates;
 }
@@ -187,6 +188,7 @@ void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const Lo
   MicroForward f = forward_micro(model_, part, s_.temperature, with_ref, /*entropy=*/true);  // entropy is always logged
   LossOutput out = grpo_loss({f.logprobs, f.old_logprobs, f.ref_logprobs, f.entropy, f.advantages, f.mask}, s_.grpo, norm);
   out.loss.backward();
+  accumulate(pass.loss, out.loss.detach());
   for (const Sequence* q : part) pass.train_tokens += static_cast<double>(q->ids.size());
   if (pass.first) {  // statistics of the policy the samples came from
     accumulate(pass.kl, out.stats.kl);

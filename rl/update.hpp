@@ -58,10 +58,11 @@ class PolicyUpdate {
   PolicyUpdate(CausalLM& model, torch::optim::AdamW& optimizer, Distributed& dist, UpdateSettings settings);
 
   // Trains on `seqs`, starting from weight version `version`, at learning rate `lr`; the minibatch
-  // order comes from `rng`. Feeds the loss, ratio, grad-norm and train-throughput metrics of `m`,
-  // and, when the old log-probs are the sampler's, the sampler/trainer mismatch of the sequences
-  // that `version` sampled, measured before the step's first update.
-  void run(const std::vector<Sequence>& seqs, int64_t version, double lr, std::mt19937_64& rng, StepMetrics& m);
+  // order comes from `rng`. Feeds the loss, ratio and grad-norm metrics of `m`, and, when the old
+  // log-probs are the sampler's, the sampler/trainer mismatch of the sequences that `version`
+  // sampled, measured before the step's first update. Returns the tokens that went through forward
+  // and backward (every pass counted once).
+  double run(const std::vector<Sequence>& seqs, int64_t version, double lr, std::mt19937_64& rng, StepMetrics& m);
 
  private:
   struct Pass;

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "test_paths.hpp"
 #include "test_process.hpp"
@@ -53,6 +54,72 @@ TEST_CASE("config check: valid file exits 0, errors exit 2 with location and did
   CHECK(has(typed.out, "model.threads: expected an integer, got a string"));
   CHECK(run_r1("config check /nonexistent.toml").code == 2);
   CHECK(run_r1("config check " + write_tmp("r1_syntax.toml", "[model\n")).code == 2);
+}
+
+TEST_CASE("config check runs every check r1 train runs; r1 train refuses the same config with exit 2, nothing made") {
+  const std::string tiny = (r1::test::source_dir() / "models" / "tiny").string();
+  const std::string data = (r1::test::source_dir() / "data" / "arith" / "heldout.jsonl").string();
+  const std::string good = "[model]\npath = \"" + tiny + "\"\n[data]\npath = \"" + data +
+                           "\"\nprompt_template = \"Q: {question} A:\"\n";
+  struct Bad {
+    std::string toml, error;
+  };
+  const std::vector<Bad> bad = {
+      {good + "[[rewards.checkers]]\nchecker = \"mathh\"\n", "unknown checker 'mathh' (did you mean 'math'?)"},
+      {good + "[[rewards.checkers]]\nchecker = \"format\"\nmath.float_rounding = 6\n",  // a default value, still wrong
+       "options for checker \"math\" given, but this entry's checker is 'format'"},
+      {good + "[[rewards.checkers]]\nchecker = \"math\"\n[train]\naccuracy_part = \"format\"\n",
+       "train.accuracy_part: 'format' is not a reward part"},
+      {good + "[[rewards.checkers]]\nchecker = \"math\"\n[eval]\npath = \"/nonexistent/eval.jsonl\"\n",
+       "eval.path: dataset /nonexistent/eval.jsonl: cannot open"},
+      {"[model]\npath = \"/nonexistent/model\"\n[data]\npath = \"" + data + "\"\nprompt_template = \"{question}\"\n"
+           "[[rewards.checkers]]\nchecker = \"math\"\n",
+       "model.path: /nonexistent/model is not a folder"},
+      {"[model]\npath = \"" + tiny + "\"\n[data]\npath = \"" + data + "\"\nprompt_template = \"{problem}\"\n"
+           "[[rewards.checkers]]\nchecker = \"math\"\n",
+       "prompt_template uses {problem} but the record has no field 'problem'"},
+      {good + "[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.plugins]]\nname = \"kw\"\nlibrary = \"/nonexistent/kw.so\"\n",
+       "rewards.plugins[kw].library: /nonexistent/kw.so does not exist"},
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    CAPTURE(bad[i].error);
+    const std::string file = write_tmp("r1_check_" + std::to_string(i) + ".toml", bad[i].toml);
+    Result check = run_r1("config check " + file);
+    CHECK(check.code == 2);
+    CHECK_MESSAGE(has(check.out, bad[i].error), check.out);
+    const auto run_dir = std::filesystem::temp_directory_path() / ("r1_check_run_" + std::to_string(i));
+    std::filesystem::remove_all(run_dir);
+    Result train = run_r1("train " + file + " --quiet --run-dir " + run_dir.string());
+    CHECK(train.code == 2);
+    CHECK_MESSAGE(has(train.out, bad[i].error), train.out);
+    CHECK_FALSE(std::filesystem::exists(run_dir));  // exit 2: nothing was started
+  }
+  Result ok = run_r1("config check " + write_tmp("r1_check_ok.toml", good + "[[rewards.checkers]]\nchecker = \"math\"\n"));
+  CHECK_MESSAGE(ok.code == 0, ok.out);
+}
+
+TEST_CASE("rewards score and eval build their checkers in the one factory: code included, [sandbox] read") {
+  const std::string cfg = write_tmp("r1_code_rewards.toml",
+                                    "[sandbox]\nparallelism = 1\nwall_timeout_ms = 4000\n"
+                                    "[rewards]\n[[rewards.checkers]]\nchecker = \"code\"\ncode.timeout_ms = 3000\n");
+  const std::string in = write_tmp("r1_code_samples.jsonl",
+                                   "{\"completion\": \"def add(a, b):\\n    return a + b\\n\", \"test\": \"def check(c):\\n"
+                                   "    assert c(1, 2) == 3\\n\", \"entry_point\": \"add\"}\n");
+  Result scored = run_r1("rewards score --config " + cfg + " -i " + in);
+  CHECK_MESSAGE(scored.code == 0, scored.out);
+  CHECK(has(scored.out, "\"score\":1"));
+  CHECK(has(scored.out, "passed: 1/1 tests passed"));
+  Result bad_sandbox = run_r1("rewards score --config " + cfg + " -i " + in + " --set sandbox.parallelismm=2");
+  CHECK(bad_sandbox.code == 2);
+  CHECK(has(bad_sandbox.out, "did you mean 'sandbox.parallelism'"));
+  // r1 eval with the code checker on HumanEval-format records.
+  const std::string code = (r1::test::fixtures() / "recipes" / "code.jsonl").string();
+  Result eval = run_r1("eval --data " + code + " --template '{prompt}' --reference-fields prompt,test,entry_point "
+                       "--checker code --limit 2 --max-new-tokens 8");
+  CHECK_MESSAGE(eval.code == 0, eval.out);
+  CHECK(has(eval.out, "pass@1"));
+  CHECK(has(eval.out, "(correct: code >= 1)"));
+  CHECK(run_r1("eval --data " + code + " --checker code --accuracy-part math --limit 1").code == 2);
 }
 
 TEST_CASE("config show prints defaults and --set overrides; --set errors exit 2") {
@@ -109,12 +176,8 @@ TEST_CASE("generate: bad input exits with a clear message") {
   CHECK(has(oov.out, "outside the vocabulary"));
 }
 
-TEST_CASE("eval: pass@k report, per-sample JSONL, progress") {
+TEST_CASE("eval: pass@k report, per-sample JSONL, progress" * r1::test::needs_shared("data/gsm8k/test.jsonl")) {
   auto gsm = r1::test::shared_file("data/gsm8k/test.jsonl");
-  if (gsm.empty()) {
-    MESSAGE("skipped: ../shared/data/gsm8k/test.jsonl is missing");
-    return;
-  }
   auto out = std::filesystem::temp_directory_path() / "r1_eval.jsonl";
   Result r = run_r1("eval --data " + gsm.string() + " --limit 3 --samples 2 --max-new-tokens 8 --out " + out.string());
   REQUIRE(r.code == 0);

@@ -101,5 +101,5 @@ TEST_CASE("resume with a different number of ranks: two ranks save, one rank con
   for (const auto& [name, e] : a.entries()) worst = std::max(worst, (a.get(name) - b.get(name)).abs().max().item<double>());
   MESSAGE("1 rank vs (2 ranks, then resumed on 1): max weight difference " << worst);
   CHECK(worst <= 1e-6);
-  CHECK(r1::read_file(d / "one" / "metrics.jsonl").find("\"step\":3") != std::string::npos);
+  CHECK(r1::read_file(d / "two" / "metrics.jsonl").find("\"step\":3") != std::string::npos);  // the resumed run finished
 }

@@ -85,7 +85,30 @@ TEST_CASE("a crash while writing a checkpoint leaves the previous one good; resu
   Run resumed = sh(r1_train("--resume " + (d / "midsave").string()));
   CAPTURE(resumed.out);
   REQUIRE(resumed.code == 0);
+  CHECK(resumed.out.find("a save that was interrupted") != std::string::npos);  // its temp folder, reported
   CHECK(deterministic_metrics(d / "midsave") == deterministic_metrics(d / "full"));
+  CHECK(r1::read_file(d / "midsave" / "model" / "model.safetensors") ==
+        r1::read_file(d / "full" / "model" / "model.safetensors"));
+  for (const auto& e : fs::directory_iterator(d / "midsave" / "checkpoints"))
+    CHECK_MESSAGE(e.path().filename().string()[0] != '.', "left behind: " << e.path());
+}
+
+TEST_CASE("when the only save was interrupted, resume says so and removes its temp folder") {
+  fs::path d = scratch();
+  const std::string cfg = (d / "run.toml").string();
+  Run crashed = sh(r1_train(cfg + " --set train.save_every=0 --run-dir " + (d / "onlysave").string(),
+                            "R1_TEST_CRASH=in_save:4"));
+  CHECK(crashed.code != 0);
+  size_t temps = 0;
+  for (const auto& e : fs::directory_iterator(d / "onlysave" / "checkpoints")) temps += e.path().filename().string()[0] == '.';
+  REQUIRE(temps == 1);  // the crash left the interrupted save's temp folder
+  Run resumed = sh(r1_train("--resume " + (d / "onlysave").string()));
+  CAPTURE(resumed.out);
+  CHECK(resumed.code == 1);
+  CHECK(resumed.out.find("a save that was interrupted") != std::string::npos);
+  CHECK(resumed.out.find("no good checkpoint") != std::string::npos);
+  CHECK(resumed.out.find("save_every") == std::string::npos);  // one was configured: it just did not finish
+  CHECK(fs::is_empty(d / "onlysave" / "checkpoints"));
 }
 
 TEST_CASE("a corrupt newest checkpoint is reported and the previous good one is used") {
@@ -102,6 +125,8 @@ TEST_CASE("a corrupt newest checkpoint is reported and the previous good one is 
   CHECK(resumed.out.find("skipping checkpoint") != std::string::npos);
   CHECK(resumed.out.find("step-000003") != std::string::npos);
   CHECK(deterministic_metrics(d / "corrupt") == deterministic_metrics(d / "full"));
+  CHECK(r1::read_file(d / "corrupt" / "model" / "model.safetensors") ==
+        r1::read_file(d / "full" / "model" / "model.safetensors"));
 
   // No good checkpoint at all: a clear error, exit 1.
   fs::create_directories(d / "empty");

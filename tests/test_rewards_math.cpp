@@ -1,12 +1,18 @@
 // Math checker: extraction, equivalence by category, Math-Verify's known bugs (issues #14, #60),
-// the ported Math-Verify test cases and the agreement fixture (verdicts stored by
-// scripts/fixtures/make_math_fixtures.py, so no Python is needed here).
+// and, through the production checker, the ported Math-Verify test cases and the agreement fixture
+// (verdicts stored by scripts/fixtures/make_math_fixtures.py, so no Python is needed here), which
+// must disagree with Math-Verify exactly where tests/fixtures/rewards/math_disagreements.json says.
 #include <doctest/doctest.h>
 
 #include <boost/json.hpp>
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
 
+#include "common/json.hpp"
+
+#include "rewards/builtin.hpp"
 #include "rewards/math.hpp"
 #include "test_paths.hpp"
 
@@ -16,17 +22,14 @@ namespace {
 
 bool eqv(const std::string& gold, const std::string& pred) { return m::equivalent_text(gold, pred); }
 
-// The r1 verdict for a gold text and a free-form prediction, the way the math checker forms it.
+// The production math checker's verdict (rewards/builtin.cpp, default options) for a gold text and
+// a free-form prediction.
 bool verdict(const std::string& gold, const std::string& completion) {
-  r1::rewards::Deadline dl;
-  auto p = m::extract_answer(completion);
-  if (!p) return false;
-  auto gp = m::parse(m::gold_answer(gold), dl);
-  auto pp = m::parse(p->text, dl);
-  bool ok = m::equivalent(gp, pp, dl);
-  if (!ok && p->rule == "answer_is")
-    if (auto n = m::first_number(p->text)) ok = m::equivalent(gp, m::parse(*n, dl), dl);
-  return ok;
+  static const r1::rewards::CheckerPtr checker = r1::rewards::make_math_checker({});
+  r1::rewards::Sample s;
+  s.completion = completion;
+  s.reference["answer"] = gold;
+  return checker->check(s, r1::rewards::Deadline()).score >= 1.0;
 }
 
 std::vector<boost::json::object> read_jsonl(const std::filesystem::path& p) {
@@ -181,38 +184,36 @@ TEST_CASE("math: bounded work") {
   CHECK_THROWS_AS(m::parse(big + "1", past, lim), r1::rewards::DeadlineExceeded);
 }
 
-TEST_CASE("math: Math-Verify's own test cases (ported corpus)") {
-  auto path = r1::test::fixtures() / "rewards" / "math_verify_cases.jsonl";
-  REQUIRE(std::filesystem::exists(path));
-  auto cases = read_jsonl(path);
-  REQUIRE(cases.size() > 200);
-  size_t agree = 0;
-  for (const auto& c : cases) {
-    bool got = verdict(s(c, "gold"), s(c, "pred"));
-    bool want = c.at("expected").as_bool();
-    if (got == want) ++agree;
-    else MESSAGE("differs from Math-Verify's test [" << s(c, "source") << "]: gold=" << s(c, "gold").substr(0, 120)
-                 << " pred=" << s(c, "pred").substr(0, 120) << " expected=" << want);
-  }
-  double rate = static_cast<double>(agree) / static_cast<double>(cases.size());
-  MESSAGE("Math-Verify test corpus: " << agree << "/" << cases.size() << " (" << 100.0 * rate << "%)");
-  CHECK(rate >= 0.80);
+namespace {
+
+// The lines of `fixture` where r1 and Math-Verify disagree must be exactly the ones
+// tests/fixtures/rewards/math_disagreements.json lists (each with its reason).
+void check_disagreements(const std::string& fixture, const char* prediction, const char* math_verify) {
+  auto rows = read_jsonl(r1::test::fixtures() / "rewards" / fixture);
+  REQUIRE(rows.size() > 200);
+  auto expected_doc = r1::json::parse_file(r1::test::fixtures() / "rewards" / "math_disagreements.json");
+  std::map<size_t, std::string> expected;
+  for (const auto& e : expected_doc.as_object().at(fixture).as_array())
+    expected[static_cast<size_t>(e.at("line").as_int64())] = std::string(e.at("why").as_string());
+  std::set<size_t> got;
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (verdict(s(rows[i], "gold"), s(rows[i], prediction)) != rows[i].at(math_verify).as_bool()) got.insert(i);
+  for (size_t i : got)
+    CHECK_MESSAGE(expected.count(i), fixture << " line " << i << ": a new disagreement with Math-Verify: gold="
+                                             << s(rows[i], "gold").substr(0, 120) << " prediction="
+                                             << s(rows[i], prediction).substr(0, 120));
+  for (const auto& [i, why] : expected)
+    CHECK_MESSAGE(got.count(i), fixture << " line " << i << " agrees with Math-Verify now (listed as: " << why
+                                        << "): remove it from math_disagreements.json");
+  MESSAGE(fixture << ": agrees with Math-Verify on " << rows.size() - got.size() << "/" << rows.size());
 }
 
-TEST_CASE("math: agreement with Math-Verify (GSM8K and generated forms)") {
-  auto path = r1::test::fixtures() / "rewards" / "math_agreement.jsonl";
-  REQUIRE(std::filesystem::exists(path));
-  auto pairs = read_jsonl(path);
-  REQUIRE(pairs.size() > 1000);
-  size_t agree = 0;
-  for (const auto& c : pairs) {
-    bool got = verdict(s(c, "gold"), s(c, "completion"));
-    bool want = c.at("math_verify").as_bool();
-    if (got == want) ++agree;
-    else MESSAGE("disagree [" << s(c, "kind") << "]: gold=" << s(c, "gold") << " completion=" << s(c, "completion")
-                 << " math_verify=" << want);
-  }
-  double rate = static_cast<double>(agree) / static_cast<double>(pairs.size());
-  MESSAGE("agreement with Math-Verify: " << agree << "/" << pairs.size() << " (" << 100.0 * rate << "%)");
-  CHECK(rate >= 0.99);
+}  // namespace
+
+TEST_CASE("math: Math-Verify's own test cases (ported corpus): exactly the listed disagreements") {
+  check_disagreements("math_verify_cases.jsonl", "pred", "expected");
+}
+
+TEST_CASE("math: agreement with Math-Verify (GSM8K and generated forms): exactly the listed disagreements") {
+  check_disagreements("math_agreement.jsonl", "completion", "math_verify");
 }

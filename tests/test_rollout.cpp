@@ -154,6 +154,29 @@ TEST_CASE("stop strings that span token boundaries end the completion there") {
   CHECK(engine.generate({{prompt, 1, 0}}, s)[0].text == prefix.substr(0, first));
 }
 
+TEST_CASE("stop_token_ids end a completion at the first such token, which stays in tokens but not in text") {
+  Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
+  Engine engine(load_f32(tiny()), &tok);
+  std::vector<TokenId> prompt = tok.encode("Natalia sold 48 clips in April");
+  SamplingOptions s = greedy(16);
+  s.ignore_eos = true;
+  auto free_run = engine.generate({{prompt, 2, 0}}, s)[0];
+  REQUIRE(free_run.tokens.size() == 16);
+  const TokenId stop_id = free_run.tokens[5];
+  const size_t first = static_cast<size_t>(std::find(free_run.tokens.begin(), free_run.tokens.end(), stop_id) -
+                                           free_run.tokens.begin());  // <= 5
+  s.stop_token_ids = {stop_id};
+  for (const auto& c : engine.generate({{prompt, 2, 0}}, s)) {  // both samples of the request (greedy: equal)
+    CHECK(c.finish_reason == FinishReason::stop);
+    REQUIRE(c.tokens.size() == first + 1);
+    CHECK(std::equal(c.tokens.begin(), c.tokens.end(), free_run.tokens.begin()));
+    CHECK(c.logprobs.size() == c.tokens.size());
+    CHECK(c.text == tok.decode(std::span<const TokenId>(free_run.tokens.data(), first)));
+  }
+  s.stop_token_ids = {99999};  // an id that never comes: the budget ends it
+  CHECK(engine.generate({{prompt, 1, 0}}, s)[0].finish_reason == FinishReason::length);
+}
+
 TEST_CASE("rollout log-probs equal the trainer-side forward log-probs, prompts shared or not (float32, <= 1e-5)") {
   for (std::string name : {"qwen3", "llama"}) {
     CAPTURE(name);
@@ -259,12 +282,9 @@ TEST_CASE("weight sync: versions, whole snapshots, and checksum mismatches are e
   CHECK_THROWS_WITH_AS(install_weights(*worker, *bad, &installed), doctest::Contains("checksum"), r1::Error);
 }
 
-TEST_CASE("datasets: GSM8K out of the box, templates, reference fields, seeded epochs, rank shards, cursor") {
+TEST_CASE("datasets: GSM8K out of the box, templates, reference fields, seeded epochs, rank shards, cursor" *
+          test::needs_shared("data/gsm8k/test.jsonl")) {
   fs::path gsm = test::shared_file("data/gsm8k/test.jsonl");
-  if (gsm.empty()) {
-    MESSAGE("skipped: ../shared/data/gsm8k/test.jsonl is missing");
-    return;
-  }
   DatasetOptions o;
   o.path = gsm.string();
   o.prompt_template = "Q: {question}\nA: {{think}}";
@@ -305,14 +325,9 @@ TEST_CASE("datasets: GSM8K out of the box, templates, reference fields, seeded e
 }
 
 TEST_CASE("rollout workers: groups in request order, reward stage, versions pinned per request") {
-  fs::path gsm = test::shared_file("data/gsm8k/test.jsonl");
-  if (gsm.empty()) {
-    MESSAGE("skipped: ../shared/data/gsm8k/test.jsonl is missing");
-    return;
-  }
   Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
   DatasetOptions d;
-  d.path = gsm.string();
+  d.path = (test::source_dir() / "data" / "arith" / "heldout.jsonl").string();  // the demo's committed records
   d.limit = 40;
   RolloutOptions ro;
   ro.workers = 2;

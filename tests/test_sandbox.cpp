@@ -82,7 +82,6 @@ struct Problem {
 std::vector<Problem> load_humaneval() {
   std::vector<Problem> ps;
   auto path = r1::test::shared_file("data/humaneval/HumanEval.jsonl");
-  if (path.empty()) return ps;
   std::ifstream in(path);
   std::string line;
   while (std::getline(in, line)) {
@@ -245,12 +244,9 @@ TEST_CASE("code checker: stdin/stdout cases") {
   require_no_leftovers(sb);
 }
 
-TEST_CASE("code checker: HumanEval canonical solutions pass, `pass` bodies fail") {
+TEST_CASE("code checker: HumanEval canonical solutions pass, `pass` bodies fail" *
+          r1::test::needs_shared("data/humaneval/HumanEval.jsonl")) {
   auto problems = load_humaneval();
-  if (problems.empty()) {
-    MESSAGE("skipped: ../shared/data/humaneval/HumanEval.jsonl is missing");
-    return;
-  }
   REQUIRE(problems.size() == 164);
   auto sb = shared_sandbox();
   auto o = fast_options();
@@ -327,7 +323,7 @@ TEST_CASE("code checker: adversarial programs are contained and score 0") {
       {"read host files",
        "def add(a, b):\n"
        "    out = []\n"
-       "    for p in ['/etc/passwd', '/etc/shadow', '/root/.bashrc', '" + cpath + "', '/work/main/CMakeLists.txt', '/proc/1/environ']:\n"
+       "    for p in ['/etc/passwd', '/etc/shadow', '/root/.bashrc', '" + cpath + "', '" + (r1::test::source_dir() / "CMakeLists.txt").string() + "', '/proc/1/environ']:\n"
        "        try:\n            out.append(open(p).read())\n        except OSError:\n            pass\n"
        "    return 3 if out else None\n",
        {Verdict::wrong_answer}},

@@ -29,20 +29,16 @@ namespace {
 
 fs::path fixture_dir() { return r1::test::fixtures() / "tokenizer"; }
 
-// Where a tokenizer named in the fixtures lives: qwen3 and deepseek-v3 in ../shared, the tiny
-// ones among the fixtures. Empty (after a message) when a shared one is missing.
-fs::path tokenizer_path(const std::string& name) {
-  if (name != "qwen3" && name != "deepseek-v3") return fixture_dir() / name;
-  fs::path p = r1::test::shared_file("tokenizers/" + name + "/tokenizer.json");
-  if (p.empty()) MESSAGE("skipping " << name << ": ../shared/tokenizers/" << name << " is missing");
-  return p.empty() ? p : p.parent_path();
-}
+// The real tokenizers live in ../shared; their test cases carry needs_shared (kQwen3, kDeepSeek).
+bool is_shared(const std::string& name) { return name == "qwen3" || name == "deepseek-v3"; }
+const char* const kQwen3 = "tokenizers/qwen3/tokenizer.json";
+const char* const kDeepSeek = "tokenizers/deepseek-v3/tokenizer.json";
 
-std::map<std::string, fs::path> tokenizer_paths() {
-  std::map<std::string, fs::path> out;
-  for (const char* name : {"tiny", "qwen3", "deepseek-v3"})
-    if (auto p = tokenizer_path(name); !p.empty()) out[name] = p;
-  return out;
+// Where a tokenizer named in the fixtures lives: qwen3 and deepseek-v3 in ../shared, the tiny
+// ones among the fixtures.
+fs::path tokenizer_path(const std::string& name) {
+  if (!is_shared(name)) return fixture_dir() / name;
+  return r1::test::shared_file("tokenizers/" + name + "/tokenizer.json").parent_path();
 }
 
 const Tokenizer& cached(const std::string& name, bool builtin = true) {
@@ -86,15 +82,17 @@ struct Tally {
   size_t checked = 0, failed = 0;
 };
 
-// Every line of `file`, for every available tokenizer: both encode modes and decode give exactly
-// what tokenizers gave. `input` maps a line to the bytes to encode.
+// Every line of `file`, for the fixture's tokenizers that are real (`shared`) or tiny (`!shared`):
+// both encode modes and decode give exactly what tokenizers gave. `input` maps a line to the bytes.
 template <class Input>
-void check_parity(const std::string& file, bool builtin, Input input) {
+void check_parity(const std::string& file, bool builtin, bool shared, Input input) {
   auto lines = read_fixture(file);
   REQUIRE(!lines.empty());
+  int tokenizers = 0;
   for (const auto& kv : lines.front().at("ids").as_object()) {
     const std::string name(kv.key());
-    if (tokenizer_path(name).empty()) continue;
+    if (is_shared(name) != shared) continue;
+    ++tokenizers;
     const Tokenizer& tok = cached(name, builtin);
     Tally t;
     for (const bj::object& rec : lines) {
@@ -130,6 +128,7 @@ void check_parity(const std::string& file, bool builtin, Input input) {
     CHECK(t.failed == 0);
     CHECK(t.checked == lines.size());
   }
+  CHECK(tokenizers > 0);
 }
 
 std::string plain_text(const bj::object& rec) { return std::string(rec.at("text").as_string()); }
@@ -161,26 +160,49 @@ std::string load_error(const fs::path& p) {
 
 }  // namespace
 
-TEST_CASE("tokenizer parity with Hugging Face tokenizers: corpus") {
-  check_parity("corpus.jsonl", true, plain_text);
+TEST_CASE("tokenizer parity with Hugging Face tokenizers: corpus, tiny tokenizer") {
+  check_parity("corpus.jsonl", true, false, plain_text);
 }
 
-TEST_CASE("tokenizer parity with Hugging Face tokenizers: random strings") {
-  check_parity("random.jsonl", true, plain_text);
+TEST_CASE("tokenizer parity with Hugging Face tokenizers: corpus, Qwen3 and DeepSeek-V3" *
+          r1::test::needs_shared(kQwen3) * r1::test::needs_shared(kDeepSeek)) {
+  check_parity("corpus.jsonl", true, true, plain_text);
+}
+
+TEST_CASE("tokenizer parity with Hugging Face tokenizers: random strings, tiny tokenizer") {
+  check_parity("random.jsonl", true, false, plain_text);
+}
+
+TEST_CASE("tokenizer parity with Hugging Face tokenizers: random strings, Qwen3 and DeepSeek-V3" *
+          r1::test::needs_shared(kQwen3) * r1::test::needs_shared(kDeepSeek)) {
+  check_parity("random.jsonl", true, true, plain_text);
 }
 
 TEST_CASE("tokenizer parity on other configurations: added-token flags, Llama 3 regex, GPT-2 ByteLevel") {
-  check_parity("variants.jsonl", true, plain_text);
+  check_parity("variants.jsonl", true, false, plain_text);
 }
 
-TEST_CASE("tokenizer parity through the PCRE2 regex path") {
-  check_parity("variants.jsonl", false, plain_text);
-  check_parity("corpus.jsonl", false, plain_text);
-  check_parity("random.jsonl", false, plain_text);
+TEST_CASE("tokenizer parity through the PCRE2 regex path: tiny tokenizers") {
+  check_parity("variants.jsonl", false, false, plain_text);
+  check_parity("corpus.jsonl", false, false, plain_text);
+  check_parity("random.jsonl", false, false, plain_text);
+}
+
+TEST_CASE("tokenizer parity through the PCRE2 regex path: Qwen3 and DeepSeek-V3" *
+          r1::test::needs_shared(kQwen3) * r1::test::needs_shared(kDeepSeek)) {
+  check_parity("corpus.jsonl", false, true, plain_text);
+  check_parity("random.jsonl", false, true, plain_text);
+}
+
+std::string hex_input(const bj::object& rec) { return hex_to_bytes(rec.at("hex").as_string()); }
+
+TEST_CASE("invalid UTF-8 is encoded as its U+FFFD repair by the real tokenizers" * r1::test::needs_shared(kQwen3) *
+          r1::test::needs_shared(kDeepSeek)) {
+  check_parity("invalid_utf8.jsonl", true, true, hex_input);
 }
 
 TEST_CASE("invalid UTF-8 is encoded as its U+FFFD repair, never a crash") {
-  check_parity("invalid_utf8.jsonl", true, [](const bj::object& rec) { return hex_to_bytes(rec.at("hex").as_string()); });
+  check_parity("invalid_utf8.jsonl", true, false, hex_input);
   const Tokenizer& tok = cached("tiny");
   // Every single byte and some truncated sequences: encode succeeds and decodes to valid UTF-8.
   for (int b = 0; b < 256; ++b) {
@@ -220,23 +242,23 @@ TEST_CASE("special tokens: modes, skip_special, ids from tokenizer_config.json")
   CHECK(std::count(plain.begin(), plain.end(), *tiny.token_to_id("<|im_end|>")) == 0);
   CHECK(tiny.decode(parsed, true) == "ab");
   CHECK(tiny.decode(parsed, false) == "a<|im_end|>b");
+}
 
-  auto paths = tokenizer_paths();
-  if (paths.count("qwen3")) {
-    const Tokenizer& q = cached("qwen3");
-    CHECK(q.eos_id() == q.token_to_id("<|im_end|>"));
-    CHECK(q.pad_id() == q.token_to_id("<|endoftext|>"));
-    CHECK(!q.bos_id());
-    CHECK(q.vocab_size() == 151669);  // tokenizers: get_vocab_size(with_added_tokens=True)
-    // <think> is an added token that is not special: parsed in both modes, as tokenizers does.
-    CHECK(q.encode("<think>").size() == 1);
-  }
-  if (paths.count("deepseek-v3")) {
-    const Tokenizer& d = cached("deepseek-v3");
-    CHECK(d.bos_id() == d.token_to_id("<｜begin▁of▁sentence｜>"));
-    CHECK(d.eos_id() == d.token_to_id("<｜end▁of▁sentence｜>"));
-    CHECK(d.vocab_size() == 128815);
-  }
+TEST_CASE("special tokens of the real Qwen3 tokenizer" * r1::test::needs_shared(kQwen3)) {
+  const Tokenizer& q = cached("qwen3");
+  CHECK(q.eos_id() == q.token_to_id("<|im_end|>"));
+  CHECK(q.pad_id() == q.token_to_id("<|endoftext|>"));
+  CHECK(!q.bos_id());
+  CHECK(q.vocab_size() == 151669);  // tokenizers: get_vocab_size(with_added_tokens=True)
+  // <think> is an added token that is not special: parsed in both modes, as tokenizers does.
+  CHECK(q.encode("<think>").size() == 1);
+}
+
+TEST_CASE("special tokens of the real DeepSeek-V3 tokenizer" * r1::test::needs_shared(kDeepSeek)) {
+  const Tokenizer& d = cached("deepseek-v3");
+  CHECK(d.bos_id() == d.token_to_id("<｜begin▁of▁sentence｜>"));
+  CHECK(d.eos_id() == d.token_to_id("<｜end▁of▁sentence｜>"));
+  CHECK(d.vocab_size() == 128815);
 }
 
 TEST_CASE("malformed or unsupported tokenizer.json: the error names the file and the field") {
@@ -355,9 +377,10 @@ TEST_CASE("JSONL front end: encode, decode, errors name the line") {
   CHECK(error_of("{\"ids\": [99999999]}\n", dec).find("stdin:1") != std::string::npos);
 }
 
-TEST_CASE("concurrent encodes agree with a single-threaded run") {
-  auto paths = tokenizer_paths();
-  const Tokenizer& tok = cached(paths.count("qwen3") ? "qwen3" : "tiny");
+namespace {
+
+// Four threads encode the random-string corpus with one tokenizer and must get what one thread got.
+void check_concurrent(const Tokenizer& tok) {
   auto lines = read_fixture("random.jsonl");
   std::vector<std::vector<TokenId>> expect;
   for (const auto& rec : lines) expect.push_back(tok.encode(std::string(rec.at("text").as_string())));
@@ -370,4 +393,12 @@ TEST_CASE("concurrent encodes agree with a single-threaded run") {
     });
   for (auto& th : threads) th.join();
   for (size_t m : mismatches) CHECK(m == 0);
+}
+
+}  // namespace
+
+TEST_CASE("concurrent encodes agree with a single-threaded run: tiny tokenizer") { check_concurrent(cached("tiny")); }
+
+TEST_CASE("concurrent encodes agree with a single-threaded run: Qwen3" * r1::test::needs_shared(kQwen3)) {
+  check_concurrent(cached("qwen3"));
 }
