@@ -3,7 +3,7 @@
 namespace r1 {
 
 int exit_code_for(const std::exception& e) {
-  if (dynamic_cast<const ConfigError*>(&e) || dynamic_cast<const NotImplemented*>(&e)) return 2;
+  if (dynamic_cast<const ConfigError*>(&e)) return 2;
   return 1;
 }
 

@@ -20,12 +20,6 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
-// A feature a later milestone fills in. Exit code 2.
-class NotImplemented : public Error {
- public:
-  using Error::Error;
-};
-
 template <class... A>
 [[noreturn]] void fail(fmt::format_string<A...> f, A&&... a) {
   throw Error(fmt::format(f, std::forward<A>(a)...));

@@ -229,6 +229,33 @@ struct Scorer::Impl {
     int n = threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     pool = std::make_unique<Pool>(n);
   }
+
+  // Watchdog: waits for each task; one that runs past its deadline (plus a grace period for
+  // cooperative checks to notice) is abandoned, scored "timeout", and its worker replaced.
+  void await(std::vector<std::shared_ptr<Task>>& tasks, Batch& sync) {
+    const auto grace = std::chrono::milliseconds(50) + budget / 10;
+    std::unique_lock lk(sync.m);
+    for (auto& t : tasks) {
+      while (t->phase != Phase::done) {
+        if (t->phase != Phase::running) {
+          sync.cv.wait_for(lk, std::chrono::milliseconds(20));
+          continue;
+        }
+        const auto limit = t->started + budget + grace;
+        if (Clock::now() < limit) {
+          sync.cv.wait_until(lk, limit);
+          continue;
+        }
+        t->phase = Phase::abandoned;
+        t->result = CheckResult::failure(Status::timeout, "timeout");
+        ++abandoned;
+        lk.unlock();
+        pool->replace_abandoned();
+        lk.lock();
+        break;
+      }
+    }
+  }
 };
 
 Scorer::Scorer(const RewardsConfig& cfg, const Registry& registry) : impl_(std::make_unique<Impl>()) {
@@ -284,6 +311,38 @@ ScorerStats Scorer::stats() const {
   return {impl_->samples.load(), impl_->checks.load(), impl_->timeouts.load(), impl_->errors.load(), impl_->abandoned.load()};
 }
 
+namespace {
+
+// Runs one check on a pool thread, unless the watchdog abandoned it first.
+void run_task(Task& t, Batch& sync, const Checker& checker, const Sample& sample, std::chrono::milliseconds budget) {
+  Clock::time_point start;
+  {
+    std::lock_guard lk(sync.m);
+    if (t.phase != Phase::queued) return;
+    t.phase = Phase::running;
+    start = t.started = Clock::now();
+  }
+  CheckResult r;
+  try {
+    r = checker.check(sample, Deadline(start + budget));
+  } catch (const DeadlineExceeded&) {
+    r = CheckResult::failure(Status::timeout, "timeout");
+  } catch (const std::exception& e) {
+    r = CheckResult::failure(Status::error, e.what());
+  } catch (...) {
+    r = CheckResult::failure(Status::error, "unknown exception");
+  }
+  if (r.status != Status::ok) r.score = 0;
+  std::lock_guard lk(sync.m);
+  if (t.phase == Phase::running) {
+    t.result = std::move(r);
+    t.phase = Phase::done;
+  }
+  sync.cv.notify_all();
+}
+
+}  // namespace
+
 std::vector<Scored> Scorer::score(const std::vector<Sample>& batch) {
   Impl& I = *impl_;
   const size_t np = I.parts.size();
@@ -291,65 +350,15 @@ std::vector<Scored> Scorer::score(const std::vector<Sample>& batch) {
   // Samples are shared with the jobs so an abandoned job never reads freed memory.
   auto samples = std::make_shared<const std::vector<Sample>>(batch);
   std::vector<std::shared_ptr<Task>> tasks(batch.size() * np);
-  const auto budget = I.budget;
-  for (size_t s = 0; s < batch.size(); ++s) {
+  for (size_t s = 0; s < batch.size(); ++s)
     for (size_t p = 0; p < np; ++p) {
       auto t = std::make_shared<Task>();
       tasks[s * np + p] = t;
-      CheckerPtr checker = I.parts[p].checker;
-      I.pool->submit([t, sync, samples, s, checker, budget] {
-        Clock::time_point start;
-        {
-          std::lock_guard lk(sync->m);
-          if (t->phase != Phase::queued) return;
-          t->phase = Phase::running;
-          start = t->started = Clock::now();
-        }
-        CheckResult r;
-        try {
-          r = checker->check((*samples)[s], Deadline(start + budget));
-        } catch (const DeadlineExceeded&) {
-          r = CheckResult::failure(Status::timeout, "timeout");
-        } catch (const std::exception& e) {
-          r = CheckResult::failure(Status::error, e.what());
-        } catch (...) {
-          r = CheckResult::failure(Status::error, "unknown exception");
-        }
-        if (r.status != Status::ok) r.score = 0;
-        std::lock_guard lk(sync->m);
-        if (t->phase == Phase::running) {
-          t->result = std::move(r);
-          t->phase = Phase::done;
-        }
-        sync->cv.notify_all();
+      I.pool->submit([t, sync, samples, s, checker = I.parts[p].checker, budget = I.budget] {
+        run_task(*t, *sync, *checker, (*samples)[s], budget);
       });
     }
-  }
-  // Watchdog: wait for each task; one that runs past its deadline (plus a grace period for
-  // cooperative checks to notice) is abandoned and its worker replaced.
-  const auto grace = std::chrono::milliseconds(50) + budget / 10;
-  {
-    std::unique_lock lk(sync->m);
-    for (auto& t : tasks) {
-      while (t->phase != Phase::done) {
-        if (t->phase == Phase::running) {
-          auto limit = t->started + budget + grace;
-          if (Clock::now() >= limit) {
-            t->phase = Phase::abandoned;
-            t->result = CheckResult::failure(Status::timeout, "timeout");
-            ++I.abandoned;
-            lk.unlock();
-            I.pool->replace_abandoned();
-            lk.lock();
-            break;
-          }
-          sync->cv.wait_until(lk, limit);
-        } else {
-          sync->cv.wait_for(lk, std::chrono::milliseconds(20));
-        }
-      }
-    }
-  }
+  I.await(tasks, *sync);
   std::vector<Scored> out(batch.size());
   for (size_t s = 0; s < batch.size(); ++s) {
     Scored& sc = out[s];

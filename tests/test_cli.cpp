@@ -1,6 +1,7 @@
-// The r1 program end to end: every subcommand has --help, unfinished ones exit 2 and say why,
-// config errors exit 2 with file:line:column, and greedy generation on the embedded default model
-// is deterministic (temperature 0) and matches the library.
+// The r1 program end to end: every subcommand has --help, config errors exit 2 with
+// file:line:column before anything starts, `r1 config check` makes every check `r1 train` makes,
+// scoring and eval build every checker (code included), docs/CONFIG.md is current, and greedy
+// generation on the embedded default model is deterministic (temperature 0).
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
@@ -134,6 +135,15 @@ TEST_CASE("config show prints defaults and --set overrides; --set errors exit 2"
   CHECK(run_r1("config docs").out.find("| `seed` |") != std::string::npos);
 }
 
+TEST_CASE("docs/CONFIG.md is what r1 config docs prints (after its four-line header)") {
+  std::ifstream in(r1::test::source_dir() / "docs" / "CONFIG.md");
+  std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t body = 0;
+  for (int i = 0; i < 4; ++i) body = doc.find('\n', body) + 1;
+  CHECK_MESSAGE(doc.substr(body) == run_r1("config docs").out,
+                "regenerate it: (head -4 docs/CONFIG.md; build/r1 config docs) > new && mv new docs/CONFIG.md");
+}
+
 TEST_CASE("curves and samples: draw a log, exit 2 on a wrong run directory or metric") {
   std::string log = write_tmp("r1_cli_metrics.jsonl", "{\"step\":1,\"kl\":0.5}\n{\"step\":2,\"kl\":0.25}\n");
   Result ok = run_r1("curves " + log + " --metric kl --width 30 --height 4");
@@ -198,7 +208,7 @@ TEST_CASE("eval: pass@k report, per-sample JSONL, progress" * r1::test::needs_sh
 
 TEST_CASE("rewards serve: the r1 program serves /healthz and /v1/score over loopback and stops on SIGTERM") {
   const std::string port = "18931";
-  const std::string cfg = (r1::test::source_dir() / "configs" / "rewards_math.toml").string();
+  const std::string cfg = (r1::test::source_dir() / "configs" / "serve.toml").string();
   const std::string exe = (r1::test::binary_dir() / "r1").string();
   // bash's /dev/tcp speaks HTTP/1.1 without needing curl on the machine.
   std::string script =

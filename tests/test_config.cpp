@@ -171,6 +171,7 @@ TEST_CASE("the run config: defaults, docs and the shipped configs are valid") {
   for (const auto& e : fs::recursive_directory_iterator(configs)) {
     if (e.path().extension() != ".toml") continue;
     CAPTURE(e.path().string());
+    if (cfg::parse_file(e.path()).contains("service")) continue;  // r1 rewards serve's: test_service reads it
     CHECK_NOTHROW(cfg::load<RunConfig>(e.path()));
     ++n;
   }

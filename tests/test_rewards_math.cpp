@@ -202,9 +202,9 @@ void check_disagreements(const std::string& fixture, const char* prediction, con
     CHECK_MESSAGE(expected.count(i), fixture << " line " << i << ": a new disagreement with Math-Verify: gold="
                                              << s(rows[i], "gold").substr(0, 120) << " prediction="
                                              << s(rows[i], prediction).substr(0, 120));
-  for (const auto& [i, why] : expected)
-    CHECK_MESSAGE(got.count(i), fixture << " line " << i << " agrees with Math-Verify now (listed as: " << why
-                                        << "): remove it from math_disagreements.json");
+  for (const auto& e : expected)
+    CHECK_MESSAGE(got.count(e.first), fixture << " line " << e.first << " agrees with Math-Verify now (listed as: "
+                                              << e.second << "): remove it from math_disagreements.json");
   MESSAGE(fixture << ": agrees with Math-Verify on " << rows.size() - got.size() << "/" << rows.size());
 }
 

@@ -457,6 +457,11 @@ TEST_CASE("service: config sections and the client's endpoint") {
   CHECK(c.rewards.checkers.size() == 1);
   std::ofstream(f) << "[service]\nmax_inflightt = 3\n";
   CHECK_THROWS_AS(service::load_service_config(f), ConfigError);
+  // The shipped example (docs/REWARD_SERVICE.md) reads and its composition passes every check.
+  auto shipped = service::load_service_config(r1::test::source_dir() / "configs" / "serve.toml");
+  CHECK(shipped.service.port == 8000);
+  CHECK(shipped.rewards.checkers.size() == 2);
+  CHECK_NOTHROW(rewards::check_rewards_config(shipped.rewards));
 
   auto run = dir / "run.toml";
   std::ofstream(run) << "[model]\npath = \"x\"\n[rewards]\nendpoint = \"http://10.0.0.5:8000\"\n[rewards.client]\nretries = 9\n";

@@ -383,3 +383,9 @@ TEST_CASE("checkpoints: every temp folder an interrupted save left is removed an
   for (const auto& why : skipped) CHECK(why.find("a save that was interrupted") != std::string::npos);
   CHECK(fs::is_empty(dir / "checkpoints"));
 }
+
+TEST_CASE("docs/CURVES.md documents every metric a step logs") {
+  std::ifstream in(test::source_dir() / "docs" / "CURVES.md");
+  std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& m : step_metric_docs()) CHECK_MESSAGE(doc.find(std::string("`") + m.key + "`") != std::string::npos, m.key);
+}
