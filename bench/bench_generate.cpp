@@ -76,21 +76,29 @@ int main(int argc, char** argv) {
   size_t bw_mb = 512;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--model") model_dir = v;
-    else if (k == "--prompts") prompts_file = v;
-    else if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--new") max_new = std::stoll(v);
-    else if (k == "--batches") batches_s = v;
-    else if (k == "--repeats") repeats = std::stoi(v);
-    else if (k == "--bw-mb") bw_mb = std::stoul(v);
+    if (k == "--model")
+      model_dir = v;
+    else if (k == "--prompts")
+      prompts_file = v;
+    else if (k == "--threads")
+      threads = std::stoi(v);
+    else if (k == "--new")
+      max_new = std::stoll(v);
+    else if (k == "--batches")
+      batches_s = v;
+    else if (k == "--repeats")
+      repeats = std::stoi(v);
+    else if (k == "--bw-mb")
+      bw_mb = std::stoul(v);
     else {
       fmt::print(stderr, "unknown flag {}\n", k);
       return 2;
     }
   }
   if (model_dir.empty() || prompts_file.empty()) {
-    fmt::print(stderr, "usage: bench_generate --model DIR --prompts FILE [--threads N] [--new N] [--batches 1,8] "
-                       "[--repeats R] [--bw-mb MB]\n");
+    fmt::print(stderr,
+               "usage: bench_generate --model DIR --prompts FILE [--threads N] [--new N] [--batches 1,8] "
+               "[--repeats R] [--bw-mb MB]\n");
     return 2;
   }
   at::set_num_threads(threads);
@@ -142,7 +150,11 @@ int main(int argc, char** argv) {
   s.max_new_tokens = max_new;
 
   // Warm-up (allocator, oneDNN/MKL kernels).
-  engine.generate({{prompts[0], 1, 0}}, [&] { auto w = s; w.max_new_tokens = 4; return w; }());
+  engine.generate({{prompts[0], 1, 0}}, [&] {
+    auto w = s;
+    w.max_new_tokens = 4;
+    return w;
+  }());
 
   for (int64_t B : batches) {
     if (B > static_cast<int64_t>(prompts.size())) {
@@ -169,9 +181,10 @@ int main(int argc, char** argv) {
       decode.push_back((st.decode_tokens - before.decode_tokens) / (st.decode_seconds - before.decode_seconds));
       prefill.push_back(st.prefill_seconds - before.prefill_seconds);
     }
-    fmt::print("{{\"kind\":\"gen\",\"batch\":{},\"tok_s\":[{}],\"median_tok_s\":{:.3f},\"median_decode_tok_s\":{:.3f},"
-               "\"median_prefill_s\":{:.5f}}}\n",
-               B, fmt::format("{:.3f}", fmt::join(wall, ",")), median(wall), median(decode), median(prefill));
+    fmt::print(
+        "{{\"kind\":\"gen\",\"batch\":{},\"tok_s\":[{}],\"median_tok_s\":{:.3f},\"median_decode_tok_s\":{:.3f},"
+        "\"median_prefill_s\":{:.5f}}}\n",
+        B, fmt::format("{:.3f}", fmt::join(wall, ",")), median(wall), median(decode), median(prefill));
     std::fflush(stdout);
   }
   return 0;

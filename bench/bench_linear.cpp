@@ -30,21 +30,27 @@ int main(int argc, char** argv) {
   int64_t pool_mb = 256;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--threads") threads = std::stoi(v);
-    else if (k == "--rows") rows_s = v;
-    else if (k == "--shapes") shapes_s = v;
-    else if (k == "--pool-mb") pool_mb = std::stoll(v);
+    if (k == "--threads")
+      threads = std::stoi(v);
+    else if (k == "--rows")
+      rows_s = v;
+    else if (k == "--shapes")
+      shapes_s = v;
+    else if (k == "--pool-mb")
+      pool_mb = std::stoll(v);
   }
   at::set_num_threads(threads);
   at::NoGradGuard ng;
   fmt::print("kernel: {}, {} threads; GB/s = weight bytes / time\n", r1::cpu::small_linear_isa(), threads);
-  fmt::print("| N x K | rows | MKL ms | oneDNN ms | r1 ms | MKL GB/s | r1 GB/s | r1 vs MKL | r1 vs oneDNN | max abs diff |\n"
-             "|---|---|---|---|---|---|---|---|---|---|\n");
+  fmt::print(
+      "| N x K | rows | MKL ms | oneDNN ms | r1 ms | MKL GB/s | r1 GB/s | r1 vs MKL | r1 vs oneDNN | max abs diff |\n"
+      "|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& sh : split(shapes_s, ',')) {
     const auto nk = split(sh, 'x');
     const int64_t N = std::stoll(nk[0]), K = std::stoll(nk[1]);
     const int64_t bytes = N * K * 4;
-    const int64_t pool = std::max<int64_t>(1, (pool_mb << 20) / bytes);  // weights in rotation: more than the caches by default
+    const int64_t pool =
+        std::max<int64_t>(1, (pool_mb << 20) / bytes);  // weights in rotation: more than the caches by default
     std::vector<at::Tensor> ws;
     for (int64_t p = 0; p < pool; ++p) ws.push_back(at::randn({N, K}) * 0.05);
     for (const auto& r : split(rows_s, ',')) {
@@ -70,9 +76,9 @@ int main(int argc, char** argv) {
       // oneDNN's inner product (policy/onednn.hpp) where it applies (>= 64 rows, AVX-512).
       const bool dnnl = r1::onednn::linear_applies(x, ws[0]);
       const double onednn = dnnl ? time([&](const at::Tensor& w) { return r1::onednn::linear(x, w, {}); }) : 0.0;
-      fmt::print("| {}x{} | {} | {:.3f} | {} | {:.3f} | {:.1f} | {:.1f} | {:.2f}x | {} | {:.1e} |\n", N, K, M, mkl * 1e3,
-                 dnnl ? fmt::format("{:.3f}", onednn * 1e3) : "-", ours * 1e3, bytes / mkl / 1e9, bytes / ours / 1e9,
-                 mkl / ours, dnnl ? fmt::format("{:.2f}x", onednn / ours) : "-", diff);
+      fmt::print("| {}x{} | {} | {:.3f} | {} | {:.3f} | {:.1f} | {:.1f} | {:.2f}x | {} | {:.1e} |\n", N, K, M,
+                 mkl * 1e3, dnnl ? fmt::format("{:.3f}", onednn * 1e3) : "-", ours * 1e3, bytes / mkl / 1e9,
+                 bytes / ours / 1e9, mkl / ours, dnnl ? fmt::format("{:.2f}x", onednn / ours) : "-", diff);
     }
   }
 }

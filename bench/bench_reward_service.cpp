@@ -36,10 +36,14 @@ int main(int argc, char** argv) {
   srv.start();
 
   // A varied math batch: integers, fractions, decimals, LaTeX, right and wrong.
-  const char* forms[][2] = {{"\\boxed{42}", "42"},           {"\\boxed{\\frac{1}{2}}", "0.5"},
-                            {"#### 1,234", "1234"},          {"The answer is 3/4.", "\\frac{3}{4}"},
-                            {"\\boxed{2\\sqrt{2}}", "\\sqrt{8}"}, {"\\boxed{17}", "18"},
-                            {"\\boxed{(1, 2)}", "(1,2)"},    {"\\boxed{x^2+2x+1}", "(x+1)^2"}};
+  const char* forms[][2] = {{"\\boxed{42}", "42"},
+                            {"\\boxed{\\frac{1}{2}}", "0.5"},
+                            {"#### 1,234", "1234"},
+                            {"The answer is 3/4.", "\\frac{3}{4}"},
+                            {"\\boxed{2\\sqrt{2}}", "\\sqrt{8}"},
+                            {"\\boxed{17}", "18"},
+                            {"\\boxed{(1, 2)}", "(1,2)"},
+                            {"\\boxed{x^2+2x+1}", "(x+1)^2"}};
   std::vector<rewards::Sample> samples;
   for (int i = 0; i < batch; ++i) {
     rewards::Sample s;
@@ -81,11 +85,18 @@ int main(int argc, char** argv) {
   double wall = std::chrono::duration<double>(Clock::now() - t0).count();
   srv.stop();
   std::sort(lat.begin(), lat.end());
-  auto pct = [&](double p) { return lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(p * static_cast<double>(lat.size())))]; };
-  std::cout << boost::json::serialize(boost::json::object{
-                   {"connections", conns}, {"batch", batch}, {"seconds", wall}, {"requests", lat.size()},
-                   {"errors", errors.load()}, {"requests_per_s", static_cast<double>(lat.size()) / wall},
-                   {"samples_per_s", static_cast<double>(lat.size()) * batch / wall},
-                   {"p50_ms", pct(0.50)}, {"p99_ms", pct(0.99)}})
+  auto pct = [&](double p) {
+    return lat.empty() ? 0.0 : lat[std::min(lat.size() - 1, static_cast<size_t>(p * static_cast<double>(lat.size())))];
+  };
+  std::cout << boost::json::serialize(
+                   boost::json::object{{"connections", conns},
+                                       {"batch", batch},
+                                       {"seconds", wall},
+                                       {"requests", lat.size()},
+                                       {"errors", errors.load()},
+                                       {"requests_per_s", static_cast<double>(lat.size()) / wall},
+                                       {"samples_per_s", static_cast<double>(lat.size()) * batch / wall},
+                                       {"p50_ms", pct(0.50)},
+                                       {"p99_ms", pct(0.99)}})
             << "\n";
 }

@@ -2,8 +2,8 @@
 // one by one: a first (cold-cache) pass, then `--repeats` warm passes, and prints one JSON line with
 // the seconds of the cold pass and of each warm one, the median warm MB/s and the token count (for
 // a parity check by the driver, bench/bench_tokenizer.py).
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -25,13 +25,19 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) throw r1::Error(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--tokenizer") tokenizer = value();
-    else if (a == "--corpus") corpus = value();
-    else if (a == "--repeats") repeats = std::stoi(value());
-    else if (a == "--parse-special") parse = true;
-    else if (a == "--pcre2") pcre2 = true;
+    if (a == "--tokenizer")
+      tokenizer = value();
+    else if (a == "--corpus")
+      corpus = value();
+    else if (a == "--repeats")
+      repeats = std::stoi(value());
+    else if (a == "--parse-special")
+      parse = true;
+    else if (a == "--pcre2")
+      pcre2 = true;
     else {
-      std::cerr << "usage: bench_tokenizer --tokenizer PATH --corpus FILE.jsonl [--repeats N] [--parse-special] [--pcre2]\n";
+      std::cerr
+          << "usage: bench_tokenizer --tokenizer PATH --corpus FILE.jsonl [--repeats N] [--parse-special] [--pcre2]\n";
       return 2;
     }
   }
@@ -66,9 +72,10 @@ int main(int argc, char** argv) {
     std::vector<double> sorted = secs;
     std::sort(sorted.begin(), sorted.end());
     double median = sorted[sorted.size() / 2];
-    fmt::print("{{\"bytes\":{},\"texts\":{},\"tokens\":{},\"load_s\":{:.3f},\"cold_s\":{:.4f},\"secs\":[{:.4f}],"
-               "\"mb_s\":{:.2f}}}\n",
-               bytes, texts.size(), tokens, load_s, cold_s, fmt::join(secs, ","), bytes / median / 1e6);
+    fmt::print(
+        "{{\"bytes\":{},\"texts\":{},\"tokens\":{},\"load_s\":{:.3f},\"cold_s\":{:.4f},\"secs\":[{:.4f}],"
+        "\"mb_s\":{:.2f}}}\n",
+        bytes, texts.size(), tokens, load_s, cold_s, fmt::join(secs, ","), bytes / median / 1e6);
   } catch (const std::exception& e) {
     std::cerr << "bench_tokenizer: " << e.what() << "\n";
     return 1;

@@ -1,7 +1,7 @@
 // r1 config check|show|docs: validate a run config as r1 train would, print it with defaults
 // filled, or document it.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
 #include "common/config.hpp"
@@ -21,8 +21,9 @@ void add_config(CLI::App& app) {
   auto args = std::make_shared<Args>();
 
   auto* check = cfg->add_subcommand(
-      "check", "Validate FILE as r1 train does before it starts (types, ranges, unknown keys, reward checkers, "
-               "model, data and eval files); exit 2 on errors");
+      "check",
+      "Validate FILE as r1 train does before it starts (types, ranges, unknown keys, reward checkers, "
+      "model, data and eval files); exit 2 on errors");
   check->add_option("file", args->file, "TOML run config")->required();
   check->add_option("--set", args->sets, "override a field: section.key=value (repeatable)");
   check->callback([args] {

@@ -33,8 +33,9 @@ int terminal_columns() {
 
 void add_curves(CLI::App& app) {
   auto o = std::make_shared<metrics::CurvesOptions>();
-  auto* cmd = app.add_subcommand("curves", "draw training curves from run directories (metrics.jsonl) in the "
-                                           "terminal, and optionally to an SVG or HTML file");
+  auto* cmd = app.add_subcommand("curves",
+                                 "draw training curves from run directories (metrics.jsonl) in the "
+                                 "terminal, and optionally to an SVG or HTML file");
   cmd->add_option("runs", o->runs, "run directories to overlay (or their metrics.jsonl files)")->required();
   cmd->add_option("--metric", o->metrics,
                   "metric to draw (repeatable; '*' matches any text, e.g. 'reward/*'; default: reward/mean, accuracy, "
@@ -58,8 +59,9 @@ void add_samples(CLI::App& app) {
   };
   auto o = std::make_shared<metrics::SamplesOptions>();
   auto f = std::make_shared<Flags>();
-  auto* cmd = app.add_subcommand("samples", "show the completions of one training step (samples.jsonl) with their "
-                                            "reward breakdown");
+  auto* cmd = app.add_subcommand("samples",
+                                 "show the completions of one training step (samples.jsonl) with their "
+                                 "reward breakdown");
   cmd->add_option("run", o->run, "run directory")->required();
   auto* step = cmd->add_option("--step", f->step, "training step (default: the last step with samples)");
   auto* best = cmd->add_flag("--best", f->best, "sort by reward, highest first");

@@ -3,10 +3,10 @@
 // go to JSONL.
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
-#include <boost/json.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
 
 #include <chrono>
 #include <fstream>
@@ -62,8 +62,10 @@ void progress_bar(int64_t done, int64_t total, std::chrono::steady_clock::time_p
   const int width = 30, fill = total > 0 ? static_cast<int>(width * done / total) : width;
   std::string bar = fmt::format("[{}{}] {}/{} prompts, {:.0f}s elapsed, ETA {:.0f}s", std::string(fill, '#'),
                                 std::string(width - fill, '.'), done, total, secs, eta);
-  if (tty) fmt::print(stderr, "\r{}{}", bar, done == total ? "\n" : "");
-  else fmt::print(stderr, "{}\n", bar);
+  if (tty)
+    fmt::print(stderr, "\r{}{}", bar, done == total ? "\n" : "");
+  else
+    fmt::print(stderr, "{}\n", bar);
 }
 
 void run(EvalArgs& a) {
@@ -102,10 +104,11 @@ void run(EvalArgs& a) {
   const int64_t k = a.eval.samples;
   std::string parts;
   for (const auto& [name, mean] : rep.part_means) parts += fmt::format("  {} {:.4f}", name, mean);
-  fmt::print("prompts {}  samples/prompt {}  pass@1 {:.4f}  pass@{} {:.4f}  maj@{} {:.4f}  mean score {:.4f}{}  "
-             "mean length {:.1f}  truncated {:.3f}  {:.1f} tok/s  (correct: {} >= 1)\n",
-             rep.prompts, k, rep.pass_at_1, k, rep.pass_at_k, k, rep.maj_at_k, rep.mean_score, parts, rep.mean_length,
-             rep.truncated, rep.tokens_per_second, a.eval.accuracy_part);
+  fmt::print(
+      "prompts {}  samples/prompt {}  pass@1 {:.4f}  pass@{} {:.4f}  maj@{} {:.4f}  mean score {:.4f}{}  "
+      "mean length {:.1f}  truncated {:.3f}  {:.1f} tok/s  (correct: {} >= 1)\n",
+      rep.prompts, k, rep.pass_at_1, k, rep.pass_at_k, k, rep.maj_at_k, rep.mean_score, parts, rep.mean_length,
+      rep.truncated, rep.tokens_per_second, a.eval.accuracy_part);
 }
 
 }  // namespace
@@ -118,7 +121,8 @@ void add_eval(CLI::App& app) {
   add_model_flags(cmd, a->model);
   cmd->add_option("--data", a->data.path, "JSONL dataset")->required();
   cmd->add_option("--template", a->data.prompt_template, "prompt template with {field} placeholders");
-  cmd->add_option("--reference-fields", a->data.reference_fields, "record fields given to the checker (comma-separated)")
+  cmd->add_option("--reference-fields", a->data.reference_fields,
+                  "record fields given to the checker (comma-separated)")
       ->delimiter(',');
   cmd->add_option("--limit", a->data.limit, "evaluate the first N records");
   cmd->add_option("--checker", a->checker, "built-in checker: math, countdown, format, length, code (or use --config)");

@@ -1,9 +1,9 @@
 // r1 generate: completions from a Hugging Face model folder, greedy or sampled (text or token-id
 // prompts), on the batched KV-cache engine.
-#include <CLI/CLI.hpp>
-#include <boost/json.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
 
 #include <chrono>
 #include <filesystem>

@@ -6,8 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <thread>
@@ -77,8 +77,10 @@ void add_launch(CLI::App& app) {
       const auto r = std::find(pids.begin(), pids.end(), pid) - pids.begin();
       int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
       if (code != 0) {
-        if (WIFSIGNALED(status)) fmt::print(stderr, "r1 launch: rank {} was killed by signal {}\n", r, WTERMSIG(status));
-        else fmt::print(stderr, "r1 launch: rank {} exited with code {}\n", r, code);
+        if (WIFSIGNALED(status))
+          fmt::print(stderr, "r1 launch: rank {} was killed by signal {}\n", r, WTERMSIG(status));
+        else
+          fmt::print(stderr, "r1 launch: rank {} exited with code {}\n", r, code);
         if (!deadline) deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a->grace);
         worst = worst ? worst : code;
       }

@@ -1,7 +1,7 @@
 // r1 pretrain [CONFIG]: make the embedded demo's tiny base model from the synthetic arithmetic
 // textbook, and the held-out problem files GRPO trains and evaluates on.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
 #include "common/config.hpp"
@@ -16,7 +16,8 @@ void add_pretrain(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("pretrain", "Pretrain the demo's tiny base model on a synthetic arithmetic textbook");
-  cmd->add_option("config", a->config, "TOML file with [pretrain] fields at top level (default: the built-in settings)");
+  cmd->add_option("config", a->config,
+                  "TOML file with [pretrain] fields at top level (default: the built-in settings)");
   cmd->add_option("--set", a->sets, "override a field: key=value, e.g. steps=200 (repeatable)");
   cmd->callback([a] {
     PretrainOptions o = cfg::load<PretrainOptions>(a->config, a->sets);

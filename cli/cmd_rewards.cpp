@@ -1,8 +1,8 @@
 // r1 rewards score|serve: score JSONL samples with the checkers of a TOML file's [rewards] and
 // [sandbox] sections (a thin wrapper over r1::rewards::score_jsonl), or serve them over HTTP
 // (cmd_rewards_serve.cpp).
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include <fstream>
 #include <iostream>
@@ -25,8 +25,12 @@ void add_rewards(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
 
-  auto* score = rw->add_subcommand("score", "Score JSONL samples: r1 rewards score --config FILE < in.jsonl > out.jsonl");
-  score->add_option("--config", a->config, "TOML file with a [rewards] section and optionally [sandbox] (a run config works)")->required();
+  auto* score =
+      rw->add_subcommand("score", "Score JSONL samples: r1 rewards score --config FILE < in.jsonl > out.jsonl");
+  score
+      ->add_option("--config", a->config,
+                   "TOML file with a [rewards] section and optionally [sandbox] (a run config works)")
+      ->required();
   score->add_option("--set", a->sets, "override a field: rewards.key=value (repeatable)");
   score->add_option("-i,--input", a->input, "samples JSONL ('-' = stdin)");
   score->add_option("-o,--output", a->output, "scored JSONL ('-' = stdout)");
@@ -52,7 +56,8 @@ void add_rewards(CLI::App& app) {
     fmt::print(stderr, "r1 rewards: {} lines, mean score {:.4f}, {} timeouts, {} errors, {} bad lines\n", sum.lines,
                sum.lines > sum.bad_lines ? sum.score_sum / static_cast<double>(sum.lines - sum.bad_lines) : 0.0,
                sum.timeouts, sum.errors, sum.bad_lines);
-    if (sum.bad_lines > 0) throw Error(fmt::format("{} input lines were not valid samples (see their output lines)", sum.bad_lines));
+    if (sum.bad_lines > 0)
+      throw Error(fmt::format("{} input lines were not valid samples (see their output lines)", sum.bad_lines));
   });
 
   add_rewards_serve(*rw);

@@ -1,7 +1,7 @@
 // r1 rewards serve: the HTTP reward service (rewards/service) on a port, configured by a TOML file
 // with [service], [sandbox] and [rewards] sections. SIGTERM or Ctrl-C drains it gracefully.
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
 #include "common/error.hpp"
@@ -19,7 +19,8 @@ void add_rewards_serve(CLI::App& rewards_subcommand) {
   auto* serve = rewards_subcommand.add_subcommand(
       "serve", "HTTP reward service: POST /v1/score, GET /healthz, GET /metrics (docs/REWARD_SERVICE.md)");
   serve->add_option("--config", a->config, "TOML file with [service], [sandbox] and [rewards] sections");
-  serve->add_option("--port", a->port, "TCP port (overrides service.port; 0 = any free port)")->check(CLI::Range(0, 65535));
+  serve->add_option("--port", a->port, "TCP port (overrides service.port; 0 = any free port)")
+      ->check(CLI::Range(0, 65535));
   serve->add_option("--host", a->host, "address to listen on (overrides service.host)");
   serve->add_option("--set", a->sets, "override a field: service.max_inflight=32, rewards.threads=8 (repeatable)");
   serve->callback([a] {

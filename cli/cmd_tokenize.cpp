@@ -11,7 +11,8 @@
 namespace r1::cli {
 
 void add_tokenize(CLI::App& app) {
-  auto* cmd = app.add_subcommand("tokenize", "Encode JSONL {\"text\": ...} lines from stdin to {\"ids\": [...]} (or decode)");
+  auto* cmd =
+      app.add_subcommand("tokenize", "Encode JSONL {\"text\": ...} lines from stdin to {\"ids\": [...]} (or decode)");
   struct Args {
     std::string tokenizer;
     bool decode = false, parse_special = false, skip_special = false;

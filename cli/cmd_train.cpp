@@ -1,6 +1,6 @@
 // r1 train [CONFIG]: GRPO training from a TOML run config (default: the embedded R1-Zero demo).
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <filesystem>
 
@@ -51,8 +51,8 @@ void add_train(CLI::App& app) {
     RunConfig cfg = load_run_config(file, a->sets);
     const LaunchEnv env = LaunchEnv::from_environment();
     if (cfg.model.device == "cuda" && env.world_size > 1) cfg.model.device = "cuda:" + std::to_string(env.local_rank);
-    TrainSummary s = train(cfg, {.run_dir = run_dir, .launch = env, .progress = !a->quiet && env.rank == 0,
-                                 .resume = !a->resume.empty()});
+    TrainSummary s = train(
+        cfg, {.run_dir = run_dir, .launch = env, .progress = !a->quiet && env.rank == 0, .resume = !a->resume.empty()});
     if (env.rank != 0) return;
     fmt::print("run {}: {} steps in {:.0f}s\n", s.run_dir.string(), s.steps, s.seconds);
     if (s.before.accuracy >= 0)

@@ -14,11 +14,11 @@ void add_generate(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_rewards(CLI::App& app);
 void add_rewards_serve(CLI::App& rewards_subcommand);  // cmd_rewards_serve.cpp: `r1 rewards serve`
-void add_train(CLI::App& app);     // cmd_train.cpp
+void add_train(CLI::App& app);                         // cmd_train.cpp
 // A run config: FILE with `--set` overrides, or the embedded demo when FILE is empty.
 RunConfig load_run_config(const std::string& file, const std::vector<std::string>& sets);
-void add_pretrain(CLI::App& app);  // cmd_pretrain.cpp
-void add_launch(CLI::App& app);    // cmd_launch.cpp
+void add_pretrain(CLI::App& app);            // cmd_pretrain.cpp
+void add_launch(CLI::App& app);              // cmd_launch.cpp
 std::vector<std::string>& launch_command();  // what follows -- in `r1 launch ... -- COMMAND`
 void add_eval(CLI::App& app);
 void add_curves(CLI::App& app);   // cmd_curves.cpp: `r1 curves` (logic in metrics/)

@@ -21,7 +21,8 @@ std::map<std::string, E> choice_map() {
 
 void add_model_flags(CLI::App* cmd, PolicyOptions& m) {
   cmd->add_option("--model", m.path, "model folder (default: the embedded tiny model)");
-  cmd->add_option("--dtype", m.dtype, cfg::choices_of<Dtype>())->transform(CLI::CheckedTransformer(choice_map<Dtype>()));
+  cmd->add_option("--dtype", m.dtype, cfg::choices_of<Dtype>())
+      ->transform(CLI::CheckedTransformer(choice_map<Dtype>()));
   cmd->add_option("--device", m.device, "cpu | cuda | cuda:N");
   cmd->add_option("--threads", m.threads, "CPU threads (0: all)");
 }

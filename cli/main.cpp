@@ -1,7 +1,7 @@
 // r1: train, generate, eval, tokenize, rewards, curves, samples, config. Errors become exit codes here:
 // 0 success, 1 runtime failure, 2 bad usage or config (nothing was started).
-#include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <CLI/CLI.hpp>
 
 #include "cli/commands.hpp"
 

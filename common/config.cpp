@@ -41,8 +41,8 @@ toml::table parse_string(std::string_view text, std::string_view source_name) {
 
 toml::table parse_file(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path))
-    throw ConfigError(fmt::format("config error: {}: no such file (check the path; `r1 config show` prints the defaults)",
-                                  path.string()));
+    throw ConfigError(fmt::format(
+        "config error: {}: no such file (check the path; `r1 config show` prints the defaults)", path.string()));
   return parse_string(read_file(path), path.string());
 }
 

@@ -46,24 +46,41 @@ class Errors {
 
 namespace detail {
 
-template <class T> struct is_vector : std::false_type {};
-template <class T> struct is_vector<std::vector<T>> : std::true_type { using elem = T; };
+template <class T>
+struct is_vector : std::false_type {};
+template <class T>
+struct is_vector<std::vector<T>> : std::true_type {
+  using elem = T;
+};
 
-template <class T> struct is_struct_vector : std::false_type {};
-template <ConfigStruct T> struct is_struct_vector<std::vector<T>> : std::true_type {};
+template <class T>
+struct is_struct_vector : std::false_type {};
+template <ConfigStruct T>
+struct is_struct_vector<std::vector<T>> : std::true_type {};
 
-template <class T> struct is_optional_struct : std::false_type {};
-template <ConfigStruct T> struct is_optional_struct<std::optional<T>> : std::true_type { using elem = T; };
+template <class T>
+struct is_optional_struct : std::false_type {};
+template <ConfigStruct T>
+struct is_optional_struct<std::optional<T>> : std::true_type {
+  using elem = T;
+};
 
 template <class T>
 constexpr const char* type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "a boolean";
-  else if constexpr (std::is_integral_v<T>) return "an integer";
-  else if constexpr (std::is_floating_point_v<T>) return "a number";
-  else if constexpr (std::is_same_v<T, std::string> || ConfigEnum<T>) return "a string";
-  else if constexpr (ConfigStruct<T> || is_optional_struct<T>::value) return "a table";
-  else if constexpr (is_vector<T>::value) return "an array";
-  else return "?";
+  if constexpr (std::is_same_v<T, bool>)
+    return "a boolean";
+  else if constexpr (std::is_integral_v<T>)
+    return "an integer";
+  else if constexpr (std::is_floating_point_v<T>)
+    return "a number";
+  else if constexpr (std::is_same_v<T, std::string> || ConfigEnum<T>)
+    return "a string";
+  else if constexpr (ConfigStruct<T> || is_optional_struct<T>::value)
+    return "a table";
+  else if constexpr (is_vector<T>::value)
+    return "an array";
+  else
+    return "?";
 }
 
 const char* node_kind(const toml::node& n);
@@ -100,8 +117,9 @@ bool convert(const toml::node& n, T& out, const std::string& key, Errors& errs) 
     const auto all = enum_names(T{});
     std::vector<std::string> names(all.begin(), all.end());
     std::string hint = did_you_mean(name, names);
-    errs.add(n.source(), key, "'" + name + "' is not one of " + choices_of<T>() +
-                                  (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+    errs.add(
+        n.source(), key,
+        "'" + name + "' is not one of " + choices_of<T>() + (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
     return false;
   } else if constexpr (ConfigStruct<T>) {
     if (!n.is_table()) return mismatch();
@@ -171,9 +189,12 @@ std::string quote_comment(std::string_view doc);
 
 template <class T>
 void to_node(const T& v, toml::array& arr) {
-  if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::string> || std::is_floating_point_v<T>) arr.push_back(v);
-  else if constexpr (ConfigEnum<T>) arr.push_back(std::string(name_of(v)));
-  else if constexpr (std::is_integral_v<T>) arr.push_back(static_cast<int64_t>(v));
+  if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::string> || std::is_floating_point_v<T>)
+    arr.push_back(v);
+  else if constexpr (ConfigEnum<T>)
+    arr.push_back(std::string(name_of(v)));
+  else if constexpr (std::is_integral_v<T>)
+    arr.push_back(static_cast<int64_t>(v));
   else {
     toml::array inner;
     for (const auto& e : v) to_node(e, inner);

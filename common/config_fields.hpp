@@ -33,23 +33,30 @@
 #include <vector>
 
 #define R1_CFG_DECLARE_(type, name, def, doc, check) type name = def;
-#define R1_CFG_VISIT_(type, name, def, doc, check) \
-  v(#name, self.name, doc, #check, [](const type& x) -> bool { (void)x; return (check); });
+#define R1_CFG_VISIT_(type, name, def, doc, check)             \
+  v(#name, self.name, doc, #check, [](const type& x) -> bool { \
+    (void)x;                                                   \
+    return (check);                                            \
+  });
 
-#define R1_CONFIG(Struct, FIELDS)                                   \
-  FIELDS(R1_CFG_DECLARE_)                                           \
-  template <class V, class S>                                       \
-  static void visit_fields(V& v, S& self) {                         \
-    FIELDS(R1_CFG_VISIT_)                                           \
-  }                                                                 \
+#define R1_CONFIG(Struct, FIELDS)           \
+  FIELDS(R1_CFG_DECLARE_)                   \
+  template <class V, class S>               \
+  static void visit_fields(V& v, S& self) { \
+    FIELDS(R1_CFG_VISIT_)                   \
+  }                                         \
   static constexpr const char* config_name = #Struct;
 
 namespace r1::cfg {
 template <class T>
-concept ConfigStruct = requires { T::config_name; };
+concept ConfigStruct = requires {
+  T::config_name;
+};
 
 template <class E>
-concept ConfigEnum = std::is_enum_v<E> && requires(E e) { enum_names(e); };
+concept ConfigEnum = std::is_enum_v<E> && requires(E e) {
+  enum_names(e);
+};
 
 // The TOML name of a choice.
 template <ConfigEnum E>

@@ -31,7 +31,7 @@ int exit_code_for(const std::exception& e);
 }  // namespace r1
 
 // R1_CHECK(cond, "fmt", args...): throws r1::Error with the formatted message when cond is false.
-#define R1_CHECK(cond, ...)          \
-  do {                               \
+#define R1_CHECK(cond, ...)               \
+  do {                                    \
     if (!(cond)) ::r1::fail(__VA_ARGS__); \
   } while (0)

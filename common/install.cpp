@@ -23,9 +23,10 @@ fs::path share_dir() {
   const fs::path dir = program_dir();
   for (const fs::path& p : {dir / "share" / "r1", dir.parent_path() / "share" / "r1"})
     if (fs::is_directory(p)) return p;
-  fail("r1's shared files (the demo config, the tiny models) are in neither {} nor {}: run r1 from its build "
-       "folder or its install prefix (cmake --install), or set R1_SHARE_DIR",
-       (dir / "share" / "r1").string(), (dir.parent_path() / "share" / "r1").string());
+  fail(
+      "r1's shared files (the demo config, the tiny models) are in neither {} nor {}: run r1 from its build "
+      "folder or its install prefix (cmake --install), or set R1_SHARE_DIR",
+      (dir / "share" / "r1").string(), (dir.parent_path() / "share" / "r1").string());
 }
 
 }  // namespace r1

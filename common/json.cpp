@@ -21,17 +21,17 @@ boost::json::value parse(std::string_view text, std::string_view what) {
   if (ec) {
     size_t line = 1, col = 1;
     for (size_t i = 0; i < used && i < text.size(); ++i) {
-      if (text[i] == '\n') ++line, col = 1;
-      else ++col;
+      if (text[i] == '\n')
+        ++line, col = 1;
+      else
+        ++col;
     }
     fail("{}:{}:{}: invalid JSON: {}", what, line, col, ec.message());
   }
   return p.release();
 }
 
-boost::json::value parse_file(const std::filesystem::path& path) {
-  return parse(read_file(path), path.string());
-}
+boost::json::value parse_file(const std::filesystem::path& path) { return parse(read_file(path), path.string()); }
 
 const char* kind_name(const bj::value& v) {
   switch (v.kind()) {

@@ -23,11 +23,11 @@ class Object {
   Object(const boost::json::value& v, std::string where);
   Object(const boost::json::object& o, std::string where) : o_(&o), where_(std::move(where)) {}
 
-  bool has(std::string_view key) const;            // present and not null
+  bool has(std::string_view key) const;                      // present and not null
   const boost::json::value& at(std::string_view key) const;  // required
 
   int64_t integer(std::string_view key) const;
-  double number(std::string_view key) const;        // integer or float
+  double number(std::string_view key) const;  // integer or float
   bool boolean(std::string_view key) const;
   std::string string(std::string_view key) const;
   Object object(std::string_view key) const;

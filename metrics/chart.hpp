@@ -11,7 +11,7 @@
 namespace r1::metrics {
 
 struct Curve {
-  size_t run = 0;           // index into Figure::runs
+  size_t run = 0;             // index into Figure::runs
   std::vector<Point> points;  // what is drawn (smoothed when smoothing is on)
   std::vector<Point> raw;     // the unsmoothed values, drawn faintly in files; empty when not smoothed
 };
@@ -24,7 +24,7 @@ struct Panel {
 struct Figure {
   std::vector<std::string> runs;  // labels, e.g. the run directory names
   std::vector<Panel> panels;
-  double smoothing = 0;           // EMA weight, shown in titles when > 0
+  double smoothing = 0;  // EMA weight, shown in titles when > 0
 };
 
 struct TermStyle {

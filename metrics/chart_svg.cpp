@@ -30,8 +30,10 @@ std::string esc(std::string_view s) {
       case '\'': out += "&apos;"; break;
       default:
         // XML 1.0 forbids most control characters even when escaped.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') out += ' ';
-        else out += c;
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n')
+          out += ' ';
+        else
+          out += c;
     }
   }
   return out;
@@ -120,9 +122,10 @@ double legend(const Figure& fig, double width, double y0, std::string* out) {
   }
   if (fig.smoothing > 0) {
     if (out)
-      *out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" fill=\"#777\">EMA smoothing {} (faint "
-                          "lines: raw values)</text>\n",
-                          kPad, y + 18, fig.smoothing);
+      *out += fmt::format(
+          "<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\" fill=\"#777\">EMA smoothing {} (faint "
+          "lines: raw values)</text>\n",
+          kPad, y + 18, fig.smoothing);
     y += 18;
   }
   return y - y0 + 12;
@@ -153,13 +156,15 @@ void panel_svg(const Figure& fig, const Panel& p, double ox, double oy, std::str
   out += fmt::format("<g class=\"panel\" data-metric=\"{}\">\n", esc(p.metric));
   out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"14\" font-weight=\"bold\" fill=\"#222\">{}</text>\n",
                      L, oy + 20, esc(p.metric));
-  out += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#fcfcfc\" "
-                     "stroke=\"#c8c8c8\"/>\n",
-                     L, T, pw, ph);
+  out += fmt::format(
+      "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"#fcfcfc\" "
+      "stroke=\"#c8c8c8\"/>\n",
+      L, T, pw, ph);
   if (xmin > xmax) {
-    out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"12\" fill=\"#999\" text-anchor=\"middle\">no "
-                       "data</text>\n</g>\n",
-                       L + pw / 2, T + ph / 2);
+    out += fmt::format(
+        "<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"12\" fill=\"#999\" text-anchor=\"middle\">no "
+        "data</text>\n</g>\n",
+        L + pw / 2, T + ph / 2);
     return;
   }
   Ticks xt = nice_ticks(static_cast<double>(xmin), static_cast<double>(xmax), 6, true);
@@ -182,12 +187,12 @@ void panel_svg(const Figure& fig, const Panel& p, double ox, double oy, std::str
   for (double s : xt.at)
     out += fmt::format("<text class=\"xtick\" x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", X(s),
                        T + ph + 16, tick_label(s, xt.step));
-  out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#777\">step</text>\n",
-                     L + pw / 2, T + ph + 34);
+  out += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" fill=\"#777\">step</text>\n", L + pw / 2,
+                     T + ph + 34);
   out += "</g>\n";
   // Axis lines over the grid.
-  out += fmt::format("<path d=\"M{:.1f},{:.1f}V{:.1f}H{:.1f}\" fill=\"none\" stroke=\"#888\" stroke-width=\"1\"/>\n",
-                     L, T, T + ph, L + pw);
+  out += fmt::format("<path d=\"M{:.1f},{:.1f}V{:.1f}H{:.1f}\" fill=\"none\" stroke=\"#888\" stroke-width=\"1\"/>\n", L,
+                     T, T + ph, L + pw);
 
   // Curves: the raw values faint under the smoothed line; markers when there are few points.
   auto coords = [&](const std::vector<Point>& pts) {
@@ -200,15 +205,17 @@ void panel_svg(const Figure& fig, const Panel& p, double ox, double oy, std::str
     if (c.raw.empty()) continue;
     std::string d = coords(c.raw);
     std::replace(d.begin(), d.end(), ' ', 'L');
-    out += fmt::format("<path class=\"raw\" d=\"M{}\" fill=\"none\" stroke=\"{}\" stroke-opacity=\"0.25\" "
-                       "stroke-width=\"1\"/>\n",
-                       d, run_color_hex(c.run));
+    out += fmt::format(
+        "<path class=\"raw\" d=\"M{}\" fill=\"none\" stroke=\"{}\" stroke-opacity=\"0.25\" "
+        "stroke-width=\"1\"/>\n",
+        d, run_color_hex(c.run));
   }
   for (const auto& c : p.curves) {
     const std::string& name = fig.runs.at(c.run);
-    out += fmt::format("<polyline class=\"series\" data-run=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\" "
-                       "stroke-linejoin=\"round\" stroke-linecap=\"round\" points=\"{}\"><title>{}</title></polyline>\n",
-                       esc(name), run_color_hex(c.run), coords(c.points), esc(name + " · " + p.metric));
+    out += fmt::format(
+        "<polyline class=\"series\" data-run=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\" "
+        "stroke-linejoin=\"round\" stroke-linecap=\"round\" points=\"{}\"><title>{}</title></polyline>\n",
+        esc(name), run_color_hex(c.run), coords(c.points), esc(name + " · " + p.metric));
     if (c.points.size() <= 40)
       for (const auto& pt : c.points)
         out += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.6\" fill=\"{}\"/>\n",
@@ -242,14 +249,13 @@ const char* run_color_hex(size_t i) {
   return colors[i % 10];
 }
 
-std::string render_svg(const Figure& fig) {
-  return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + svg(fig, true);
-}
+std::string render_svg(const Figure& fig) { return "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n" + svg(fig, true); }
 
 std::string render_html(const Figure& fig) {
   std::string runs;
   for (size_t i = 0; i < fig.runs.size(); ++i) runs += (i ? ", " : "") + fig.runs[i];
-  std::string out = fmt::format(R"(<!DOCTYPE html>
+  std::string out =
+      fmt::format(R"(<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -260,7 +266,8 @@ h1 {{ font-size: 20px; margin: 0 0 4px; }}
 p.meta {{ color: #666; margin: 0 0 12px; font-size: 13px; }}
 ul.legend {{ list-style: none; padding: 0; margin: 0 0 8px; display: flex; flex-wrap: wrap; gap: 18px; }}
 ul.legend li {{ font-size: 14px; }}
-ul.legend span {{ display: inline-block; width: 24px; height: 4px; border-radius: 2px; vertical-align: middle; margin-right: 8px; }}
+ul.legend span {{ display: inline-block; width: 24px; height: 4px; border-radius: 2px; vertical-align: middle;
+  margin-right: 8px; }}
 table {{ border-collapse: collapse; font-size: 13px; margin-top: 16px; }}
 th, td {{ padding: 4px 12px; border-bottom: 1px solid #e4e4e4; text-align: right; }}
 th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: left; }}
@@ -271,21 +278,20 @@ th:first-child, td:first-child, th:nth-child(2), td:nth-child(2) {{ text-align: 
 <p class="meta">{} run{}: {}{}</p>
 <ul class="legend">
 )",
-                                esc(runs), kFont, fig.runs.size(), fig.runs.size() == 1 ? "" : "s", esc(runs),
-                                fig.smoothing > 0 ? fmt::format(" · EMA smoothing {} (faint lines: raw values)",
-                                                                fig.smoothing)
-                                                  : "");
+                  esc(runs), kFont, fig.runs.size(), fig.runs.size() == 1 ? "" : "s", esc(runs),
+                  fig.smoothing > 0 ? fmt::format(" · EMA smoothing {} (faint lines: raw values)", fig.smoothing) : "");
   for (size_t i = 0; i < fig.runs.size(); ++i)
     out += fmt::format("<li><span style=\"background: {}\"></span>{}</li>\n", run_color_hex(i), esc(fig.runs[i]));
   out += "</ul>\n" + svg(fig, false);
-  out += "<table>\n<tr><th>metric</th><th>run</th><th>last</th><th>at step</th><th>min</th><th>max</th>"
-         "<th>points</th></tr>\n";
+  out +=
+      "<table>\n<tr><th>metric</th><th>run</th><th>last</th><th>at step</th><th>min</th><th>max</th>"
+      "<th>points</th></tr>\n";
   for (const auto& p : fig.panels) {
     for (const auto& c : p.curves) {
       const auto& pts = c.raw.empty() ? c.points : c.raw;  // the table shows logged values
       if (pts.empty()) continue;
-      auto [lo, hi] = std::minmax_element(pts.begin(), pts.end(),
-                                          [](const Point& a, const Point& b) { return a.value < b.value; });
+      auto [lo, hi] =
+          std::minmax_element(pts.begin(), pts.end(), [](const Point& a, const Point& b) { return a.value < b.value; });
       out += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                          esc(p.metric), esc(fig.runs.at(c.run)), format_value(pts.back().value), pts.back().step,
                          format_value(lo->value), format_value(hi->value), pts.size());

@@ -124,14 +124,17 @@ std::string render_terminal(const Figure& fig, size_t panel, const TermStyle& st
         sum[col] += pt.value, ++n[col];
       }
       for (int col = 0; col < W; ++col)
-        if (n[static_cast<size_t>(col)]) dot(2 * col, to_py(sum[static_cast<size_t>(col)] / n[static_cast<size_t>(col)]), c.run);
+        if (n[static_cast<size_t>(col)])
+          dot(2 * col, to_py(sum[static_cast<size_t>(col)] / n[static_cast<size_t>(col)]), c.run);
       continue;
     }
     int px = -1, py = -1;
     for (const auto& pt : c.points) {
       int x = to_px(pt.step), y = to_py(pt.value);
-      if (px < 0) dot(x, y, c.run);
-      else line(px, py, x, y, c.run);
+      if (px < 0)
+        dot(x, y, c.run);
+      else
+        line(px, py, x, y, c.run);
       px = x, py = y;
     }
   }

@@ -56,9 +56,10 @@ std::vector<std::string> select_metrics(const std::vector<std::string>& asked, c
       if (std::binary_search(names.begin(), names.end(), m)) add(m);
     if (out.empty()) {
       for (size_t i = 0; i < names.size() && i < 5; ++i) add(names[i]);
-      err << fmt::format("r1 curves: none of the default metrics ({}) is logged; showing {} (--metric NAME picks "
-                         "others)\n",
-                         join(default_curve_metrics(), ", "), join(out, ", "));
+      err << fmt::format(
+          "r1 curves: none of the default metrics ({}) is logged; showing {} (--metric NAME picks "
+          "others)\n",
+          join(default_curve_metrics(), ", "), join(out, ", "));
     }
     return out;
   }
@@ -83,14 +84,19 @@ std::string sanitize(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\n') out += '\n';
-    else if (c == '\t') out += "    ";
-    else if (c == '\r') continue;
-    else if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+    if (c == '\n')
+      out += '\n';
+    else if (c == '\t')
+      out += "    ";
+    else if (c == '\r')
+      continue;
+    else if (c < 0x20 || c == 0x7f)
+      out += fmt::format("\\x{:02x}", c);
     else if (c == 0xC2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) >= 0x80 &&
              static_cast<unsigned char>(s[i + 1]) <= 0x9F)  // C1 controls, U+0080..U+009F
       out += fmt::format("\\u{:04x}", static_cast<unsigned char>(s[++i]));
-    else out += static_cast<char>(c);
+    else
+      out += static_cast<char>(c);
   }
   return out;
 }
@@ -164,9 +170,7 @@ std::string value_text(const bj::value& v) {
 
 }  // namespace
 
-std::vector<std::string> default_curve_metrics() {
-  return {"reward/mean", "accuracy", "length/mean", "kl", "entropy"};
-}
+std::vector<std::string> default_curve_metrics() { return {"reward/mean", "accuracy", "length/mean", "kl", "entropy"}; }
 
 std::vector<std::string> run_labels(const std::vector<fs::path>& runs) {
   auto name = [](const fs::path& p, int parts) {
@@ -195,13 +199,15 @@ std::vector<std::string> run_labels(const std::vector<fs::path>& runs) {
 void run_curves(const CurvesOptions& o, std::ostream& out, std::ostream& err) {
   if (o.runs.empty()) throw ConfigError("r1 curves: name at least one run directory");
   if (!(o.smooth >= 0 && o.smooth < 1))
-    throw ConfigError(fmt::format("r1 curves: --smooth {} is out of range: use a weight in [0, 1) such as 0.9 "
-                                  "(0: no smoothing, closer to 1: smoother)",
-                                  o.smooth));
+    throw ConfigError(
+        fmt::format("r1 curves: --smooth {} is out of range: use a weight in [0, 1) such as 0.9 "
+                    "(0: no smoothing, closer to 1: smoother)",
+                    o.smooth));
   if (o.height < 2 || o.height > 200 || o.width < 0 || o.width > 1000)
-    throw ConfigError(fmt::format("r1 curves: --width {} --height {}: use a width of 8 to 1000 cells and a height "
-                                  "of 2 to 200 rows",
-                                  o.width, o.height));
+    throw ConfigError(
+        fmt::format("r1 curves: --width {} --height {}: use a width of 8 to 1000 cells and a height "
+                    "of 2 to 200 rows",
+                    o.width, o.height));
   std::string ext = lower(o.out.extension().string());
   if (!o.out.empty() && ext != ".svg" && ext != ".html" && ext != ".htm")
     throw ConfigError(fmt::format("r1 curves: --out {}: the file name must end in .svg or .html", o.out.string()));
@@ -283,15 +289,14 @@ void run_samples(const SamplesOptions& o, std::ostream& out, std::ostream& err) 
     head += fmt::format(" · reward mean {}, min {}, max {}", format_value(mean), format_value(*lo), format_value(*hi));
   }
   if (o.order != SamplesOptions::Order::file)
-    head += fmt::format(" · showing the {} {} by reward", shown,
-                        o.order == SamplesOptions::Order::best ? "best" : "worst");
+    head +=
+        fmt::format(" · showing the {} {} by reward", shown, o.order == SamplesOptions::Order::best ? "best" : "worst");
   else if (shown < s.samples.size())
     head += fmt::format(" · showing the first {}", shown);
   out << bold(head) << "\n";
 
-  static const std::set<std::string> known = {"step",   "group",  "sample", "prompt",        "completion",
-                                              "reward", "parts",  "reason", "tokens",        "finish_reason",
-                                              "policy_version"};
+  static const std::set<std::string> known = {"step",  "group",  "sample", "prompt",        "completion",    "reward",
+                                              "parts", "reason", "tokens", "finish_reason", "policy_version"};
   auto block = [&](const char* label, const std::string& text) {
     out << dim(label) << "\n";
     if (text.empty()) {
@@ -313,8 +318,7 @@ void run_samples(const SamplesOptions& o, std::ostream& out, std::ostream& err) 
     // The reward breakdown and the facts about the completion.
     if (auto* parts = x.if_contains("parts"); parts && parts->is_object()) {
       std::vector<std::string> items;
-      for (const auto& kv : parts->get_object())
-        items.push_back(sanitize(kv.key()) + " " + value_text(kv.value()));
+      for (const auto& kv : parts->get_object()) items.push_back(sanitize(kv.key()) + " " + value_text(kv.value()));
       out << dim("parts ") << " " << (items.empty() ? "-" : join(items, " · ")) << "\n";
     }
     if (auto* reason = x.if_contains("reason"); reason && !reason->is_null()) {

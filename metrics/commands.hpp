@@ -22,7 +22,7 @@ struct CurvesOptions {
   int width = 0;                            // terminal plot width in cells; 0: fit terminal_columns
   int height = 10;                          // terminal plot height in rows
   int terminal_columns = 80;
-  bool color = false;                       // ANSI colours (stdout is a tty)
+  bool color = false;  // ANSI colours (stdout is a tty)
 };
 
 void run_curves(const CurvesOptions& opts, std::ostream& out, std::ostream& err);
@@ -31,8 +31,8 @@ struct SamplesOptions {
   std::filesystem::path run;
   std::optional<int64_t> step;  // absent: the last step with samples
   enum class Order { file, best, worst } order = Order::file;
-  int64_t limit = 0;            // 0: all
-  int width = 0;                // wrap text to this many columns; 0: 100
+  int64_t limit = 0;  // 0: all
+  int width = 0;      // wrap text to this many columns; 0: 100
   bool color = false;
 };
 

@@ -1,7 +1,7 @@
 #include "metrics/jsonl.hpp"
 
-#include <boost/json/serialize.hpp>
 #include <fmt/format.h>
+#include <boost/json/serialize.hpp>
 
 #include <charconv>
 #include <cmath>
@@ -34,8 +34,10 @@ void append(const bj::value& v, std::string& out) {
     case bj::kind::uint64: fmt::format_to(std::back_inserter(out), "{}", v.get_uint64()); return;
     case bj::kind::double_: {
       double d = v.get_double();
-      if (!std::isfinite(d)) out += "null";
-      else fmt::format_to(std::back_inserter(out), "{}", d);  // shortest round-trip form
+      if (!std::isfinite(d))
+        out += "null";
+      else
+        fmt::format_to(std::back_inserter(out), "{}", d);  // shortest round-trip form
       return;
     }
     case bj::kind::string: out += bj::serialize(v); return;

@@ -24,12 +24,12 @@ namespace {
 fs::path log_file(const fs::path& path, const char* name) {
   if (fs::is_regular_file(path)) return path;
   if (!fs::exists(path))
-    throw ConfigError(fmt::format("{}: no such run directory (pass the folder `r1 train` writes its logs to)",
-                                  path.string()));
+    throw ConfigError(
+        fmt::format("{}: no such run directory (pass the folder `r1 train` writes its logs to)", path.string()));
   fs::path file = path / name;
   if (!fs::exists(file))
-    throw ConfigError(fmt::format("{}: no {} here; is it a run directory? (`r1 train` writes {} there)",
-                                  path.string(), name, name));
+    throw ConfigError(
+        fmt::format("{}: no {} here; is it a run directory? (`r1 train` writes {} there)", path.string(), name, name));
   return file;
 }
 
@@ -59,9 +59,10 @@ int64_t step_of(const bj::object& o) {
 }
 
 std::string torn_warning(const fs::path& file, const jsonl::Line& l) {
-  return fmt::format("{}:{}: skipped a torn last line ({} bytes; the run is still writing it, or was "
-                     "interrupted while writing it)",
-                     file.string(), l.number, l.text.size());
+  return fmt::format(
+      "{}:{}: skipped a torn last line ({} bytes; the run is still writing it, or was "
+      "interrupted while writing it)",
+      file.string(), l.number, l.text.size());
 }
 
 void add_values(const bj::object& o, const std::string& prefix, int64_t step,
@@ -119,11 +120,11 @@ MetricsLog parse_metrics(std::string_view text, const fs::path& file) {
     int64_t step = step_of(*o);
     if (any && step <= last_step) {
       // A restart from an earlier step: the new lines replace the old ones from `step` on.
-      log.warnings.push_back(fmt::format("{}:{}: step {} follows step {}: the run restarted there; its later lines "
-                                         "replace the earlier ones from step {} on",
-                                         file.string(), l.number, step, last_step, step));
-      for (auto& [name, s] : log.series)
-        std::erase_if(s.points, [&](const Point& p) { return p.step >= step; });
+      log.warnings.push_back(
+          fmt::format("{}:{}: step {} follows step {}: the run restarted there; its later lines "
+                      "replace the earlier ones from step {} on",
+                      file.string(), l.number, step, last_step, step));
+      for (auto& [name, s] : log.series) std::erase_if(s.points, [&](const Point& p) { return p.step >= step; });
     }
     any = true;
     last_step = step;
@@ -140,8 +141,7 @@ MetricsLog read_metrics(const fs::path& path) {
 }
 
 Series ema(const Series& s, double weight) {
-  R1_CHECK(weight >= 0 && weight < 1, "smoothing weight {} is out of range: use a value in [0, 1) such as 0.9",
-           weight);
+  R1_CHECK(weight >= 0 && weight < 1, "smoothing weight {} is out of range: use a value in [0, 1) such as 0.9", weight);
   Series out{s.name, {}};
   out.points.reserve(s.points.size());
   double m = 0, decay = 1;
@@ -184,8 +184,7 @@ StepSamples read_samples(const fs::path& run_dir, std::optional<int64_t> want) {
     if (ok[i]) out.steps.push_back(line_steps[i]);
   std::sort(out.steps.begin(), out.steps.end());
   out.steps.erase(std::unique(out.steps.begin(), out.steps.end()), out.steps.end());
-  if (out.steps.empty())
-    throw ConfigError(fmt::format("{}: no samples logged yet", out.file.string()));
+  if (out.steps.empty()) throw ConfigError(fmt::format("{}: no samples logged yet", out.file.string()));
 
   out.step = want.value_or(out.steps.back());
   if (!std::binary_search(out.steps.begin(), out.steps.end(), out.step)) {

@@ -60,7 +60,7 @@ struct StepSamples {
   std::filesystem::path file;
   int64_t step = 0;
   std::vector<boost::json::object> samples;
-  std::vector<int64_t> steps;        // every step that has samples, increasing
+  std::vector<int64_t> steps;  // every step that has samples, increasing
   std::vector<std::string> warnings;
 };
 

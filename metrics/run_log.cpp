@@ -73,8 +73,8 @@ std::optional<int64_t> line_step(std::string_view line) {
 }
 
 double unix_now() {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::system_clock::now().time_since_epoch()).count();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+                .count();
   return static_cast<double>(ms) / 1000.0;
 }
 
@@ -90,7 +90,9 @@ RunLog::RunLog(const fs::path& run_dir) : dir_(run_dir) {
 RunLog::~RunLog() { close_files(); }
 
 RunLog::RunLog(RunLog&& other) noexcept
-    : dir_(std::move(other.dir_)), metrics_fd_(other.metrics_fd_), samples_fd_(other.samples_fd_),
+    : dir_(std::move(other.dir_)),
+      metrics_fd_(other.metrics_fd_),
+      samples_fd_(other.samples_fd_),
       warnings_(std::move(other.warnings_)) {
   other.metrics_fd_ = other.samples_fd_ = -1;
 }
@@ -115,16 +117,17 @@ void RunLog::open_files() {
     int err = errno;
     close_files();
     if (err == EWOULDBLOCK)
-      fail("{}: another process is already writing this run directory (a second trainer, or a rank other "
-           "than 0, opened its log); give this run its own directory",
-           mfile.string());
+      fail(
+          "{}: another process is already writing this run directory (a second trainer, or a rank other "
+          "than 0, opened its log); give this run its own directory",
+          mfile.string());
     fail("cannot lock {}: {}", mfile.string(), std::strerror(err));
   }
   samples_fd_ = open_append(sfile);
   for (auto [fd, file] : {std::pair{metrics_fd_, mfile}, std::pair{samples_fd_, sfile}}) {
     if (size_t cut = cut_torn_tail(fd, file))
-      warnings_.push_back(fmt::format("{}: cut off a torn last line ({} bytes) left by an interrupted write",
-                                      file.string(), cut));
+      warnings_.push_back(
+          fmt::format("{}: cut off a torn last line ({} bytes) left by an interrupted write", file.string(), cut));
   }
 }
 
@@ -159,10 +162,10 @@ void RunLog::log_step(const bj::object& metrics) {
   for (const auto& kv : metrics) {
     if (kv.key() == "step" || kv.key() == "time") continue;
     if (kv.value().is_object() || kv.value().is_array())
-      fail("RunLog::log_step: metric '{}' at step {} is a JSON {}: metrics are flat, name each value "
-           "'{}/<part>'",
-           std::string(kv.key()), jsonl::number(*step).value_or(0), json::kind_name(kv.value()),
-           std::string(kv.key()));
+      fail(
+          "RunLog::log_step: metric '{}' at step {} is a JSON {}: metrics are flat, name each value "
+          "'{}/<part>'",
+          std::string(kv.key()), jsonl::number(*step).value_or(0), json::kind_name(kv.value()), std::string(kv.key()));
     line[kv.key()] = kv.value();
   }
   std::string text;
@@ -175,8 +178,8 @@ void RunLog::log_samples(int64_t step, const bj::array& samples) {
   const fs::path file = dir_ / kSamplesFile;
   std::string text;
   for (size_t i = 0; i < samples.size(); ++i) {
-    R1_CHECK(samples[i].is_object(), "RunLog::log_samples: sample {} of step {} is a JSON {}, expected an object",
-             i, step, json::kind_name(samples[i]));
+    R1_CHECK(samples[i].is_object(), "RunLog::log_samples: sample {} of step {} is a JSON {}, expected an object", i,
+             step, json::kind_name(samples[i]));
     bj::object line;
     line["step"] = step;
     for (const auto& kv : samples[i].get_object())

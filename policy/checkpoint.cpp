@@ -52,8 +52,10 @@ CausalLM load_pretrained(const fs::path& dir, const at::TensorOptions& opts) {
     // Tied checkpoints sometimes also store lm_head.weight; accept it only when it is the embedding.
     if (name == "lm_head.weight" && config.tie_word_embeddings) {
       at::Tensor emb = reader.get("model.embed_tokens.weight");
-      R1_CHECK(reader.get(name).equal(emb), "{}: tie_word_embeddings is true but lm_head.weight differs from "
-               "model.embed_tokens.weight; set tie_word_embeddings to false in config.json", reader.where(name));
+      R1_CHECK(reader.get(name).equal(emb),
+               "{}: tie_word_embeddings is true but lm_head.weight differs from "
+               "model.embed_tokens.weight; set tie_word_embeddings to false in config.json",
+               reader.where(name));
       continue;
     }
     fail("{} is not a parameter of this {} model (unexpected tensor; is config.json right for these weights?)",
@@ -90,8 +92,8 @@ void write_pretrained(CausalLM& model, const fs::path& dir, const SaveOptions& o
   cfg.dtype = dtype_name(out_type);
   write_file_atomic(dir / "config.json", cfg.to_json());
   if (!options.copy_tokenizer_from.empty()) {
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
-                          "vocab.json", "merges.txt"}) {
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                          "generation_config.json", "vocab.json", "merges.txt"}) {
       fs::path src = options.copy_tokenizer_from / f;
       if (fs::exists(src)) fs::copy_file(src, dir / f, fs::copy_options::overwrite_existing);
     }

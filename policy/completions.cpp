@@ -18,7 +18,8 @@ CompletionLogprobs completion_logprobs(CausalLMImpl& model, const std::vector<Co
     const CompletionRef& r = rows[i];
     R1_CHECK(r.tokens && r.prompt_len >= 1 && r.completion_len >= 0,
              "completion_logprobs: row {} needs tokens and a prompt of >= 1 token (got prompt_len {}, "
-             "completion_len {})", i, r.prompt_len, r.completion_len);
+             "completion_len {})",
+             i, r.prompt_len, r.completion_len);
     auto [it, added] = slot_of_key.emplace(r.prompt_key, static_cast<int64_t>(firsts.size()));
     if (added) {
       firsts.push_back(&r);
@@ -27,7 +28,8 @@ CompletionLogprobs completion_logprobs(CausalLMImpl& model, const std::vector<Co
       const CompletionRef& f = *firsts[it->second];
       R1_CHECK(f.prompt_len == r.prompt_len && std::equal(r.tokens, r.tokens + r.prompt_len, f.tokens),
                "completion_logprobs: rows share prompt key {} but not their prompt tokens; give each distinct "
-               "prompt its own key", r.prompt_key);
+               "prompt its own key",
+               r.prompt_key);
     }
     prefix_of[i] = it->second;
     T = std::max(T, r.completion_len);
@@ -55,7 +57,8 @@ CompletionLogprobs completion_logprobs(CausalLMImpl& model, const std::vector<Co
   }
   const auto dev = model.options().device();
   auto lng = [&](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).to(dev); };
-  SharedPrefixHidden h = model.hidden_shared({prefix_ids.to(dev), prefix_len.to(dev), suffix_ids.to(dev), lng(prefix_of)});
+  SharedPrefixHidden h =
+      model.hidden_shared({prefix_ids.to(dev), prefix_len.to(dev), suffix_ids.to(dev), lng(prefix_of)});
   const int64_t H = h.prefix.size(2);
   at::Tensor all = at::cat({h.prefix.reshape({U * P, H}), h.suffix.reshape({B * Ts, H})});  // [U P + B Ts, H]
   TokenLogprobs lp = token_logprobs(all.index_select(0, lng(src)), model.lm_head_weight(), lng(targets), options);

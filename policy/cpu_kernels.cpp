@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <string>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "policy/onednn.hpp"
@@ -88,7 +88,7 @@ template <int W, int MT, int NT>
 
 template <int MT, int NT>
 __attribute__((target("avx512f"))) void tile_avx512(const float* x, int64_t K, const float* const* w, const float* b,
-                                                     int64_t nn, float* y, int64_t ldy) {
+                                                    int64_t nn, float* y, int64_t ldy) {
   tile_body<16, MT, NT>(x, K, w, b, nn, y, ldy);
 }
 
@@ -212,7 +212,8 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bi
   // weight beyond the last-level cache (an lm_head), from 48 rows for K >= 1024, and from 64 on.
   const int64_t rows = x.numel() / std::max<int64_t>(1, x.size(-1));
   const bool dnnl = onednn::supports(x, w);
-  const bool dnnl_first = dnnl && ((rows >= 32 && w.numel() * 4 >= (int64_t{24} << 20)) || (rows >= 48 && w.size(1) >= 1024));
+  const bool dnnl_first =
+      dnnl && ((rows >= 32 && w.numel() * 4 >= (int64_t{24} << 20)) || (rows >= 48 && w.size(1) >= 1024));
   if (!dnnl_first && small_linear_applies(x, w)) return small_linear(x, w, bias);
   if (dnnl_first || onednn::linear_applies(x, w)) return onednn::linear(x, w, bias);
   return at::linear(x, w, bias);
@@ -255,8 +256,8 @@ __attribute__((target("avx2,fma"))) void rms_row(const float* x, const float* w,
 }
 
 // y = rope(norm(x)) for one head of D floats (HF: t * cos + rotate_half(t) * sin).
-void norm_rope(const float* x, const float* norm_w, float eps, const float* cos, const float* sin, float* tmp,
-               float* y, int64_t D) {
+void norm_rope(const float* x, const float* norm_w, float eps, const float* cos, const float* sin, float* tmp, float* y,
+               int64_t D) {
   const float* t = x;
   if (norm_w) rms_row(x, norm_w, tmp, D, eps), t = tmp;
   const int64_t half = D / 2;
@@ -311,7 +312,8 @@ __attribute__((target("avx2,fma"))) inline void scores_fixed(const __m256* qv, c
 
 // acc += sum_t p[t] V[t] over n values.
 template <int DV>
-__attribute__((target("avx2,fma"))) inline void accumulate_fixed(const float* p, const float* V, int64_t n, __m256* acc) {
+__attribute__((target("avx2,fma"))) inline void accumulate_fixed(const float* p, const float* V, int64_t n,
+                                                                 __m256* acc) {
   constexpr int64_t D = 8 * DV;
   for (int64_t t = 0; t < n; ++t) {
     if (p[t] == 0.f) continue;
@@ -385,14 +387,17 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t di
 }
 
 bool decode_attention_supports(int64_t head_dim) {
-  return isa() != Isa::none && (head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128);
+  return isa() != Isa::none &&
+         (head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 96 || head_dim == 128);
 }
 
 void decode_attention(const DecodeAttention& a) {
   TORCH_CHECK(decode_attention_supports(a.D) && a.Hq % a.Hkv == 0 && a.pos < a.S_max,
               "decode_attention: needs AVX2+FMA, head_dim in {16, 32, 64, 96, 128}, Hq % Hkv == 0 and a free cache "
-              "slot; got head_dim ", a.D, ", Hq ", a.Hq, ", Hkv ", a.Hkv, ", slot ", a.pos, " of ", a.S_max);
-  TORCH_CHECK(a.P == 0 || (a.prefix_k && a.prefix_v && a.prefix_of), "decode_attention: a prefix needs its keys, values and rows");
+              "slot; got head_dim ",
+              a.D, ", Hq ", a.Hq, ", Hkv ", a.Hkv, ", slot ", a.pos, " of ", a.S_max);
+  TORCH_CHECK(a.P == 0 || (a.prefix_k && a.prefix_v && a.prefix_of),
+              "decode_attention: a prefix needs its keys, values and rows");
   const int64_t D = a.D, n = a.P + a.pos + 1, group = a.Hq / a.Hkv;
   // 1. The new token's keys (normed, rotated) and values into slot pos.
   at::parallel_for(0, a.B * a.Hkv, std::max<int64_t>(1, 2048 / D), [&](int64_t i0, int64_t i1) {
@@ -414,8 +419,9 @@ void decode_attention(const DecodeAttention& a) {
       const int64_t b = i / a.Hq, h = i % a.Hq, kv = b * a.Hkv + h / group;
       norm_rope(a.q + i * D, a.q_norm, a.eps, a.cos + b * D, a.sin + b * D, qbuf.data() + D, qbuf.data(), D);
       const int64_t pkv = a.P > 0 ? (a.prefix_of[b] * a.Hkv + h / group) * a.P * D : 0;
-      const KeySegments ks{a.prefix_k + pkv, a.prefix_v + pkv, a.P, a.k_cache + kv * a.S_max * D,
-                           a.v_cache + kv * a.S_max * D, a.pos + 1};
+      const KeySegments ks{
+          a.prefix_k + pkv, a.prefix_v + pkv, a.P, a.k_cache + kv * a.S_max * D, a.v_cache + kv * a.S_max * D,
+          a.pos + 1};
       attend(qbuf.data(), ks, a.key_valid + b * a.valid_stride, D, scores.data(), a.out + i * D);
     }
   });

@@ -37,26 +37,26 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t di
 // so that its keys are read from memory once and from cache for the others. Every pointer is to
 // contiguous float32 (bool for key_valid, int64 for prefix_of).
 struct DecodeAttention {
-  const float* q = nullptr;                        // [B, Hq, D] projected queries
-  const float* k = nullptr;                        // [B, Hkv, D] projected key of the new token
-  const float* v = nullptr;                        // [B, Hkv, D]
-  const float* q_norm = nullptr;                   // [D] or null (Qwen3's q_norm / k_norm)
-  const float* k_norm = nullptr;                   // [D] or null
-  float eps = 1e-6f;                               // of q_norm / k_norm
-  const float* cos = nullptr;                      // [B, D] RoPE of each row's position
-  const float* sin = nullptr;                      // [B, D]
-  float* k_cache = nullptr;                        // [B, Hkv, S_max, D] the rows' own slots
-  float* v_cache = nullptr;                        // [B, Hkv, S_max, D]
+  const float* q = nullptr;       // [B, Hq, D] projected queries
+  const float* k = nullptr;       // [B, Hkv, D] projected key of the new token
+  const float* v = nullptr;       // [B, Hkv, D]
+  const float* q_norm = nullptr;  // [D] or null (Qwen3's q_norm / k_norm)
+  const float* k_norm = nullptr;  // [D] or null
+  float eps = 1e-6f;              // of q_norm / k_norm
+  const float* cos = nullptr;     // [B, D] RoPE of each row's position
+  const float* sin = nullptr;     // [B, D]
+  float* k_cache = nullptr;       // [B, Hkv, S_max, D] the rows' own slots
+  float* v_cache = nullptr;       // [B, Hkv, S_max, D]
   // Optional shared prefix: keys [0, P) of row b are row prefix_of[b] of these (KVCache::share_prefix).
-  const float* prefix_k = nullptr;                 // [R, Hkv, P, D] or null
-  const float* prefix_v = nullptr;                 // [R, Hkv, P, D]
-  const int64_t* prefix_of = nullptr;              // [B]
+  const float* prefix_k = nullptr;     // [R, Hkv, P, D] or null
+  const float* prefix_v = nullptr;     // [R, Hkv, P, D]
+  const int64_t* prefix_of = nullptr;  // [B]
   int64_t P = 0;
-  const bool* key_valid = nullptr;                 // [B, valid_stride] over keys P + slot: false = padding
-  int64_t valid_stride = 0;                        // (the new token always attends to itself)
+  const bool* key_valid = nullptr;  // [B, valid_stride] over keys P + slot: false = padding
+  int64_t valid_stride = 0;         // (the new token always attends to itself)
   int64_t B = 0, Hq = 0, Hkv = 0, D = 0, S_max = 0;
-  int64_t pos = 0;                                 // own cache slot of the new token (key P + pos)
-  float* out = nullptr;                            // [B, Hq, D]
+  int64_t pos = 0;       // own cache slot of the new token (key P + pos)
+  float* out = nullptr;  // [B, Hq, D]
 };
 void decode_attention(const DecodeAttention& a);
 bool decode_attention_supports(int64_t head_dim);  // AVX2+FMA and a head_dim with a kernel

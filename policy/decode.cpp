@@ -13,7 +13,9 @@ bool CausalLMImpl::fused_decode_available() const {
 
 bool CausalLMImpl::fused_decode_applies(const KVCache& cache) const {
   if (!fused_decode_available()) return false;
-  auto ok = [](const at::Tensor& t) { return t.is_contiguous() && t.scalar_type() == at::kFloat && t.device().is_cpu(); };
+  auto ok = [](const at::Tensor& t) {
+    return t.is_contiguous() && t.scalar_type() == at::kFloat && t.device().is_cpu();
+  };
   for (size_t l = 0; l < cache.k.size(); ++l)
     if (!ok(cache.k[l]) || !ok(cache.v[l])) return false;
   for (size_t l = 0; l < cache.prefix_k.size(); ++l)
@@ -27,7 +29,8 @@ at::Tensor CausalLMImpl::decode(const at::Tensor& ids, const at::Tensor& positio
               ids.sizes(), " and ", positions.sizes());
   TORCH_CHECK(key_valid.dim() == 2 && key_valid.size(0) == ids.size(0) && key_valid.size(1) > cache.length,
               "decode: key_valid must be [B, > ", cache.length, "], got ", key_valid.sizes());
-  TORCH_CHECK(cache.length < cache.capacity(), "KV cache full: ", cache.length, " + 1 tokens > capacity ", cache.capacity());
+  TORCH_CHECK(cache.length < cache.capacity(), "KV cache full: ", cache.length, " + 1 tokens > capacity ",
+              cache.capacity());
   if (fused_decode_applies(cache)) return fused_decode(ids, positions, key_valid, cache);
   at::Tensor mask = causal_mask(key_valid.narrow(1, 0, cache.length + 1), 1);  // [B, 1, 1, S]
   return hidden({ids.unsqueeze(1), positions.unsqueeze(1), mask}, &cache).squeeze(1);
@@ -50,7 +53,8 @@ at::Tensor CausalLMImpl::fused_decode(const at::Tensor& ids, const at::Tensor& p
   for (size_t l = 0; l < model->layers->size(); ++l) {
     auto& layer = *model->layers[l]->as<DecoderLayer>();
     auto& sa = *layer.self_attn;
-    cpu::rms_norm(x.data_ptr<float>(), layer.input_layernorm->weight.data_ptr<float>(), xn.data_ptr<float>(), B, H, eps);
+    cpu::rms_norm(x.data_ptr<float>(), layer.input_layernorm->weight.data_ptr<float>(), xn.data_ptr<float>(), B, H,
+                  eps);
     const at::Tensor q = sa.q_proj(xn), k = sa.k_proj(xn), v = sa.v_proj(xn);  // [B, Hq*D], [B, Hkv*D] x2
     cpu::DecodeAttention a;
     a.q = q.data_ptr<float>(), a.k = k.data_ptr<float>(), a.v = v.data_ptr<float>();
@@ -67,8 +71,8 @@ at::Tensor CausalLMImpl::fused_decode(const at::Tensor& ids, const at::Tensor& p
     a.out = attn.data_ptr<float>();
     cpu::decode_attention(a);
     x.add_(sa.o_proj(attn));
-    cpu::rms_norm(x.data_ptr<float>(), layer.post_attention_layernorm->weight.data_ptr<float>(), xn.data_ptr<float>(), B,
-                  H, eps);
+    cpu::rms_norm(x.data_ptr<float>(), layer.post_attention_layernorm->weight.data_ptr<float>(), xn.data_ptr<float>(),
+                  B, H, eps);
     auto& mlp = *layer.mlp;
     at::Tensor g = mlp.gate_proj(xn);
     at::silu_(g).mul_(mlp.up_proj(xn));  // [B, I]

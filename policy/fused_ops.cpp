@@ -126,7 +126,8 @@ struct WeightGrad {
     return parts.data() + static_cast<size_t>(t) * D;
   }
   at::Tensor sum() const {
-    at::Tensor p = at::from_blob(const_cast<float*>(parts.data()), {static_cast<int64_t>(parts.size()) / D, D}, at::kFloat);
+    at::Tensor p =
+        at::from_blob(const_cast<float*>(parts.data()), {static_cast<int64_t>(parts.size()) / D, D}, at::kFloat);
     return p.sum(0);
   }
   int64_t D;
@@ -145,9 +146,8 @@ struct RMSNormFn : public torch::autograd::Function<RMSNormFn> {
     at::Tensor y = at::empty_like(x), rstd = at::empty({N}, x.options());
     const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>();
     float *yp = y.data_ptr<float>(), *rp = rstd.data_ptr<float>();
-    at::parallel_for(0, N, grain_rows(D), [&](int64_t r0, int64_t r1) {
-      rms_forward(xp, wp, yp, rp, r0, r1, D, static_cast<float>(eps));
-    });
+    at::parallel_for(0, N, grain_rows(D),
+                     [&](int64_t r0, int64_t r1) { rms_forward(xp, wp, yp, rp, r0, r1, D, static_cast<float>(eps)); });
     ctx->save_for_backward({x, w, rstd});
     return y;
   }

@@ -34,7 +34,7 @@ struct SelectiveLogSoftmax : public torch::autograd::Function<SelectiveLogSoftma
     for (int64_t s = 0; s < N; s += chunk) {
       const int64_t n = std::min(chunk, N - s);
       at::Tensor z = chunk_logits(hidden.narrow(0, s, n), weight, temperature);  // [n, V]
-      at::Tensor lse = at::logsumexp(z, -1);                                      // [n]
+      at::Tensor lse = at::logsumexp(z, -1);                                     // [n]
       at::Tensor tgt = targets.narrow(0, s, n).unsqueeze(1);
       lp.narrow(0, s, n).copy_(z.gather(1, tgt).squeeze(1) - lse);
       lse_all.narrow(0, s, n).copy_(lse);
@@ -53,12 +53,11 @@ struct SelectiveLogSoftmax : public torch::autograd::Function<SelectiveLogSoftma
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor &hidden = saved[0], &weight = saved[1], &targets = saved[2], &lse_all = saved[3],
-                     &ent = saved[4];
+    const at::Tensor &hidden = saved[0], &weight = saved[1], &targets = saved[2], &lse_all = saved[3], &ent = saved[4];
     const double temperature = ctx->saved_data["temperature"].toDouble();
     const int64_t chunk = ctx->saved_data["chunk"].toInt();
     const bool with_entropy = ctx->saved_data["entropy"].toBool();
-    const at::Tensor& g_lp = grads[0];                          // [N]
+    const at::Tensor& g_lp = grads[0];  // [N]
     const at::Tensor& g_ent = with_entropy ? grads[1] : at::Tensor();
     const bool need_h = ctx->needs_input_grad(0), need_w = ctx->needs_input_grad(1);
 
@@ -75,14 +74,13 @@ struct SelectiveLogSoftmax : public torch::autograd::Function<SelectiveLogSoftma
       at::Tensor gz = p * (-g_lp.narrow(0, s, n).unsqueeze(1));
       gz.scatter_add_(1, targets.narrow(0, s, n).unsqueeze(1), g_lp.narrow(0, s, n).unsqueeze(1).to(at::kFloat));
       // d H / dz = -p (log p + H)
-      if (g_ent.defined())
-        gz -= g_ent.narrow(0, s, n).unsqueeze(1) * p * (logp + ent.narrow(0, s, n).unsqueeze(1));
+      if (g_ent.defined()) gz -= g_ent.narrow(0, s, n).unsqueeze(1) * p * (logp + ent.narrow(0, s, n).unsqueeze(1));
       if (temperature != 1.0) gz /= temperature;
       at::Tensor gzc = gz.to(weight.scalar_type());
       if (need_h) gh.narrow(0, s, n).copy_(matmul_nt(gzc, weight.t()));  // gz W
       if (need_w) gw.add_(matmul_nt(gzc.t(), h.t()).to(at::kFloat));     // gz^T h
     }
-    return {gh, need_w ? gw.to(weight.scalar_type()) : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
+    return {gh,          need_w ? gw.to(weight.scalar_type()) : at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(),
             at::Tensor()};
   }
 };

@@ -83,7 +83,7 @@ RopeTable RopeTable::make(const ModelConfig& c, const at::Device& device) {
 
 std::pair<at::Tensor, at::Tensor> RopeTable::cos_sin(const at::Tensor& positions, at::ScalarType dtype) const {
   at::Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv_freq;  // [B, T, D/2]
-  at::Tensor emb = at::cat({freqs, freqs}, -1);                           // [B, T, D]
+  at::Tensor emb = at::cat({freqs, freqs}, -1);                          // [B, T, D]
   return {emb.cos().to(dtype), emb.sin().to(dtype)};
 }
 
@@ -102,8 +102,8 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, const at::TensorOptions& opts
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                   const at::Tensor& mask, KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
-  at::Tensor q = q_proj(x).view({B, T, heads, head_dim});     // [B, T, Hq, D]
-  at::Tensor k = k_proj(x).view({B, T, kv_heads, head_dim});  // [B, T, Hkv, D]
+  at::Tensor q = q_proj(x).view({B, T, heads, head_dim});                     // [B, T, Hq, D]
+  at::Tensor k = k_proj(x).view({B, T, kv_heads, head_dim});                  // [B, T, Hkv, D]
   at::Tensor v = v_proj(x).view({B, T, kv_heads, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
   const double eps = q_norm ? q_norm->eps : 0.0;
   q = norm_rope(q, q_norm ? q_norm->weight : at::Tensor(), eps, cos, sin).transpose(1, 2);  // [B, Hq, T, D]
@@ -197,10 +197,10 @@ SharedPrefixHidden CausalLMImpl::hidden_shared(const SharedPrefixInput& in) {
               "[U, P] and [B, T], got ", in.prefix_ids.sizes(), " and ", in.suffix_ids.sizes());
   const int64_t U = in.prefix_ids.size(0), P = in.prefix_ids.size(1);
   const int64_t B = in.suffix_ids.size(0), T = in.suffix_ids.size(1);
-  TORCH_CHECK(in.prefix_len.dim() == 1 && in.prefix_len.size(0) == U && in.prefix_of.dim() == 1 &&
-                  in.prefix_of.size(0) == B,
-              "hidden_shared: prefix_len must be [U = ", U, "] and prefix_of [B = ", B, "], got ",
-              in.prefix_len.sizes(), " and ", in.prefix_of.sizes());
+  TORCH_CHECK(
+      in.prefix_len.dim() == 1 && in.prefix_len.size(0) == U && in.prefix_of.dim() == 1 && in.prefix_of.size(0) == B,
+      "hidden_shared: prefix_len must be [U = ", U, "] and prefix_of [B = ", B, "], got ", in.prefix_len.sizes(),
+      " and ", in.prefix_of.sizes());
   TORCH_CHECK(U > 0 && in.prefix_len.min().item<int64_t>() >= 1 && in.prefix_len.max().item<int64_t>() <= P,
               "hidden_shared: prefix_len must be in [1, P = ", P, "]");
   TORCH_CHECK(B == 0 || (in.prefix_of.min().item<int64_t>() >= 0 && in.prefix_of.max().item<int64_t>() < U),
@@ -216,27 +216,25 @@ SharedPrefixHidden CausalLMImpl::hidden_shared(const SharedPrefixInput& in) {
     return out;
   }
   const at::Tensor of = in.prefix_of.to(at::kLong);
-  cache.select_rows(of);                                  // [B, Hkv, P + T, D]: gradients sum back per prefix
+  cache.select_rows(of);  // [B, Hkv, P + T, D]: gradients sum back per prefix
   const at::Tensor len = in.prefix_len.to(at::kLong).index_select(0, of).unsqueeze(1);  // [B, 1]
-  const at::Tensor t = at::arange(T, ids_opts).unsqueeze(0);                             // [1, T]
-  const at::Tensor k = at::arange(P + T, ids_opts);                                      // [S]
+  const at::Tensor t = at::arange(T, ids_opts).unsqueeze(0);                            // [1, T]
+  const at::Tensor k = at::arange(P + T, ids_opts);                                     // [S]
   // Key j < P is the row's prefix token j (valid below its length); key P + s is suffix token s (causal).
-  const at::Tensor prefix_ok = (k < P).unsqueeze(0) & (k.unsqueeze(0) < len);            // [B, S]
+  const at::Tensor prefix_ok = (k < P).unsqueeze(0) & (k.unsqueeze(0) < len);                   // [B, S]
   const at::Tensor suffix_ok = (k >= P).unsqueeze(0) & (k.unsqueeze(0) - P <= t.view({T, 1}));  // [T, S]
-  const at::Tensor mask = (prefix_ok.unsqueeze(1) | suffix_ok.unsqueeze(0)).unsqueeze(1);  // [B, 1, T, S]
+  const at::Tensor mask = (prefix_ok.unsqueeze(1) | suffix_ok.unsqueeze(0)).unsqueeze(1);       // [B, 1, T, S]
   out.suffix = hidden({in.suffix_ids, len + t, mask}, &cache);
   return out;
 }
 
-at::Tensor CausalLMImpl::logits(const at::Tensor& h) {
-  return cpu::linear(h, lm_head_weight(), {}).to(at::kFloat);
-}
+at::Tensor CausalLMImpl::logits(const at::Tensor& h) { return cpu::linear(h, lm_head_weight(), {}).to(at::kFloat); }
 
 at::Tensor causal_mask(const at::Tensor& key_valid, int64_t query_len) {
   const int64_t S = key_valid.size(1);
   auto opts = key_valid.options().dtype(at::kLong);
-  at::Tensor q_pos = at::arange(S - query_len, S, opts).unsqueeze(1);  // [T, 1]
-  at::Tensor k_pos = at::arange(0, S, opts).unsqueeze(0);              // [1, S]
+  at::Tensor q_pos = at::arange(S - query_len, S, opts).unsqueeze(1);                         // [T, 1]
+  at::Tensor k_pos = at::arange(0, S, opts).unsqueeze(0);                                     // [1, S]
   at::Tensor allowed = key_valid.to(at::kBool).unsqueeze(1).unsqueeze(1) & (k_pos <= q_pos);  // [B, 1, T, S]
   return allowed | (k_pos == q_pos);
 }

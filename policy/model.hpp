@@ -159,7 +159,8 @@ class CausalLMImpl : public torch::nn::Module {
 
  private:
   bool fused_decode_applies(const KVCache& cache) const;
-  at::Tensor fused_decode(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_valid, KVCache& cache);
+  at::Tensor fused_decode(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_valid,
+                          KVCache& cache);
   ModelConfig config_;
   at::TensorOptions opts_;
   RopeTable rope_;

@@ -24,21 +24,26 @@ ModelConfig ModelConfig::from_json(const boost::json::object& obj, const std::st
   c.max_position_embeddings = o.integer("max_position_embeddings");
   c.rms_norm_eps = o.number("rms_norm_eps");
   c.tie_word_embeddings = o.boolean("tie_word_embeddings");
-  for (auto [k, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
-                      {"intermediate_size", c.intermediate_size}, {"num_hidden_layers", c.num_hidden_layers},
-                      {"num_attention_heads", c.num_attention_heads}, {"num_key_value_heads", c.num_key_value_heads}})
+  for (auto [k, v] : {std::pair{"vocab_size", c.vocab_size},
+                      {"hidden_size", c.hidden_size},
+                      {"intermediate_size", c.intermediate_size},
+                      {"num_hidden_layers", c.num_hidden_layers},
+                      {"num_attention_heads", c.num_attention_heads},
+                      {"num_key_value_heads", c.num_key_value_heads}})
     R1_CHECK(v > 0, "{}: key '{}' must be positive, got {}", where, k, v);
   R1_CHECK(c.num_attention_heads % c.num_key_value_heads == 0,
-           "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", where,
-           c.num_attention_heads, c.num_key_value_heads);
+           "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", where, c.num_attention_heads,
+           c.num_key_value_heads);
 
   std::string act = o.string("hidden_act");
   R1_CHECK(act == "silu", "{}: hidden_act '{}' is not supported (only silu, as in SwiGLU)", where, act);
 
   // head_dim: Qwen3 always states it; Llama and Qwen2 define it as hidden_size / num_attention_heads
   // when the key is absent (that is the architecture's definition, not a guess).
-  if (c.model_type == "qwen3") c.head_dim = o.integer("head_dim");
-  else c.head_dim = o.integer_or("head_dim").value_or(c.hidden_size / c.num_attention_heads);
+  if (c.model_type == "qwen3")
+    c.head_dim = o.integer("head_dim");
+  else
+    c.head_dim = o.integer_or("head_dim").value_or(c.hidden_size / c.num_attention_heads);
   R1_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0, "{}: head_dim must be positive and even, got {}", where, c.head_dim);
   if (!o.has("head_dim"))
     R1_CHECK(c.hidden_size % c.num_attention_heads == 0,
@@ -87,8 +92,10 @@ ModelConfig ModelConfig::from_json(const boost::json::object& obj, const std::st
   }
   R1_CHECK(c.rope_theta > 0, "{}: rope_theta must be positive", where);
 
-  if (auto d = o.string_or("torch_dtype")) c.dtype = *d;
-  else if (auto d2 = o.string_or("dtype")) c.dtype = *d2;
+  if (auto d = o.string_or("torch_dtype"))
+    c.dtype = *d;
+  else if (auto d2 = o.string_or("dtype"))
+    c.dtype = *d2;
   c.bos_token_id = o.integer_or("bos_token_id");
   if (o.has("eos_token_id")) c.eos_token_ids = o.integers("eos_token_id");
   return c;
@@ -103,8 +110,10 @@ ModelConfig ModelConfig::from_file(const std::filesystem::path& config_json) {
 std::string ModelConfig::to_json() const {
   boost::json::object o = raw;
   if (!dtype.empty()) {
-    if (o.contains("dtype")) o["dtype"] = dtype;
-    else o["torch_dtype"] = dtype;
+    if (o.contains("dtype"))
+      o["dtype"] = dtype;
+    else
+      o["torch_dtype"] = dtype;
   }
   return boost::json::serialize(o) + "\n";
 }

@@ -51,8 +51,8 @@ struct LinearFn : public torch::autograd::Function<LinearFn> {
     const at::Tensor &x = saved[0], &w = saved[1];
     const at::Tensor gy = grads[0].contiguous();  // [M, N]
     at::Tensor gx, gw, gb;
-    if (ctx->needs_input_grad(0)) gx = call(gy, w.t(), {});          // [M, K] = gy w
-    if (ctx->needs_input_grad(1)) gw = call(gy.t(), x.t(), {});      // [N, K] = gy^T x
+    if (ctx->needs_input_grad(0)) gx = call(gy, w.t(), {});      // [M, K] = gy w
+    if (ctx->needs_input_grad(1)) gw = call(gy.t(), x.t(), {});  // [N, K] = gy^T x
     if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0);
     return {gx, gw, gb};
   }

@@ -27,8 +27,8 @@ struct SafetensorsReader::Mapping {
 
 static const std::vector<std::pair<std::string, at::ScalarType>>& dtype_table() {
   static const std::vector<std::pair<std::string, at::ScalarType>> t = {
-      {"F32", at::kFloat}, {"BF16", at::kBFloat16}, {"F16", at::kHalf},  {"F64", at::kDouble}, {"I64", at::kLong},
-      {"I32", at::kInt},   {"I16", at::kShort},     {"I8", at::kChar},   {"U8", at::kByte},    {"BOOL", at::kBool}};
+      {"F32", at::kFloat}, {"BF16", at::kBFloat16}, {"F16", at::kHalf}, {"F64", at::kDouble}, {"I64", at::kLong},
+      {"I32", at::kInt},   {"I16", at::kShort},     {"I8", at::kChar},  {"U8", at::kByte},    {"BOOL", at::kBool}};
   return t;
 }
 
@@ -47,9 +47,12 @@ at::ScalarType scalar_type_from_safetensors(const std::string& dtype, const std:
 SafetensorsReader::SafetensorsReader(const fs::path& path) {
   fs::path p = path;
   if (fs::is_directory(p)) {
-    if (fs::exists(p / "model.safetensors.index.json")) p = p / "model.safetensors.index.json";
-    else if (fs::exists(p / "model.safetensors")) p = p / "model.safetensors";
-    else fail("{}: no model.safetensors or model.safetensors.index.json in this folder", path.string());
+    if (fs::exists(p / "model.safetensors.index.json"))
+      p = p / "model.safetensors.index.json";
+    else if (fs::exists(p / "model.safetensors"))
+      p = p / "model.safetensors";
+    else
+      fail("{}: no model.safetensors or model.safetensors.index.json in this folder", path.string());
   }
   R1_CHECK(fs::exists(p), "{}: no such file", p.string());
   if (p.extension() == ".json") {
@@ -72,9 +75,8 @@ SafetensorsReader::SafetensorsReader(const fs::path& path) {
         R1_CHECK(it != entries_.end() && paths_[it->second.file] == p.parent_path() / file,
                  "{}: weight_map puts tensor '{}' in {}, but that file does not hold it", p.string(), n, file);
       }
-      R1_CHECK(entries_.size() - before == names.size(),
-               "{}: {} holds {} tensors but weight_map lists {} for it", p.string(), file, entries_.size() - before,
-               names.size());
+      R1_CHECK(entries_.size() - before == names.size(), "{}: {} holds {} tensors but weight_map lists {} for it",
+               p.string(), file, entries_.size() - before, names.size());
     }
   } else {
     open_file(p);
@@ -171,7 +173,8 @@ at::Tensor SafetensorsReader::get(const std::string& name) const {
     std::memcpy(out.data_ptr(), ptr, t.end - t.begin);
     return out;
   }
-  return at::from_blob(ptr, t.shape, [m](void*) {}, at::TensorOptions().dtype(type));
+  return at::from_blob(
+      ptr, t.shape, [m](void*) {}, at::TensorOptions().dtype(type));
 }
 
 std::string SafetensorsReader::where(const std::string& name) const {

@@ -15,10 +15,10 @@
 namespace r1 {
 
 struct TensorEntry {
-  std::string dtype;           // safetensors dtype: F32, BF16, F16, F64, I64, I32, I16, I8, U8, BOOL
+  std::string dtype;  // safetensors dtype: F32, BF16, F16, F64, I64, I32, I16, I8, U8, BOOL
   std::vector<int64_t> shape;
-  size_t begin = 0, end = 0;   // byte range inside the file's data section
-  size_t file = 0;             // index into SafetensorsReader::files()
+  size_t begin = 0, end = 0;  // byte range inside the file's data section
+  size_t file = 0;            // index into SafetensorsReader::files()
 };
 
 class SafetensorsReader {

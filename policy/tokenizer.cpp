@@ -5,8 +5,8 @@
 //   4. every pre-token is merged by BPE rank over its bytes (cached per pre-token).
 #include "policy/tokenizer.hpp"
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <array>
@@ -157,7 +157,9 @@ class MergeTable {
   }
 
  private:
-  static uint64_t key(TokenId a, TokenId b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
+  static uint64_t key(TokenId a, TokenId b) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+  }
   size_t hash(uint64_t k) const { return static_cast<size_t>((k * 0x9E3779B97F4A7C15ull) >> 20) & mask_; }
   std::vector<Entry> table_;
   size_t mask_ = 0;
@@ -251,7 +253,7 @@ struct Tokenizer::Impl {
   // Normalizer chain and pre-tokenizer steps.
   std::vector<tok::NormForm> norms;
   std::vector<tok::SplitStep> steps;
-  bool prefix_space = false;                // ByteLevel add_prefix_space
+  bool prefix_space = false;                 // ByteLevel add_prefix_space
   std::optional<tok::SplitStep> gpt2_split;  // ByteLevel use_regex
 
   // Added tokens.
@@ -339,8 +341,7 @@ void Tokenizer::Impl::split_added(std::string_view text, const TokenTrie& trie, 
 
 void Tokenizer::Impl::encode_into(std::string_view text, SpecialTokens mode, std::vector<TokenId>& out) const {
   split_added(
-      text, raw_trie, mode,
-      [&](Span g) { encode_normalized(text.substr(g.begin, g.end - g.begin), mode, out); },
+      text, raw_trie, mode, [&](Span g) { encode_normalized(text.substr(g.begin, g.end - g.begin), mode, out); },
       [&](TokenId id) { out.push_back(id); });
 }
 
@@ -355,8 +356,7 @@ void Tokenizer::Impl::encode_normalized(std::string_view piece, SpecialTokens mo
     }
   }
   split_added(
-      text, norm_trie, mode,
-      [&](Span g) { encode_pretokens(text.substr(g.begin, g.end - g.begin), out); },
+      text, norm_trie, mode, [&](Span g) { encode_pretokens(text.substr(g.begin, g.end - g.begin), out); },
       [&](TokenId id) { out.push_back(id); });
 }
 
@@ -492,10 +492,14 @@ namespace {
 void load_normalizer(const Json& js, const bj::value& v, const std::string& field, std::vector<tok::NormForm>& out) {
   const bj::object& o = js.object(v, field);
   std::string type = js.type_of(o, field);
-  if (type == "NFC") out.push_back(tok::NormForm::kNFC);
-  else if (type == "NFD") out.push_back(tok::NormForm::kNFD);
-  else if (type == "NFKC") out.push_back(tok::NormForm::kNFKC);
-  else if (type == "NFKD") out.push_back(tok::NormForm::kNFKD);
+  if (type == "NFC")
+    out.push_back(tok::NormForm::kNFC);
+  else if (type == "NFD")
+    out.push_back(tok::NormForm::kNFD);
+  else if (type == "NFKC")
+    out.push_back(tok::NormForm::kNFKC);
+  else if (type == "NFKD")
+    out.push_back(tok::NormForm::kNFKD);
   else if (type == "Sequence") {
     std::string f = Json::join(field, "normalizers");
     const bj::array& a = js.array(js.at(o, "normalizers", field), f);
@@ -591,7 +595,8 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path, const TokenizerOpti
   // Model.
   const bj::object& model = js.object(js.at(root, "model", ""), "model");
   std::string mtype = js.type_of(model, "model");
-  if (mtype != "BPE") js.bad("model.type", fmt::format("unsupported model '{}' (only byte-level BPE is supported)", mtype));
+  if (mtype != "BPE")
+    js.bad("model.type", fmt::format("unsupported model '{}' (only byte-level BPE is supported)", mtype));
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (const bj::value* v = js.find(model, key); v && !js.string(*v, Json::join("model", key)).empty())
       js.bad(Json::join("model", key), "must be empty or null for byte-level BPE");
@@ -608,7 +613,8 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path, const TokenizerOpti
   TokenId max_id = -1;
   for (const auto& kv : vocab) {
     int64_t id = js.integer(kv.value(), fmt::format("model.vocab[\"{}\"]", std::string_view(kv.key())));
-    if (id < 0 || id > INT32_MAX - 1) js.bad(fmt::format("model.vocab[\"{}\"]", std::string_view(kv.key())), "id out of range");
+    if (id < 0 || id > INT32_MAX - 1)
+      js.bad(fmt::format("model.vocab[\"{}\"]", std::string_view(kv.key())), "id out of range");
     impl->vocab.emplace(std::string(kv.key()), static_cast<TokenId>(id));
     max_id = std::max(max_id, static_cast<TokenId>(id));
   }
@@ -654,7 +660,8 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path, const TokenizerOpti
   if (const bj::value* n = js.find(root, "normalizer")) load_normalizer(js, *n, "normalizer", impl->norms);
   PreTokState st;
   if (const bj::value* p = js.find(root, "pre_tokenizer")) load_pretok(js, *p, "pre_tokenizer", options, st);
-  if (!st.byte_level) js.bad("pre_tokenizer", "a ByteLevel pre-tokenizer is required (only byte-level BPE is supported)");
+  if (!st.byte_level)
+    js.bad("pre_tokenizer", "a ByteLevel pre-tokenizer is required (only byte-level BPE is supported)");
   impl->steps = std::move(st.steps);
   impl->prefix_space = st.prefix_space;
   impl->gpt2_split = std::move(st.gpt2_split);

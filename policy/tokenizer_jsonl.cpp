@@ -1,7 +1,7 @@
 #include "policy/tokenizer_jsonl.hpp"
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include <istream>
 #include <ostream>
@@ -40,7 +40,8 @@ size_t tokenize_jsonl(std::istream& in, std::ostream& out, const Tokenizer& toke
       }
       buf += "]}\n";
     } else {
-      if (!field->is_array()) fail("{}: key 'ids': expected an array of integers, got {}", where, json::kind_name(*field));
+      if (!field->is_array())
+        fail("{}: key 'ids': expected an array of integers, got {}", where, json::kind_name(*field));
       ids.clear();
       for (const bj::value& x : field->get_array()) {
         if (!x.is_int64() || x.get_int64() < 0 || x.get_int64() > INT32_MAX)

@@ -9,10 +9,10 @@
 namespace r1 {
 
 struct TokenizeJsonlOptions {
-  bool decode = false;                            // {"ids": [...]} -> {"text": ...} instead of the reverse
-  SpecialTokens special = SpecialTokens::kAsText; // encoding: how special-token text in "text" is read
-  bool skip_special = false;                      // decoding: drop special tokens
-  std::string source = "stdin";                   // names the input in errors
+  bool decode = false;                             // {"ids": [...]} -> {"text": ...} instead of the reverse
+  SpecialTokens special = SpecialTokens::kAsText;  // encoding: how special-token text in "text" is read
+  bool skip_special = false;                       // decoding: drop special tokens
+  std::string source = "stdin";                    // names the input in errors
 };
 
 // Encodes each line {"text": "..."} to {"ids": [...]} (or decodes, see options). Blank lines are

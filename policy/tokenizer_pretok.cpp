@@ -57,7 +57,7 @@ size_t match_space(const Decoded& d, size_t i, bool newline_alt) {
     for (size_t j = e; j-- > i;)
       if (is_crlf(d.cp[j])) return j + 1;
   }
-  if (e == d.n) return e;      // \s+(?!\S) at the end
+  if (e == d.n) return e;        // \s+(?!\S) at the end
   if (e - i >= 2) return e - 1;  // \s+(?!\S) gives back the space before a non-space
   return e;                      // \s+
 }
@@ -179,7 +179,9 @@ class BuiltinMatcher final : public Matcher {
   //   | ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
   static size_t match_deepseek(const Decoded& d, size_t i) {
     auto ascii_alpha = [](uint32_t c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); };
-    auto ascii_punct = [](uint32_t c) { return c < 0x80 && std::strchr("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", static_cast<int>(c)) && c != 0; };
+    auto ascii_punct = [](uint32_t c) {
+      return c < 0x80 && std::strchr("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", static_cast<int>(c)) && c != 0;
+    };
     const uint32_t c = d.cp[i];
     const uint8_t f = d.fl[i];
     if (ascii_punct(c) && i + 1 < d.n && ascii_alpha(d.cp[i + 1])) {
@@ -209,12 +211,15 @@ struct KnownPattern {
   Family family;
 };
 const KnownPattern kKnown[] = {
-    {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+    {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*)"
+     R"(|\s*[\r\n]+|\s+(?!\S)|\s+)",
      Family::kQwen},
-    {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+    {R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*)"
+     R"(|\s*[\r\n]+|\s+(?!\S)|\s+)",
      Family::kLlama3},
     {R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)", Family::kGpt2},
-    {R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
+    {R"([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+)"
+     R"(| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)",
      Family::kDeepSeek},
     {R"(\p{N}{1,3})", Family::kDigits3},
     {"[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+", Family::kCjk},
@@ -327,9 +332,12 @@ std::unique_ptr<Matcher> make_regex_matcher(const std::string& pattern, bool all
     std::string canon;
     canon.reserve(pattern.size());
     for (char c : pattern) {
-      if (c == '\r') canon += "\\r";
-      else if (c == '\n') canon += "\\n";
-      else canon += c;
+      if (c == '\r')
+        canon += "\\r";
+      else if (c == '\n')
+        canon += "\\n";
+      else
+        canon += c;
     }
     for (const auto& k : kKnown)
       if (canon == k.pattern) return std::make_unique<BuiltinMatcher>(k.family);
@@ -369,25 +377,27 @@ void apply_split(const SplitStep& step, std::string_view text, const std::vector
     merged.clear();
     bool prev_match = false;
     switch (step.behavior) {
-      case SplitBehavior::kIsolated:
-        merged = parts;
-        break;
+      case SplitBehavior::kIsolated: merged = parts; break;
       case SplitBehavior::kRemoved:
         for (const Part& p : parts)
           if (!p.match) merged.push_back(p);
         break;
       case SplitBehavior::kMergedWithPrevious:
         for (const Part& p : parts) {
-          if (p.match && !prev_match && !merged.empty()) merged.back().s.end = p.s.end;
-          else merged.push_back(p);
+          if (p.match && !prev_match && !merged.empty())
+            merged.back().s.end = p.s.end;
+          else
+            merged.push_back(p);
           prev_match = p.match;
         }
         break;
       case SplitBehavior::kMergedWithNext:
         for (size_t k = parts.size(); k-- > 0;) {
           const Part& p = parts[k];
-          if (p.match && !prev_match && !merged.empty()) merged.back().s.begin = p.s.begin;
-          else merged.push_back(p);
+          if (p.match && !prev_match && !merged.empty())
+            merged.back().s.begin = p.s.begin;
+          else
+            merged.push_back(p);
           prev_match = p.match;
         }
         std::reverse(merged.begin(), merged.end());
@@ -395,8 +405,10 @@ void apply_split(const SplitStep& step, std::string_view text, const std::vector
       case SplitBehavior::kContiguous:
         for (size_t k = 0; k < parts.size(); ++k) {
           const Part& p = parts[k];
-          if (k > 0 && p.match == prev_match) merged.back().s.end = p.s.end;
-          else merged.push_back(p);
+          if (k > 0 && p.match == prev_match)
+            merged.back().s.end = p.s.end;
+          else
+            merged.push_back(p);
           prev_match = p.match;
         }
         break;

@@ -16,40 +16,36 @@ constexpr uint32_t kMaxCp = 0x110000;
 
 bool is_white_space(uint32_t cp) {
   return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
-         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
-         cp == 0x3000;
+         (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
 }
 
 uint8_t compute_flags(uint32_t cp) {
   const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(cp));
   uint8_t f = 0;
   switch (p->category) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO:
-      f |= kLetter | kWord;
-      break;
-    case UTF8PROC_CATEGORY_MN: case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME:
-      f |= kMark | kWord;
-      break;
-    case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL:
-      f |= kNumber | kWord;
-      break;
-    case UTF8PROC_CATEGORY_NO:
-      f |= kNumber;
-      break;
-    case UTF8PROC_CATEGORY_PC:
-      f |= kPunct | kWord;
-      break;
-    case UTF8PROC_CATEGORY_PD: case UTF8PROC_CATEGORY_PS: case UTF8PROC_CATEGORY_PE:
-    case UTF8PROC_CATEGORY_PI: case UTF8PROC_CATEGORY_PF: case UTF8PROC_CATEGORY_PO:
-      f |= kPunct;
-      break;
-    case UTF8PROC_CATEGORY_SM: case UTF8PROC_CATEGORY_SC: case UTF8PROC_CATEGORY_SK:
-    case UTF8PROC_CATEGORY_SO:
-      f |= kSymbol;
-      break;
-    default:
-      break;
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: f |= kLetter | kWord; break;
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME: f |= kMark | kWord; break;
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL: f |= kNumber | kWord; break;
+    case UTF8PROC_CATEGORY_NO: f |= kNumber; break;
+    case UTF8PROC_CATEGORY_PC: f |= kPunct | kWord; break;
+    case UTF8PROC_CATEGORY_PD:
+    case UTF8PROC_CATEGORY_PS:
+    case UTF8PROC_CATEGORY_PE:
+    case UTF8PROC_CATEGORY_PI:
+    case UTF8PROC_CATEGORY_PF:
+    case UTF8PROC_CATEGORY_PO: f |= kPunct; break;
+    case UTF8PROC_CATEGORY_SM:
+    case UTF8PROC_CATEGORY_SC:
+    case UTF8PROC_CATEGORY_SK:
+    case UTF8PROC_CATEGORY_SO: f |= kSymbol; break;
+    default: break;
   }
   if (cp == 0x200C || cp == 0x200D) f |= kWord;  // Join_Control
   if (is_white_space(cp)) f |= kWhite;
@@ -59,8 +55,7 @@ uint8_t compute_flags(uint32_t cp) {
   bool canonical_decomp = p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0;
   bool second = p->comb_index != UINT16_MAX && p->comb_index >= 0x8000;
   bool jamo_vt = cp >= 0x1160 && cp <= 0x11FF;
-  if (p->combining_class == 0 && !canonical_decomp && !second && !jamo_vt)
-    f |= kNfcInert;
+  if (p->combining_class == 0 && !canonical_decomp && !second && !jamo_vt) f |= kNfcInert;
   return f;
 }
 
@@ -201,9 +196,9 @@ bool normalize(NormForm form, std::string_view in, std::string& out) {
     case NormForm::kNFKD: options |= UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT; break;
   }
   utf8proc_uint8_t* result = nullptr;
-  utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(in.data()),
-                                    static_cast<utf8proc_ssize_t>(in.size()), &result,
-                                    static_cast<utf8proc_option_t>(options));
+  utf8proc_ssize_t n =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(in.data()), static_cast<utf8proc_ssize_t>(in.size()),
+                   &result, static_cast<utf8proc_option_t>(options));
   if (n < 0) fail("tokenizer: Unicode normalization failed: {}", utf8proc_errmsg(n));
   std::unique_ptr<utf8proc_uint8_t, decltype(&std::free)> hold(result, &std::free);
   std::string_view norm(reinterpret_cast<const char*>(result), static_cast<size_t>(n));

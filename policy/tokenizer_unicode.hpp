@@ -10,14 +10,14 @@ namespace r1::tok {
 // Class bits of one code point. kWhite is Unicode White_Space, which is what `\s` means in the
 // Oniguruma regexes of tokenizers and in Rust's char::is_whitespace.
 enum CpFlag : uint8_t {
-  kLetter = 1,    // \p{L}
-  kNumber = 2,    // \p{N}
-  kPunct = 4,     // \p{P}
-  kSymbol = 8,    // \p{S}
-  kMark = 16,     // \p{M}
-  kWhite = 32,    // \s
-  kNfcInert = 64, // never changed by NFC and never combines with its neighbours
-  kWord = 128,    // Rust regex \w (single_word added tokens)
+  kLetter = 1,     // \p{L}
+  kNumber = 2,     // \p{N}
+  kPunct = 4,      // \p{P}
+  kSymbol = 8,     // \p{S}
+  kMark = 16,      // \p{M}
+  kWhite = 32,     // \s
+  kNfcInert = 64,  // never changed by NFC and never combines with its neighbours
+  kWord = 128,     // Rust regex \w (single_word added tokens)
 };
 
 // Flags of `cp` (0 for code points past U+10FFFF).

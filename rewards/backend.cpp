@@ -87,8 +87,10 @@ class RemoteBackend final : public RewardBackend {
     std::sort(got.begin(), got.end());
     std::sort(want.begin(), want.end());
     if (got != want)
-      fail("reward service at {}: it scores the parts ({}) but [[rewards.checkers]] names ({}); list the "
-           "service's composition there", endpoint_, fmt::join(got, ", "), fmt::join(want, ", "));
+      fail(
+          "reward service at {}: it scores the parts ({}) but [[rewards.checkers]] names ({}); list the "
+          "service's composition there",
+          endpoint_, fmt::join(got, ", "), fmt::join(want, ", "));
   }
   service::RewardClient client_;
   std::string endpoint_;
@@ -149,14 +151,16 @@ void check_rewards_config(const RewardsConfig& cfg) {
     for (const auto& p : cfg.plugins) {
       declare(p.name, "rewards.plugins.name");
       if (!fs::exists(p.library))
-        problems.push_back(fmt::format("rewards.plugins[{}].library: {} does not exist (paths are relative to the "
-                                       "working directory)", p.name, p.library));
+        problems.push_back(
+            fmt::format("rewards.plugins[{}].library: {} does not exist (paths are relative to the "
+                        "working directory)",
+                        p.name, p.library));
     }
     for (const auto& c : cfg.commands) {
       declare(c.name, "rewards.commands.name");
       if (!program_exists(c.command[0]))
-        problems.push_back(fmt::format("rewards.commands[{}].command: program '{}' is not found (nor on PATH)",
-                                       c.name, c.command[0]));
+        problems.push_back(
+            fmt::format("rewards.commands[{}].command: program '{}' is not found (nor on PATH)", c.name, c.command[0]));
     }
     for (size_t i = 0; i < cfg.checkers.size(); ++i)
       check([&] { check_entry(cfg.checkers[i], "rewards.checkers[" + std::to_string(i) + "]", kinds); });

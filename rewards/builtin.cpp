@@ -1,6 +1,6 @@
 // The built-in checkers: R1-Zero format, math answers, countdown equations, DAPO overlong length.
-#include "common/strings.hpp"
 #include "rewards/builtin.hpp"
+#include "common/strings.hpp"
 
 #include <boost/json.hpp>
 
@@ -58,7 +58,8 @@ class FormatChecker final : public Checker {
   // optional whitespace; each tag exactly once and the answer not empty.
   static std::string strict(std::string_view t) {
     for (const char* tag : {"<think>", "</think>", "<answer>", "</answer>"})
-      if (count(t, tag) != 1) return std::string("expected exactly one ") + tag + ", found " + std::to_string(count(t, tag));
+      if (count(t, tag) != 1)
+        return std::string("expected exactly one ") + tag + ", found " + std::to_string(count(t, tag));
     size_t a = t.find("<think>"), b = t.find("</think>"), c = t.find("<answer>"), d = t.find("</answer>");
     if (!(a < b && b < c && c < d)) return "tags out of order (want <think></think><answer></answer>)";
     if (!trim(t.substr(0, a)).empty()) return "text before <think>";
@@ -193,7 +194,8 @@ class Arith {
         char op = s_[i_++];
         auto b = factor(depth);
         if (!b) return std::nullopt;
-        if (op == '*') a = math::q_mul(*a, *b);
+        if (op == '*')
+          a = math::q_mul(*a, *b);
         else {
           auto inv = math::q_inv(*b);  // nullopt on division by zero
           if (!inv) return std::nullopt;
@@ -281,7 +283,8 @@ class CountdownChecker final : public Checker {
     if (eq.size() > 512) return fail(o_.format_score, "equation longer than 512 characters");
     for (char c : eq)
       if (!(std::isdigit(static_cast<unsigned char>(c)) || std::strchr("+-*/() ", c)))
-        return fail(o_.format_score, std::string("'") + c + "' is not allowed (only digits, + - * / and parentheses): " + eq);
+        return fail(o_.format_score,
+                    std::string("'") + c + "' is not allowed (only digits, + - * / and parentheses): " + eq);
     std::vector<long long> used;
     for (size_t i = 0; i < eq.size();) {
       if (std::isdigit(static_cast<unsigned char>(eq[i]))) {

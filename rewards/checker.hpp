@@ -33,7 +33,7 @@ const char* status_name(Status s);
 struct CheckResult {
   double score = 0.0;
   std::vector<std::pair<std::string, double>> parts;  // named components, e.g. {"format", 0.1}
-  std::string reason;  // the extracted answer, or why the check failed
+  std::string reason;                                 // the extracted answer, or why the check failed
   std::string answer;  // the answer in normal form (math: the parsed value), "" if none: maj@k votes on it
   Status status = Status::ok;
 

@@ -9,8 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <boost/json.hpp>
 #include <atomic>
+#include <boost/json.hpp>
 #include <chrono>
 #include <filesystem>
 #include <mutex>
@@ -29,8 +29,10 @@ std::string request_line(uint64_t id, const Sample& s, const std::string& option
   o["completion"] = s.completion;
   o["reference"] = s.reference;
   o["metadata"] = s.metadata;
-  if (s.completion_tokens) o["completion_tokens"] = *s.completion_tokens;
-  else o["completion_tokens"] = nullptr;
+  if (s.completion_tokens)
+    o["completion_tokens"] = *s.completion_tokens;
+  else
+    o["completion_tokens"] = nullptr;
   std::string line = boost::json::serialize(o);
   // Options are already validated JSON text: splice them in without a re-parse per sample.
   line.pop_back();
@@ -66,7 +68,8 @@ struct Proc {
 
 class CommandChecker final : public Checker {
  public:
-  CommandChecker(CommandDecl d, std::string options) : d_(std::move(d)), options_(std::move(options)), slots_(static_cast<size_t>(d_.processes)) {
+  CommandChecker(CommandDecl d, std::string options)
+      : d_(std::move(d)), options_(std::move(options)), slots_(static_cast<size_t>(d_.processes)) {
     // Start one process now so a wrong command fails at load time, not on the first sample.
     std::string err;
     if (!spawn(slots_[0].proc, err)) throw ConfigError("reward command '" + d_.name + "': " + err);
@@ -170,8 +173,10 @@ class CommandChecker final : public Checker {
     for (int i = 0; i < 50; ++i) {
       pid_t r = waitpid(p.pid, &status, WNOHANG);
       if (r == p.pid) {
-        if (WIFSIGNALED(status)) why = "killed by signal " + std::to_string(WTERMSIG(status));
-        else if (WIFEXITED(status)) why = "exited with status " + std::to_string(WEXITSTATUS(status));
+        if (WIFSIGNALED(status))
+          why = "killed by signal " + std::to_string(WTERMSIG(status));
+        else if (WIFEXITED(status))
+          why = "exited with status " + std::to_string(WEXITSTATUS(status));
         close(p.fd);
         p = Proc{};
         return why + "; it restarts on the next sample";
@@ -251,9 +256,12 @@ class CommandChecker final : public Checker {
       }
       char tmp[65536];
       ssize_t n = recv(p.fd, tmp, sizeof tmp, MSG_DONTWAIT);
-      if (n > 0) p.buf.append(tmp, static_cast<size_t>(n));
-      else if (n == 0) return -1;
-      else if (errno != EAGAIN && errno != EINTR) return -1;
+      if (n > 0)
+        p.buf.append(tmp, static_cast<size_t>(n));
+      else if (n == 0)
+        return -1;
+      else if (errno != EAGAIN && errno != EINTR)
+        return -1;
     }
   }
 
@@ -270,7 +278,8 @@ class CommandChecker final : public Checker {
     if (auto* i = o.if_contains("id"); i && i->is_number() && i->to_number<uint64_t>() != id)
       return bad("answered id " + boost::json::serialize(*i) + " to request " + std::to_string(id));
     if (auto* e = o.if_contains("error"); e && !e->is_null())
-      return CheckResult::failure(Status::error, e->is_string() ? std::string(e->as_string()) : boost::json::serialize(*e));
+      return CheckResult::failure(Status::error,
+                                  e->is_string() ? std::string(e->as_string()) : boost::json::serialize(*e));
     CheckResult r;
     auto* sc = o.if_contains("score");
     if (!sc || !sc->is_number()) return bad("answered without a numeric \"score\"");

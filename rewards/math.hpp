@@ -50,8 +50,7 @@ Parsed parse(std::string_view answer, const Deadline& dl, const Limits& lim = {}
 bool equivalent(const Parsed& gold, const Parsed& pred, const Deadline& dl, const Limits& lim = {});
 
 // Convenience: parse both texts (already-extracted answers) and compare.
-bool equivalent_text(std::string_view gold, std::string_view pred, const Deadline& dl = {},
-                     const Limits& lim = {});
+bool equivalent_text(std::string_view gold, std::string_view pred, const Deadline& dl = {}, const Limits& lim = {});
 
 // A compact rendering of a parsed answer (for reasons and debugging).
 std::string to_string(const Parsed& p);

@@ -183,22 +183,38 @@ Val eval_func(const Expr& x, Ctx& c) {
   }
   long double v = a.x.ld();
   long double r;
-  if (f == "sin") r = std::sin(v);
-  else if (f == "cos") r = std::cos(v);
-  else if (f == "tan") r = std::tan(v);
-  else if (f == "cot") r = 1 / std::tan(v);
-  else if (f == "sec") r = 1 / std::cos(v);
-  else if (f == "csc") r = 1 / std::sin(v);
-  else if (f == "arcsin") r = std::asin(v);
-  else if (f == "arccos") r = std::acos(v);
-  else if (f == "arctan") r = std::atan(v);
-  else if (f == "sinh") r = std::sinh(v);
-  else if (f == "cosh") r = std::cosh(v);
-  else if (f == "tanh") r = std::tanh(v);
-  else if (f == "exp") r = std::exp(v);
-  else if (f == "ln" || f == "log") r = std::log(v);
-  else if (f == "log10") r = std::log10(v);
-  else throw EvalError("unknown function " + f);
+  if (f == "sin")
+    r = std::sin(v);
+  else if (f == "cos")
+    r = std::cos(v);
+  else if (f == "tan")
+    r = std::tan(v);
+  else if (f == "cot")
+    r = 1 / std::tan(v);
+  else if (f == "sec")
+    r = 1 / std::cos(v);
+  else if (f == "csc")
+    r = 1 / std::sin(v);
+  else if (f == "arcsin")
+    r = std::asin(v);
+  else if (f == "arccos")
+    r = std::acos(v);
+  else if (f == "arctan")
+    r = std::atan(v);
+  else if (f == "sinh")
+    r = std::sinh(v);
+  else if (f == "cosh")
+    r = std::cosh(v);
+  else if (f == "tanh")
+    r = std::tanh(v);
+  else if (f == "exp")
+    r = std::exp(v);
+  else if (f == "ln" || f == "log")
+    r = std::log(v);
+  else if (f == "log10")
+    r = std::log10(v);
+  else
+    throw EvalError("unknown function " + f);
   if (std::isnan(r)) throw EvalError("outside the function's domain");
   // sin(0) = 0 exactly, so 0-valued trig stays exact for integer-comparison rules.
   if (r == 0 && a.exact && a.q.n == 0) return Val::of(Q{0, 1});
@@ -364,8 +380,10 @@ class Cmp {
     bool g_eq = is_eq_rel(g), p_eq = is_eq_rel(p);
     if (g_assign) g = make_rel(g->kids[0], RelOp::Eq, last_rhs(g));
     if (p_assign) p = make_rel(p->kids[0], RelOp::Eq, last_rhs(p));
-    if (p_eq && !g_eq) p = last_rhs(p);
-    else if (g_assign && !p_eq) g = last_rhs(g);
+    if (p_eq && !g_eq)
+      p = last_rhs(p);
+    else if (g_assign && !p_eq)
+      g = last_rhs(g);
 
     if (g->k == K::Text || p->k == K::Text) return text_eq(*g, *p);
     if (is_rel(g) && is_rel(p)) {
@@ -529,8 +547,10 @@ class Cmp {
         continue;
       }
       long double r = x / y;
-      if (!ratio) ratio = r;
-      else if (std::fabs(r - *ratio) > 1e-9L * std::max(1.0L, std::fabs(*ratio))) return false;
+      if (!ratio)
+        ratio = r;
+      else if (std::fabs(r - *ratio) > 1e-9L * std::max(1.0L, std::fabs(*ratio)))
+        return false;
       ++good;
     }
     if (!ratio || good == 0) return false;
@@ -671,7 +691,8 @@ std::string render(const Expr& x) {
       };
       return x.q.d == 1 ? i2s(x.q.n) : i2s(x.q.n) + "/" + i2s(x.q.d);
     }
-    case K::Sym: case K::Text: return x.name;
+    case K::Sym:
+    case K::Text: return x.name;
     case K::Add: return "(" + kids(" + ") + ")";
     case K::Mul: return "(" + kids("*") + ")";
     case K::Div: return "(" + kids("/") + ")";
@@ -687,7 +708,8 @@ std::string render(const Expr& x) {
     case K::Rel: {
       static const char* names[] = {"=", "!=", "<", "<=", ">", ">="};
       std::string s = render(*x.kids[0]);
-      for (size_t i = 0; i < x.ops.size(); ++i) s += std::string(" ") + names[static_cast<int>(x.ops[i])] + " " + render(*x.kids[i + 1]);
+      for (size_t i = 0; i < x.ops.size(); ++i)
+        s += std::string(" ") + names[static_cast<int>(x.ops[i])] + " " + render(*x.kids[i + 1]);
       return s;
     }
   }

@@ -10,10 +10,14 @@
 namespace r1::rewards::math {
 
 enum class K : uint8_t {
-  Num,       // q (exact) or f; is_float marks a decimal literal
-  Sym,       // name; "pi", "e", "infty" are constants
-  Text,      // name = normalized text (\text{yes})
-  Add, Mul, Div, Pow, Neg,
+  Num,   // q (exact) or f; is_float marks a decimal literal
+  Sym,   // name; "pi", "e", "infty" are constants
+  Text,  // name = normalized text (\text{yes})
+  Add,
+  Mul,
+  Div,
+  Pow,
+  Neg,
   Func,      // name(kids...): sin, cos, ..., sqrt (kids: x), root (x, n), log (x[, base]), abs, floor, ceil, binom
   Fact,      // kids[0]!
   Pct,       // kids[0] %

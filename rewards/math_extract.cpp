@@ -44,8 +44,10 @@ std::vector<Box> find_boxes(std::string_view t) {
           ++j;
           continue;
         }
-        if (t[j] == '{') ++depth;
-        else if (t[j] == '}' && --depth == 0) break;
+        if (t[j] == '{')
+          ++depth;
+        else if (t[j] == '}' && --depth == 0)
+          break;
       }
       if (j >= t.size()) {
         boxes.push_back({s, t.size(), trim(t.substr(i + 1))});
@@ -163,9 +165,9 @@ std::optional<std::string> last_number(std::string_view t) {
     return std::isdigit(static_cast<unsigned char>(c)) || c == '.' || c == ',' || c == '/' || c == '+' || c == '-' ||
            c == '*' || c == '^' || c == '(' || c == ')';
   };
-  while (start > 0 && (expr_char(t[start - 1]) || (t[start - 1] == ' ' && start >= 2 && is_num_char(t[start - 2]) &&
-                                                    start + 2 < t.size() && is_num_char(t[start]) &&
-                                                    end - start >= 3 && false))) {
+  while (start > 0 &&
+         (expr_char(t[start - 1]) || (t[start - 1] == ' ' && start >= 2 && is_num_char(t[start - 2]) &&
+                                      start + 2 < t.size() && is_num_char(t[start]) && end - start >= 3 && false))) {
     --start;
   }
   // Thousands groups separated by spaces ("1 000 000").
@@ -183,8 +185,9 @@ std::optional<std::string> last_number(std::string_view t) {
     // "AZYUK2A": a digit glued to letters is not a number; look further left.
     return last_number(t.substr(0, start - 1));
   }
-  while (!s.empty() && (s.front() == ',' || (s.front() == '.' && !(s.size() > 1 && is_num_char(s[1]))) || s.front() == '+' || s.front() == '*' ||
-                        s.front() == '/' || s.front() == ')' || s.front() == '^'))
+  while (!s.empty() &&
+         (s.front() == ',' || (s.front() == '.' && !(s.size() > 1 && is_num_char(s[1]))) || s.front() == '+' ||
+          s.front() == '*' || s.front() == '/' || s.front() == ')' || s.front() == '^'))
     s.erase(s.begin());
   while (!s.empty() && (s.back() == ',' || s.back() == '.' || s.back() == '(')) s.pop_back();
   // Balance parentheses by dropping unmatched ones at the edges.
@@ -197,8 +200,10 @@ std::optional<std::string> last_number(std::string_view t) {
   // Percent right after the number.
   size_t after = end;
   while (after < t.size() && t[after] == ' ') ++after;
-  if (after < t.size() && t[after] == '%') s += "%";
-  else if (t.substr(after, 7) == "percent") s += "%";
+  if (after < t.size() && t[after] == '%')
+    s += "%";
+  else if (t.substr(after, 7) == "percent")
+    s += "%";
   return s;
 }
 
@@ -231,7 +236,8 @@ std::optional<std::string> after_phrase(std::string_view t, std::string_view phr
 // then the segment itself when it is short, then its first number.
 std::string refine_segment(const std::string& seg) {
   if (auto b = boxed_answer(seg)) return *b;
-  if (seg.find('$') != std::string::npos || seg.find("\\(") != std::string::npos || seg.find("\\[") != std::string::npos)
+  if (seg.find('$') != std::string::npos || seg.find("\\(") != std::string::npos ||
+      seg.find("\\[") != std::string::npos)
     if (auto m = last_math_span(seg)) return *m;
   return seg;
 }

@@ -51,17 +51,20 @@ using r1::trim;
 
 const std::unordered_set<std::string>& unit_words() {
   static const std::unordered_set<std::string> u = {
-      "cm", "mm", "km", "m", "meter", "metre", "kilometer", "centimeter", "millimeter", "inch", "inches",
-      "in", "ft", "foot", "feet", "yard", "yd", "mile", "mi", "mph", "kmph", "kph", "g", "kg", "mg",
-      "gram", "kilogram", "pound", "lb", "lbs", "oz", "ounce", "ton", "tonne", "l", "ml", "liter",
-      "litre", "gallon", "gal", "cup", "s", "sec", "second", "min", "minute", "h", "hr", "hour", "day",
-      "week", "month", "year", "yr", "dollar", "cent", "euro", "rupee", "rs", "yuan", "unit", "degree",
-      "deg", "radian", "rad", "sq", "square", "cubic", "cu", "cc", "hectare", "acre", "am", "pm",
-      "point", "people", "person", "student", "apple", "book", "page", "item", "piece", "time", "way",
-      "mark", "coin", "toy", "box", "bag", "egg", "car", "ticket", "marble", "cookie", "candy", "candies",
-      "child", "children", "men", "man", "women", "woman", "boy", "girl", "friend", "animal", "dog", "cat",
-      "bird", "fish", "tree", "flower", "game", "hat", "ball", "pencil", "pen", "stamp", "sticker",
-      "card", "dozen", "slice", "pie", "pizza", "cake", "bottle", "glass", "ohm", "volt", "watt", "mps",
+      "cm",      "mm",     "km",     "m",      "meter",  "metre",  "kilometer", "centimeter", "millimeter", "inch",
+      "inches",  "in",     "ft",     "foot",   "feet",   "yard",   "yd",        "mile",       "mi",         "mph",
+      "kmph",    "kph",    "g",      "kg",     "mg",     "gram",   "kilogram",  "pound",      "lb",         "lbs",
+      "oz",      "ounce",  "ton",    "tonne",  "l",      "ml",     "liter",     "litre",      "gallon",     "gal",
+      "cup",     "s",      "sec",    "second", "min",    "minute", "h",         "hr",         "hour",       "day",
+      "week",    "month",  "year",   "yr",     "dollar", "cent",   "euro",      "rupee",      "rs",         "yuan",
+      "unit",    "degree", "deg",    "radian", "rad",    "sq",     "square",    "cubic",      "cu",         "cc",
+      "hectare", "acre",   "am",     "pm",     "point",  "people", "person",    "student",    "apple",      "book",
+      "page",    "item",   "piece",  "time",   "way",    "mark",   "coin",      "toy",        "box",        "bag",
+      "egg",     "car",    "ticket", "marble", "cookie", "candy",  "candies",   "child",      "children",   "men",
+      "man",     "women",  "woman",  "boy",    "girl",   "friend", "animal",    "dog",        "cat",        "bird",
+      "fish",    "tree",   "flower", "game",   "hat",    "ball",   "pencil",    "pen",        "stamp",      "sticker",
+      "card",    "dozen",  "slice",  "pie",    "pizza",  "cake",   "bottle",    "glass",      "ohm",        "volt",
+      "watt",    "mps",
   };
   return u;
 }
@@ -79,7 +82,8 @@ bool is_unit_word(std::string w) {
     size_t p = w.find(sep);
     if (p != std::string::npos && p > 0) return is_unit_word(w.substr(0, p));
   }
-  if (w.size() > 1 && std::isdigit(static_cast<unsigned char>(w.back()))) return is_unit_word(w.substr(0, w.size() - 1));
+  if (w.size() > 1 && std::isdigit(static_cast<unsigned char>(w.back())))
+    return is_unit_word(w.substr(0, w.size() - 1));
   return false;
 }
 
@@ -87,19 +91,33 @@ std::string normalize(std::string_view in) {
   std::string s(in);
   // Unicode math symbols to LaTeX.
   static const std::array<std::pair<const char*, const char*>, 17> uni = {{
-      {"\u2212", "-"}, {"\u00d7", "\\times "}, {"\u00f7", "\\div "}, {"\u00b7", "\\cdot "},
-      {"\u03c0", "\\pi "}, {"\u221e", "\\infty "}, {"\u2264", "\\le "}, {"\u2265", "\\ge "},
-      {"\u2260", "\\ne "}, {"\u221a", "\\sqrt "}, {"\u00b0", ""}, {"\u2013", "-"}, {"\u00bd", "(1/2)"},
-      {"\u222a", "\\cup "}, {"\u2208", "\\in "}, {"\u00b2", "^2"}, {"\u00b3", "^3"},
+      {"\u2212", "-"},
+      {"\u00d7", "\\times "},
+      {"\u00f7", "\\div "},
+      {"\u00b7", "\\cdot "},
+      {"\u03c0", "\\pi "},
+      {"\u221e", "\\infty "},
+      {"\u2264", "\\le "},
+      {"\u2265", "\\ge "},
+      {"\u2260", "\\ne "},
+      {"\u221a", "\\sqrt "},
+      {"\u00b0", ""},
+      {"\u2013", "-"},
+      {"\u00bd", "(1/2)"},
+      {"\u222a", "\\cup "},
+      {"\u2208", "\\in "},
+      {"\u00b2", "^2"},
+      {"\u00b3", "^3"},
   }};
   for (auto& [a, b] : uni) replace_all(s, a, b);
   // Display/inline math delimiters and LaTeX spacing/sizing noise.
   for (const char* d : {"\\[", "\\]", "\\(", "\\)"}) replace_all(s, d, " ");
   replace_all(s, "\\$", " ");
   replace_all(s, "$", " ");
-  for (const char* c : {"\\displaystyle", "\\textstyle", "\\scriptstyle", "\\quad", "\\qquad", "\\left",
-                        "\\right", "\\bigl", "\\bigr", "\\Bigl", "\\Bigr", "\\biggl", "\\biggr", "\\big",
-                        "\\Big", "\\bigg", "\\Bigg", "\\limits", "\\nolimits", "\\hline"})
+  for (const char* c :
+       {"\\displaystyle", "\\textstyle", "\\scriptstyle", "\\quad",   "\\qquad",    "\\left",  "\\right",
+        "\\bigl",         "\\bigr",      "\\Bigl",        "\\Bigr",   "\\biggl",    "\\biggr", "\\big",
+        "\\Big",          "\\bigg",      "\\Bigg",        "\\limits", "\\nolimits", "\\hline"})
     remove_cmd(s, c);
   replace_all(s, "\\!", "");  // negative thin space: "11,\\!111" is 11,111
   replace_all(s, "{,}", ",");
@@ -124,8 +142,28 @@ std::string normalize(std::string_view in) {
 // ---- Lexer ------------------------------------------------------------------------------------
 
 enum class T : uint8_t {
-  Num, Ident, Cmd, Op, LP, RP, LB, RB, LC, RC, LSet, RSet, Comma, Rel, Pct, Bang, Pipe, Under, Caret,
-  Text, Prime, End
+  Num,
+  Ident,
+  Cmd,
+  Op,
+  LP,
+  RP,
+  LB,
+  RB,
+  LC,
+  RC,
+  LSet,
+  RSet,
+  Comma,
+  Rel,
+  Pct,
+  Bang,
+  Pipe,
+  Under,
+  Caret,
+  Text,
+  Prime,
+  End
 };
 
 struct Tok {
@@ -141,23 +179,25 @@ struct Tok {
 };
 
 const std::unordered_set<std::string>& function_names() {
-  static const std::unordered_set<std::string> f = {
-      "sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
-      "ln", "log", "exp", "sqrt", "lg"};
+  static const std::unordered_set<std::string> f = {"sin",    "cos",    "tan",    "cot",  "sec",  "csc",
+                                                    "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh",
+                                                    "ln",     "log",    "exp",    "sqrt", "lg"};
   return f;
 }
 
 const std::unordered_set<std::string>& greek() {
   static const std::unordered_set<std::string> g = {
-      "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta",
-      "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi",
-      "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega"};
+      "alpha",    "beta",    "gamma", "delta",  "epsilon", "varepsilon", "zeta",  "eta",   "theta",
+      "vartheta", "iota",    "kappa", "lambda", "mu",      "nu",         "xi",    "rho",   "sigma",
+      "tau",      "upsilon", "phi",   "varphi", "chi",     "psi",        "omega", "Gamma", "Delta",
+      "Theta",    "Lambda",  "Xi",    "Sigma",  "Phi",     "Psi",        "Omega"};
   return g;
 }
 
 class Lexer {
  public:
-  Lexer(const std::string& s, const Deadline& dl, bool whole_is_number) : s_(s), dl_(dl), whole_number_(whole_is_number) {}
+  Lexer(const std::string& s, const Deadline& dl, bool whole_is_number)
+      : s_(s), dl_(dl), whole_number_(whole_is_number) {}
 
   std::vector<Tok> run() {
     lex(s_, 0);
@@ -218,7 +258,8 @@ class Lexer {
     // Thousands separators at the top level: 1,234,567 and 1 234 567.
     if (depth_ == 0 && !digits.empty() && digits.size() <= 3 && digits[0] != '0') {
       for (char sep : {',', ' '}) {
-        while (i + 3 < s.size() + 0 && i < s.size() && s[i] == sep && isd(i + 1) && isd(i + 2) && isd(i + 3) && !isd(i + 4)) {
+        while (i + 3 < s.size() + 0 && i < s.size() && s[i] == sep && isd(i + 1) && isd(i + 2) && isd(i + 3) &&
+               !isd(i + 4)) {
           // "1, 234" (comma then space) is a list, not a separator; "1,234" is.
           digits += s.substr(i + 1, 3);
           i += 4;
@@ -270,9 +311,12 @@ class Lexer {
       for (char c : all) n = n * 10 + (c - '0');
       i128 p = 1;
       for (int64_t k = 0; k < std::llabs(scale); ++k) p *= 10;
-      std::optional<Q> q = scale >= 0 ? Q::make(n, p) : ((static_cast<long double>(n) * p < 1e37L) ? Q::make(n * p, 1) : std::nullopt);
-      if (q) t.q = *q;
-      else exact = false;
+      std::optional<Q> q =
+          scale >= 0 ? Q::make(n, p) : ((static_cast<long double>(n) * p < 1e37L) ? Q::make(n * p, 1) : std::nullopt);
+      if (q)
+        t.q = *q;
+      else
+        exact = false;
     }
     t.exact = exact;
     if (!exact) {
@@ -289,7 +333,7 @@ class Lexer {
     if (c.empty()) return;
     std::string low = c;
     for (auto& ch : low) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (low == "and" || low == "or" || low == "," || low == ", and" || low == "and," ) {
+    if (low == "and" || low == "or" || low == "," || low == ", and" || low == "and,") {
       push_simple(T::Comma, space);
       return;
     }
@@ -363,12 +407,18 @@ class Lexer {
         size_t j = i + 1;
         if (j < s.size() && !std::isalpha(static_cast<unsigned char>(s[j]))) {
           char d = s[j];
-          if (d == '{') push_simple(T::LSet, space), ++depth_;
-          else if (d == '}') push_simple(T::RSet, space), --depth_;
-          else if (d == '%') push_simple(T::Pct, space);
-          else if (d == '|') push_simple(T::Pipe, space);
-          else if (d == '\\') push_simple(T::Comma, space);  // matrix/array row break
-          else throw ParseError(std::string("unsupported command \\") + d);
+          if (d == '{')
+            push_simple(T::LSet, space), ++depth_;
+          else if (d == '}')
+            push_simple(T::RSet, space), --depth_;
+          else if (d == '%')
+            push_simple(T::Pct, space);
+          else if (d == '|')
+            push_simple(T::Pipe, space);
+          else if (d == '\\')
+            push_simple(T::Comma, space);  // matrix/array row break
+          else
+            throw ParseError(std::string("unsupported command \\") + d);
           i = j + 1;
         } else {
           while (j < s.size() && std::isalpha(static_cast<unsigned char>(s[j]))) ++j;
@@ -378,7 +428,10 @@ class Lexer {
         }
       } else {
         switch (c) {
-          case '+': case '-': case '*': case '/': push_simple(T::Op, space, std::string(1, static_cast<char>(c))); break;
+          case '+':
+          case '-':
+          case '*':
+          case '/': push_simple(T::Op, space, std::string(1, static_cast<char>(c))); break;
           case '(': push_simple(T::LP, space), ++depth_; break;
           case ')': push_simple(T::RP, space), --depth_; break;
           case '[': push_simple(T::LB, space), ++depth_; break;
@@ -390,7 +443,11 @@ class Lexer {
           case '%': push_simple(T::Pct, space); break;
           case '!':
             if (i + 1 < s.size() && s[i + 1] == '=') {
-              Tok t; t.t = T::Rel; t.rel = RelOp::Ne; push(std::move(t), space); ++i;
+              Tok t;
+              t.t = T::Rel;
+              t.rel = RelOp::Ne;
+              push(std::move(t), space);
+              ++i;
             } else {
               push_simple(T::Bang, space);
             }
@@ -400,17 +457,20 @@ class Lexer {
           case '^': push_simple(T::Caret, space); break;
           case '\'': push_simple(T::Prime, space); break;
           case '&': break;  // alignment
-          case '=': case '<': case '>': {
+          case '=':
+          case '<':
+          case '>': {
             Tok t;
             t.t = T::Rel;
             bool eq_next = i + 1 < s.size() && s[i + 1] == '=';
-            t.rel = c == '=' ? RelOp::Eq : c == '<' ? (eq_next ? RelOp::Le : RelOp::Lt) : (eq_next ? RelOp::Ge : RelOp::Gt);
+            t.rel = c == '='   ? RelOp::Eq
+                    : c == '<' ? (eq_next ? RelOp::Le : RelOp::Lt)
+                               : (eq_next ? RelOp::Ge : RelOp::Gt);
             if (eq_next) ++i;
             push(std::move(t), space);
             break;
           }
-          default:
-            throw ParseError(std::string("unexpected character '") + static_cast<char>(c) + "'");
+          default: throw ParseError(std::string("unexpected character '") + static_cast<char>(c) + "'");
         }
         ++i;
       }
@@ -419,8 +479,15 @@ class Lexer {
   }
 
   void lex_command(const std::string& s, size_t& i, const std::string& cmd, bool space) {
-    auto skip_ws = [&] { while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i; };
-    auto rel = [&](RelOp op) { Tok t; t.t = T::Rel; t.rel = op; push(std::move(t), space); };
+    auto skip_ws = [&] {
+      while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
+    };
+    auto rel = [&](RelOp op) {
+      Tok t;
+      t.t = T::Rel;
+      t.rel = op;
+      push(std::move(t), space);
+    };
     if (cmd == "text" || cmd == "textbf" || cmd == "textit" || cmd == "textrm" || cmd == "mbox" ||
         cmd == "textnormal" || cmd == "hbox") {
       skip_ws();
@@ -434,17 +501,19 @@ class Lexer {
         std::string g = trim(read_group(s, i));
         std::string low = g;
         for (auto& ch : low) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        if (cmd != "boxed" && cmd != "fbox" && function_names().count(low)) push_simple(T::Cmd, space, low);
+        if (cmd != "boxed" && cmd != "fbox" && function_names().count(low))
+          push_simple(T::Cmd, space, low);
         else if (cmd != "boxed" && cmd != "fbox" && prev_ends_value() && g.size() > 0 && is_unit_word(g)) {
           // \mathrm{cm}^2: the unit's power goes with it.
           if (i < s.size() && s[i] == '^') {
             ++i;
-            if (i < s.size() && s[i] == '{') read_group(s, i);
-            else if (i < s.size()) ++i;
+            if (i < s.size() && s[i] == '{')
+              read_group(s, i);
+            else if (i < s.size())
+              ++i;
           }
           return;
-        }
-        else {
+        } else {
           push_simple(T::LC, space);
           ++depth_;
           lex(g, 1);
@@ -474,7 +543,8 @@ class Lexer {
       return push_simple(T::Cmd, space, cmd);
     if (cmd == "percent") return push_simple(T::Pct, space);
     if (greek().count(cmd)) return push_simple(T::Ident, space, cmd);
-    if (cmd == "dots" || cmd == "ldots" || cmd == "cdots") throw ParseError("sequences with \\dots are compared as text");
+    if (cmd == "dots" || cmd == "ldots" || cmd == "cdots")
+      throw ParseError("sequences with \\dots are compared as text");
     throw ParseError("unsupported command \\" + cmd);
   }
 };
@@ -497,7 +567,8 @@ P node(K k, std::vector<P> kids, std::string name = {}) {
 
 class Parser {
  public:
-  Parser(std::vector<Tok> toks, const Deadline& dl, int max_depth) : t_(std::move(toks)), dl_(dl), max_depth_(max_depth) {}
+  Parser(std::vector<Tok> toks, const Deadline& dl, int max_depth)
+      : t_(std::move(toks)), dl_(dl), max_depth_(max_depth) {}
 
   P top() {
     auto items = list();
@@ -622,7 +693,11 @@ class Parser {
 
   bool starts_atom() const {
     switch (cur().t) {
-      case T::Num: case T::Ident: case T::LP: case T::LC: case T::Text: return true;
+      case T::Num:
+      case T::Ident:
+      case T::LP:
+      case T::LC:
+      case T::Text: return true;
       case T::Cmd: return true;
       case T::Pipe: return abs_depth_ == 0;
       case T::LB: return false;
@@ -630,7 +705,9 @@ class Parser {
     }
   }
 
-  static bool is_int_lit(const P& p) { return p->k == K::Num && p->exact && p->q.is_int() && !p->is_float && p->q.n >= 0; }
+  static bool is_int_lit(const P& p) {
+    return p->k == K::Num && p->exact && p->q.is_int() && !p->is_float && p->q.n >= 0;
+  }
 
   P term() {
     Guard g(*this);
@@ -723,8 +800,10 @@ class Parser {
       } else if (cur().t == T::Under) {
         ++i_;
         std::string sub = subscript_text();
-        if (a->k == K::Sym) a->name += "_" + sub;
-        else throw ParseError("subscript on a non-symbol");
+        if (a->k == K::Sym)
+          a->name += "_" + sub;
+        else
+          throw ParseError("subscript on a non-symbol");
       } else {
         return a;
       }
@@ -739,18 +818,25 @@ class Parser {
       do {
         const Tok& t = cur();
         if (t.t == T::End) throw ParseError("unbalanced subscript");
-        if (t.t == T::LC) ++d;
-        else if (t.t == T::RC) --d;
-        else if (t.t == T::Num) out += t.exact ? std::to_string(static_cast<long long>(t.q.n)) : "n";
-        else out += t.s.empty() ? "?" : t.s;
+        if (t.t == T::LC)
+          ++d;
+        else if (t.t == T::RC)
+          --d;
+        else if (t.t == T::Num)
+          out += t.exact ? std::to_string(static_cast<long long>(t.q.n)) : "n";
+        else
+          out += t.s.empty() ? "?" : t.s;
         ++i_;
       } while (d > 0);
       return out;
     }
     const Tok& t = cur();
-    if (t.t == T::Num) out = std::to_string(static_cast<long long>(t.q.n));
-    else if (t.t == T::Ident) out = t.s;
-    else throw ParseError("bad subscript");
+    if (t.t == T::Num)
+      out = std::to_string(static_cast<long long>(t.q.n));
+    else if (t.t == T::Ident)
+      out = t.s;
+    else
+      throw ParseError("bad subscript");
     ++i_;
     return out;
   }
@@ -861,7 +947,8 @@ class Parser {
         expect(T::Pipe, "closing '|'");
         return node(K::Func, {x}, "abs");
       }
-      case T::LP: case T::LB: {
+      case T::LP:
+      case T::LB: {
         ++i_;
         auto items = list();
         T close = cur().t;
@@ -888,7 +975,7 @@ class Parser {
           P d = arg();
           return node(K::Div, {n, d});
         }
-        if (c == "binom" ) {
+        if (c == "binom") {
           P n = arg();
           P k = arg();
           return node(K::Func, {n, k}, "binom");
@@ -918,8 +1005,7 @@ class Parser {
         if (function_names().count(c)) return func_call(c);
         throw ParseError("unexpected \\" + c);
       }
-      default:
-        throw ParseError("unexpected token");
+      default: throw ParseError("unexpected token");
     }
   }
 };
@@ -951,9 +1037,9 @@ Parsed parse(std::string_view answer, const Deadline& dl, const Limits& lim) {
   }
   std::string norm = normalize(answer);
   out.normalized = norm;
-  out.normalized.erase(std::remove_if(out.normalized.begin(), out.normalized.end(),
-                                      [](unsigned char c) { return std::isspace(c); }),
-                       out.normalized.end());
+  out.normalized.erase(
+      std::remove_if(out.normalized.begin(), out.normalized.end(), [](unsigned char c) { return std::isspace(c); }),
+      out.normalized.end());
   try {
     Lexer lx(norm, dl, whole_is_plain_number(norm));
     Parser ps(lx.run(), dl, lim.max_depth);

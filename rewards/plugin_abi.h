@@ -45,9 +45,9 @@ typedef struct r1_reward_output {
 } r1_reward_output;
 
 typedef struct r1_reward_plugin {
-  uint32_t abi_version;  /* R1_REWARD_ABI_VERSION the plugin was compiled with */
-  uint32_t struct_size;  /* sizeof(r1_reward_plugin) as the plugin saw it */
-  const char* name;      /* for messages */
+  uint32_t abi_version; /* R1_REWARD_ABI_VERSION the plugin was compiled with */
+  uint32_t struct_size; /* sizeof(r1_reward_plugin) as the plugin saw it */
+  const char* name;     /* for messages */
   /* Creates an instance from the entry's `options` (JSON object text, "{}" when none). On failure
    * returns NULL and writes a message into err (at most err_len bytes, NUL-terminated). */
   void* (*create)(const char* options_json, size_t options_len, char* err, size_t err_len);

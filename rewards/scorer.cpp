@@ -29,7 +29,8 @@ Registry Registry::with_builtins() {
   Registry r;
   r.add("format", [](const RewardEntry& e) { return make_format_checker(e.format.value_or(FormatOptions{})); });
   r.add("math", [](const RewardEntry& e) { return make_math_checker(e.math.value_or(MathOptions{})); });
-  r.add("countdown", [](const RewardEntry& e) { return make_countdown_checker(e.countdown.value_or(CountdownOptions{})); });
+  r.add("countdown",
+        [](const RewardEntry& e) { return make_countdown_checker(e.countdown.value_or(CountdownOptions{})); });
   r.add("length", [](const RewardEntry& e) { return make_length_checker(e.length.value_or(LengthOptions{})); });
   return r;
 }
@@ -62,8 +63,8 @@ void check_entry(const RewardEntry& e, const std::string& where, const std::vect
   // A built-in's options table on an entry of another kind is a mistake (copy-paste, wrong kind).
   auto misplaced = [&](bool present, const char* kind) {
     if (present && e.checker != kind)
-      throw ConfigError(where + "." + kind + ": options for checker \"" + kind + "\" given, but this entry's checker is '" +
-                        e.checker + "'");
+      throw ConfigError(where + "." + kind + ": options for checker \"" + kind +
+                        "\" given, but this entry's checker is '" + e.checker + "'");
   };
   misplaced(e.format.has_value(), "format");
   misplaced(e.math.has_value(), "math");
@@ -94,16 +95,21 @@ Registry Registry::for_config(const RewardsConfig& cfg) {
   Registry r = with_builtins();
   for (const auto& p : cfg.plugins) {
     // Loaded once per entry that uses it, with that entry's options.
-    r.add(p.name, [p](const RewardEntry& e) { return make_plugin_checker(p, options_object(e, "rewards.checkers[" + e.name + "]")); });
+    r.add(p.name, [p](const RewardEntry& e) {
+      return make_plugin_checker(p, options_object(e, "rewards.checkers[" + e.name + "]"));
+    });
   }
   for (const auto& c : cfg.commands)
-    r.add(c.name, [c](const RewardEntry& e) { return make_command_checker(c, options_object(e, "rewards.checkers[" + e.name + "]")); });
+    r.add(c.name, [c](const RewardEntry& e) {
+      return make_command_checker(c, options_object(e, "rewards.checkers[" + e.name + "]"));
+    });
   return r;
 }
 
 void Registry::add(const std::string& kind, Factory f) {
   if (f_.count(kind))
-    throw ConfigError("reward checker name '" + kind + "' is declared twice (built-in names: format, math, countdown, length, code)");
+    throw ConfigError("reward checker name '" + kind +
+                      "' is declared twice (built-in names: format, math, countdown, length, code)");
   f_[kind] = std::move(f);
 }
 
@@ -226,7 +232,8 @@ struct Scorer::Impl {
 
   void init(int64_t threads, int64_t deadline_ms) {
     budget = std::chrono::milliseconds(deadline_ms);
-    int n = threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    int n =
+        threads > 0 ? static_cast<int>(threads) : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     pool = std::make_unique<Pool>(n);
   }
 
@@ -308,7 +315,8 @@ bool is_correct(const Scored& s, std::string_view accuracy_part) {
 }
 
 ScorerStats Scorer::stats() const {
-  return {impl_->samples.load(), impl_->checks.load(), impl_->timeouts.load(), impl_->errors.load(), impl_->abandoned.load()};
+  return {impl_->samples.load(), impl_->checks.load(), impl_->timeouts.load(), impl_->errors.load(),
+          impl_->abandoned.load()};
 }
 
 namespace {
@@ -399,7 +407,8 @@ Sample sample_from_json(const boost::json::value& v, const std::string& where) {
     s.reference = r->as_object();
   } else {
     for (const auto& [k, x] : o)
-      if (k != "prompt" && k != "completion" && k != "metadata" && k != "id" && k != "completion_tokens") s.reference[k] = x;
+      if (k != "prompt" && k != "completion" && k != "metadata" && k != "id" && k != "completion_tokens")
+        s.reference[k] = x;
   }
   if (auto* m = o.if_contains("metadata"); m && !m->is_null()) {
     if (!m->is_object()) throw Error(where + ": \"metadata\" must be an object");

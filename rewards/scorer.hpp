@@ -57,7 +57,7 @@ struct PartResult {
 };
 
 struct Scored {
-  double score = 0.0;  // sum of weight * part score (timeouts and errors count 0)
+  double score = 0.0;          // sum of weight * part score (timeouts and errors count 0)
   Status status = Status::ok;  // the worst part status
   std::vector<PartResult> parts;
   const PartResult* part(std::string_view name) const;  // null when absent

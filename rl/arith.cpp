@@ -11,10 +11,10 @@ namespace {
 const std::array<const char*, 3> kColumn = {"ones", "tens", "hundreds"};
 
 // Tag names for worksheets: never "think" or "answer".
-const std::vector<std::string> kWorkTags = {"work", "steps", "calc", "scratch", "notes", "draft", "method", "rough",
-                                            "process", "trace", "plan", "derivation", "path", "how"};
-const std::vector<std::string> kResultTags = {"result", "final", "value", "output", "total", "sum", "reply",
-                                              "solution", "number", "box", "out", "res"};
+const std::vector<std::string> kWorkTags = {"work",  "steps",   "calc",  "scratch", "notes",      "draft", "method",
+                                            "rough", "process", "trace", "plan",    "derivation", "path",  "how"};
+const std::vector<std::string> kResultTags = {"result", "final",    "value",  "output", "total", "sum",
+                                              "reply",  "solution", "number", "box",    "out",   "res"};
 
 std::string pick(std::mt19937_64& rng, const std::vector<std::string>& v) {
   return v[std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng)];
@@ -40,7 +40,9 @@ uint64_t mix(uint64_t x) {
 
 std::string Problem::question() const { return fmt::format("Compute {} + {}.", a, b); }
 
-bool held_out(const Problem& p) { return mix(static_cast<uint64_t>(p.a) * 1000 + static_cast<uint64_t>(p.b)) % 10 == 0; }
+bool held_out(const Problem& p) {
+  return mix(static_cast<uint64_t>(p.a) * 1000 + static_cast<uint64_t>(p.b)) % 10 == 0;
+}
 
 Problem sample_problem(std::mt19937_64& rng, bool from_held_out) {
   std::uniform_int_distribution<int64_t> num(10, 999);

@@ -134,12 +134,19 @@ boost::json::array sample_lines(const std::vector<ScoredGroup>& groups, const st
       const Completion& c = g.completions[j];
       boost::json::object parts;
       for (const auto& [n, v] : g.reward_parts[j]) parts[n] = v;
-      lines.push_back({{"group", static_cast<int64_t>(i)}, {"sample", static_cast<int64_t>(j)},
-                       {"prompt", g.prompt.prompt}, {"completion", c.text}, {"reward", g.rewards[j]},
-                       {"parts", parts}, {"reason", g.reward_reasons[j]}, {"correct", static_cast<bool>(g.correct[j])},
+      lines.push_back({{"group", static_cast<int64_t>(i)},
+                       {"sample", static_cast<int64_t>(j)},
+                       {"prompt", g.prompt.prompt},
+                       {"completion", c.text},
+                       {"reward", g.rewards[j]},
+                       {"parts", parts},
+                       {"reason", g.reward_reasons[j]},
+                       {"correct", static_cast<bool>(g.correct[j])},
                        {"tokens", static_cast<int64_t>(c.tokens.size())},
-                       {"finish_reason", cfg::name_of(c.finish_reason)}, {"policy_version", g.policy_version},
-                       {"counted", seqs[k].counted}, {"advantage", seqs[k].advantage}});
+                       {"finish_reason", cfg::name_of(c.finish_reason)},
+                       {"policy_version", g.policy_version},
+                       {"counted", seqs[k].counted},
+                       {"advantage", seqs[k].advantage}});
     }
   }
   return lines;

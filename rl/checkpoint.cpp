@@ -1,8 +1,8 @@
 #include "rl/checkpoint.hpp"
 
+#include <torch/optim/adamw.h>
 #include <boost/json.hpp>
 #include <random>
-#include <torch/optim/adamw.h>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
@@ -38,8 +38,8 @@ TrainerState parse_state(const fs::path& f) {
   json::Object o(v, f.string());
   TrainerState s{o.integer("step"), o.integer("version"), {}, o.string("shuffle_rng"), o.integer("world_size")};
   for (const auto& v : o.at("records_by_rank").as_array()) s.records_by_rank.push_back(v.as_int64());
-  R1_CHECK(static_cast<int64_t>(s.records_by_rank.size()) == s.world_size, "{}: records_by_rank has {} entries for {} ranks",
-           f.string(), s.records_by_rank.size(), s.world_size);
+  R1_CHECK(static_cast<int64_t>(s.records_by_rank.size()) == s.world_size,
+           "{}: records_by_rank has {} entries for {} ranks", f.string(), s.records_by_rank.size(), s.world_size);
   return s;
 }
 
@@ -100,12 +100,15 @@ std::optional<FoundCheckpoint> find_checkpoint(const fs::path& run_dir, std::vec
   std::vector<fs::path> all, interrupted;
   for (const auto& e : fs::directory_iterator(root)) {
     const std::string n = e.path().filename().string();
-    if (n.rfind('.', 0) == 0) interrupted.push_back(e.path());  // every temp name starts with '.'
-    else if (e.is_directory() && n.rfind("step-", 0) == 0) all.push_back(e.path());
+    if (n.rfind('.', 0) == 0)
+      interrupted.push_back(e.path());  // every temp name starts with '.'
+    else if (e.is_directory() && n.rfind("step-", 0) == 0)
+      all.push_back(e.path());
   }
   for (const auto& t : interrupted) {
     fs::remove_all(t);
-    if (skipped) skipped->push_back(fmt::format("{}: a save that was interrupted (its temp folder is removed)", t.string()));
+    if (skipped)
+      skipped->push_back(fmt::format("{}: a save that was interrupted (its temp folder is removed)", t.string()));
   }
   std::sort(all.rbegin(), all.rend());
   for (const auto& dir : all) {

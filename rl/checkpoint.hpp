@@ -19,10 +19,10 @@ class AdamW;
 namespace r1 {
 
 struct TrainerState {
-  int64_t step = 0;              // completed training steps
-  int64_t version = 0;           // weight version published after that step
+  int64_t step = 0;                      // completed training steps
+  int64_t version = 0;                   // weight version published after that step
   std::vector<int64_t> records_by_rank;  // dataset records each rank has drawn (data cursors)
-  std::string shuffle_rng;       // std::mt19937_64 state of the minibatch shuffler
+  std::string shuffle_rng;               // std::mt19937_64 state of the minibatch shuffler
   int64_t world_size = 1;
 };
 

@@ -45,7 +45,8 @@ LaunchEnv LaunchEnv::from_environment() {
   if (const char* a = std::getenv("MASTER_ADDR"); a && *a) e.master_addr = a;
   e.master_port = env_int("MASTER_PORT").value_or(29500);
   R1_CHECK(e.world_size >= 1 && e.rank >= 0 && e.rank < e.world_size,
-           "RANK={} is outside WORLD_SIZE={} (set by your launcher: r1 launch, torchrun or srun)", e.rank, e.world_size);
+           "RANK={} is outside WORLD_SIZE={} (set by your launcher: r1 launch, torchrun or srun)", e.rank,
+           e.world_size);
   return e;
 }
 
@@ -82,7 +83,8 @@ struct Distributed::Impl {
     b.work = pg->allreduce(flat);
   }
   void launch_ready_in_order(bool early) {
-    while (next_launch < buckets.size() && buckets[next_launch].ready == static_cast<int64_t>(buckets[next_launch].params.size())) {
+    while (next_launch < buckets.size() &&
+           buckets[next_launch].ready == static_cast<int64_t>(buckets[next_launch].params.size())) {
       launch(buckets[next_launch++]);
       stats.launched_early += early;
     }
@@ -228,8 +230,10 @@ void Distributed::finish_grad_sync() {
     int64_t off = 0;
     for (auto& p : b.params) {
       at::Tensor sum = b.flat.narrow(0, off, p.numel()).view_as(p);
-      if (p.grad().defined()) p.mutable_grad().copy_(sum);
-      else p.mutable_grad() = sum.clone();
+      if (p.grad().defined())
+        p.mutable_grad().copy_(sum);
+      else
+        p.mutable_grad() = sum.clone();
       off += p.numel();
     }
     b.flat = at::Tensor(), b.work.reset();

@@ -16,7 +16,6 @@
 
 namespace r1 {
 
-
 // Where this process sits in the job, from the environment.
 struct LaunchEnv {
   int64_t rank = 0, world_size = 1, local_rank = 0;
@@ -48,8 +47,8 @@ class Distributed {
   void arm_grad_sync();
   void finish_grad_sync();
   struct GradSyncStats {
-    int64_t buckets = 0;            // per sync
-    int64_t launched_early = 0;     // summed over syncs: buckets whose all-reduce began inside backward
+    int64_t buckets = 0;         // per sync
+    int64_t launched_early = 0;  // summed over syncs: buckets whose all-reduce began inside backward
     int64_t syncs = 0;
   };
   GradSyncStats grad_sync_stats() const;

@@ -96,7 +96,8 @@ EvalReport evaluate(Engine& engine, const Tokenizer& tokenizer, const std::vecto
   }
   rep.prompts = total;
   rep.samples = total * o.samples;
-  const double np = static_cast<double>(std::max<int64_t>(total, 1)), ns = static_cast<double>(std::max<int64_t>(rep.samples, 1));
+  const double np = static_cast<double>(std::max<int64_t>(total, 1)),
+               ns = static_cast<double>(std::max<int64_t>(rep.samples, 1));
   rep.pass_at_1 /= np;
   rep.pass_at_k /= np;
   rep.maj_at_k /= np;

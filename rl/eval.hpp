@@ -16,8 +16,8 @@
 namespace r1 {
 
 struct EvalOptions {
-  int64_t samples = 1;             // k
-  std::string accuracy_part;       // the reward part whose score >= 1 makes a sample correct
+  int64_t samples = 1;        // k
+  std::string accuracy_part;  // the reward part whose score >= 1 makes a sample correct
   int64_t prompts_per_batch = 8;
 };
 

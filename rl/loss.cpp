@@ -58,9 +58,7 @@ LossOutput grpo_loss(const LossInputs& in, const GrpoOptions& o, const LossNorm&
   at::Tensor masked = per_token * m;
   at::Tensor loss;
   switch (o.loss_aggregation) {
-    case LossAggregation::token_mean:
-      loss = masked.sum() / std::max(norm.tokens, 1.0);
-      break;
+    case LossAggregation::token_mean: loss = masked.sum() / std::max(norm.tokens, 1.0); break;
     case LossAggregation::seq_mean_token_mean:
       loss = (masked.sum(-1) / m.sum(-1).clamp_min(1.0)).sum() / std::max(norm.sequences, 1.0);
       break;

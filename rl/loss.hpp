@@ -25,9 +25,9 @@ struct LossInputs {
 
 // Totals over the whole optimizer step (all micro-batches, all ranks).
 struct LossNorm {
-  double sequences = 0;       // sequences in the step
-  double tokens = 0;          // masked tokens in the step
-  int64_t max_new_tokens = 0; // Dr. GRPO's constant length normaliser
+  double sequences = 0;        // sequences in the step
+  double tokens = 0;           // masked tokens in the step
+  int64_t max_new_tokens = 0;  // Dr. GRPO's constant length normaliser
 };
 
 // Sums over this micro-batch's masked tokens, as 0-dim float tensors on the loss's device, so a

@@ -30,81 +30,77 @@ enum class DistBackend { automatic, gloo, nccl };
 constexpr std::array<const char*, 3> enum_names(DistBackend) { return {"auto", "gloo", "nccl"}; }
 
 struct GrpoOptions {
-#define R1_GRPO_FIELDS(F)                                                                                      \
-  F(Advantage, advantage, Advantage::grpo,                                                                    \
-    "grpo: reward minus the group mean (scaled, see scale_rewards); rloo: reward minus the mean of the "       \
-    "other G-1 rewards", true)                                                                                \
-  F(ScaleRewards, scale_rewards, ScaleRewards::group,                                                         \
-    "grpo advantages divided by the std of the group (GRPO), of the whole batch, or not at all (Dr. GRPO)",  \
-    true)                                                                                                     \
-  F(double, epsilon_low, 0.2, "clip ratio below: 1 - epsilon_low", x >= 0 && x < 1)                           \
-  F(double, epsilon_high, 0.2, "clip ratio above: 1 + epsilon_high (DAPO clip-higher: 0.28)", x >= 0)         \
-  F(double, dual_clip, 0.0, "dual-clip constant c > 1 bounding the loss of negative advantages (0: off)",     \
-    x == 0 || x > 1)                                                                                          \
-  F(RatioLevel, ratio_level, RatioLevel::token, "importance ratio per token (GRPO) or per sequence (GSPO)",   \
-    true)                                                                                                     \
-  F(LossAggregation, loss_aggregation, LossAggregation::seq_mean_token_mean,                                  \
-    "seq-mean-token-mean (GRPO), token-mean (DAPO), seq-mean-token-sum-norm (Dr. GRPO: / max_new_tokens)",    \
-    true)                                                                                                     \
-  F(double, kl_coef, 0.0, "weight of the KL penalty to the frozen reference (0: no reference model kept)",    \
-    x >= 0)                                                                                                   \
-  F(KlEstimator, kl_estimator, KlEstimator::k3,                                                               \
-    "KL estimator: k1 (log ratio), k2 (half squared log ratio), k3", true)                                    \
-  F(double, entropy_coef, 0.0, "entropy bonus weight (entropy is always logged)", x >= 0)                     \
-  F(bool, dynamic_sampling, false, "drop groups whose rewards all agree and refill the batch (DAPO)", true)   \
-  F(int64_t, max_refill_rounds, 4, "dynamic sampling: extra generation rounds per step at most", x >= 0)      \
+#define R1_GRPO_FIELDS(F)                                                                                              \
+  F(Advantage, advantage, Advantage::grpo,                                                                             \
+    "grpo: reward minus the group mean (scaled, see scale_rewards); rloo: reward minus the mean of the "               \
+    "other G-1 rewards",                                                                                               \
+    true)                                                                                                              \
+  F(ScaleRewards, scale_rewards, ScaleRewards::group,                                                                  \
+    "grpo advantages divided by the std of the group (GRPO), of the whole batch, or not at all (Dr. GRPO)", true)      \
+  F(double, epsilon_low, 0.2, "clip ratio below: 1 - epsilon_low", x >= 0 && x < 1)                                    \
+  F(double, epsilon_high, 0.2, "clip ratio above: 1 + epsilon_high (DAPO clip-higher: 0.28)", x >= 0)                  \
+  F(double, dual_clip, 0.0, "dual-clip constant c > 1 bounding the loss of negative advantages (0: off)",              \
+    x == 0 || x > 1)                                                                                                   \
+  F(RatioLevel, ratio_level, RatioLevel::token, "importance ratio per token (GRPO) or per sequence (GSPO)", true)      \
+  F(LossAggregation, loss_aggregation, LossAggregation::seq_mean_token_mean,                                           \
+    "seq-mean-token-mean (GRPO), token-mean (DAPO), seq-mean-token-sum-norm (Dr. GRPO: / max_new_tokens)", true)       \
+  F(double, kl_coef, 0.0, "weight of the KL penalty to the frozen reference (0: no reference model kept)", x >= 0)     \
+  F(KlEstimator, kl_estimator, KlEstimator::k3, "KL estimator: k1 (log ratio), k2 (half squared log ratio), k3", true) \
+  F(double, entropy_coef, 0.0, "entropy bonus weight (entropy is always logged)", x >= 0)                              \
+  F(bool, dynamic_sampling, false, "drop groups whose rewards all agree and refill the batch (DAPO)", true)            \
+  F(int64_t, max_refill_rounds, 4, "dynamic sampling: extra generation rounds per step at most", x >= 0)               \
   F(bool, mask_truncated, false, "exclude completions cut at max_new_tokens from the loss", true)
   R1_CONFIG(GrpoOptions, R1_GRPO_FIELDS)
 };
 
 struct TrainOptions {
-#define R1_TRAIN_FIELDS(F)                                                                                     \
-  F(int64_t, steps, 100, "training steps (one step = prompts_per_step groups)", x >= 1)                      \
-  F(double, lr, 1e-6, "peak learning rate (AdamW)", x > 0 && x < 1)                                           \
-  F(int64_t, warmup_steps, 0, "linear warmup from 0 to lr over this many steps", x >= 0)                     \
-  F(LrSchedule, lr_schedule, LrSchedule::constant,                                                            \
-    "after warmup: constant or cosine (down to min_lr_ratio * lr)", true)                                     \
-  F(double, min_lr_ratio, 0.0, "cosine floor as a fraction of lr", x >= 0 && x <= 1)                          \
-  F(double, weight_decay, 0.0, "AdamW weight decay", x >= 0)                                                  \
-  F(double, adam_beta1, 0.9, "AdamW beta1", x >= 0 && x < 1)                                                  \
-  F(double, adam_beta2, 0.999, "AdamW beta2", x >= 0 && x < 1)                                                \
-  F(double, adam_eps, 1e-8, "AdamW epsilon", x > 0)                                                           \
-  F(double, max_grad_norm, 1.0, "clip the global gradient norm to this (0: no clipping)", x >= 0)             \
-  F(int64_t, inner_epochs, 1, "mu: passes over each step's samples against the stored old log-probs", x >= 1) \
-  F(int64_t, minibatches, 1, "optimizer updates per pass (the step's samples split evenly)", x >= 1)          \
-  F(int64_t, micro_batch, 16, "sequences per forward/backward (gradient accumulation inside a minibatch)",    \
-    x >= 1)                                                                                                   \
-  F(OldLogprobs, old_logprobs, OldLogprobs::rollout,                                                          \
-    "rollout: use the sampler's log-probs (tested equal to the trainer's forward); recompute: run a forward " \
-    "with the weights that sampled each group", true)                                                         \
-  F(std::string, accuracy_part, "",                                                                           \
-    "the reward part (a [[rewards.checkers]] name) whose score >= 1 makes a completion correct: training "    \
-    "accuracy, eval/accuracy and r1 eval's pass@k all use it; empty: the first part", true)                   \
-  F(int64_t, save_every, 0, "save a Hugging Face checkpoint every N steps (0: only at the end)", x >= 0)     \
-  F(int64_t, keep_checkpoints, 2, "checkpoints kept in the run directory", x >= 1)                           \
-  F(int64_t, log_samples_every, 1, "write the step's completions to samples.jsonl every N steps (0: never)", \
-    x >= 0)
+#define R1_TRAIN_FIELDS(F)                                                                                         \
+  F(int64_t, steps, 100, "training steps (one step = prompts_per_step groups)", x >= 1)                            \
+  F(double, lr, 1e-6, "peak learning rate (AdamW)", x > 0 && x < 1)                                                \
+  F(int64_t, warmup_steps, 0, "linear warmup from 0 to lr over this many steps", x >= 0)                           \
+  F(LrSchedule, lr_schedule, LrSchedule::constant, "after warmup: constant or cosine (down to min_lr_ratio * lr)", \
+    true)                                                                                                          \
+  F(double, min_lr_ratio, 0.0, "cosine floor as a fraction of lr", x >= 0 && x <= 1)                               \
+  F(double, weight_decay, 0.0, "AdamW weight decay", x >= 0)                                                       \
+  F(double, adam_beta1, 0.9, "AdamW beta1", x >= 0 && x < 1)                                                       \
+  F(double, adam_beta2, 0.999, "AdamW beta2", x >= 0 && x < 1)                                                     \
+  F(double, adam_eps, 1e-8, "AdamW epsilon", x > 0)                                                                \
+  F(double, max_grad_norm, 1.0, "clip the global gradient norm to this (0: no clipping)", x >= 0)                  \
+  F(int64_t, inner_epochs, 1, "mu: passes over each step's samples against the stored old log-probs", x >= 1)      \
+  F(int64_t, minibatches, 1, "optimizer updates per pass (the step's samples split evenly)", x >= 1)               \
+  F(int64_t, micro_batch, 16, "sequences per forward/backward (gradient accumulation inside a minibatch)", x >= 1) \
+  F(OldLogprobs, old_logprobs, OldLogprobs::rollout,                                                               \
+    "rollout: use the sampler's log-probs (tested equal to the trainer's forward); recompute: run a forward "      \
+    "with the weights that sampled each group",                                                                    \
+    true)                                                                                                          \
+  F(std::string, accuracy_part, "",                                                                                \
+    "the reward part (a [[rewards.checkers]] name) whose score >= 1 makes a completion correct: training "         \
+    "accuracy, eval/accuracy and r1 eval's pass@k all use it; empty: the first part",                              \
+    true)                                                                                                          \
+  F(int64_t, save_every, 0, "save a Hugging Face checkpoint every N steps (0: only at the end)", x >= 0)           \
+  F(int64_t, keep_checkpoints, 2, "checkpoints kept in the run directory", x >= 1)                                 \
+  F(int64_t, log_samples_every, 1, "write the step's completions to samples.jsonl every N steps (0: never)", x >= 0)
   R1_CONFIG(TrainOptions, R1_TRAIN_FIELDS)
 };
 
 struct EvalConfig {
-#define R1_EVAL_FIELDS(F)                                                                                      \
-  F(std::string, path, "", "held-out JSONL evaluated greedily before, during and after training (empty: none)", \
-    true)                                                                                                     \
-  F(int64_t, limit, 0, "evaluate the first N records (0: all)", x >= 0)                                       \
-  F(int64_t, every, 0, "evaluate every N steps (0: only before and after training)", x >= 0)                 \
+#define R1_EVAL_FIELDS(F)                                                                                             \
+  F(std::string, path, "", "held-out JSONL evaluated greedily before, during and after training (empty: none)", true) \
+  F(int64_t, limit, 0, "evaluate the first N records (0: all)", x >= 0)                                               \
+  F(int64_t, every, 0, "evaluate every N steps (0: only before and after training)", x >= 0)                          \
   F(int64_t, max_new_tokens, 0, "completion budget at eval (0: as [sampling])", x >= 0)
   R1_CONFIG(EvalConfig, R1_EVAL_FIELDS)
 };
 
 struct DistributedOptions {
-#define R1_DISTRIBUTED_FIELDS(F)                                                                           \
-  F(DistBackend, backend, DistBackend::automatic, "auto (NCCL for CUDA devices, else Gloo), gloo or nccl", \
-    true)                                                                                                  \
-  F(int64_t, timeout_s, 300, "a collective or rendezvous that takes longer fails the run", x >= 1)         \
-  F(int64_t, checksum_every, 10, "compare the weight checksum across ranks every N steps (0: never)", x >= 0) \
-  F(double, bucket_mb, 25, "gradient all-reduce bucket size in MiB; each bucket starts as soon as backward " \
-    "has produced its gradients, overlapping communication with the rest of backward", x > 0)
+#define R1_DISTRIBUTED_FIELDS(F)                                                                                 \
+  F(DistBackend, backend, DistBackend::automatic, "auto (NCCL for CUDA devices, else Gloo), gloo or nccl", true) \
+  F(int64_t, timeout_s, 300, "a collective or rendezvous that takes longer fails the run", x >= 1)               \
+  F(int64_t, checksum_every, 10, "compare the weight checksum across ranks every N steps (0: never)", x >= 0)    \
+  F(double, bucket_mb, 25,                                                                                       \
+    "gradient all-reduce bucket size in MiB; each bucket starts as soon as backward "                            \
+    "has produced its gradients, overlapping communication with the rest of backward",                           \
+    x > 0)
   R1_CONFIG(DistributedOptions, R1_DISTRIBUTED_FIELDS)
 };
 

@@ -2,13 +2,13 @@
 
 #include <unistd.h>
 
-#include <boost/json.hpp>
-#include <chrono>
-#include <set>
-#include <cmath>
-#include <fstream>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <set>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
@@ -67,10 +67,14 @@ void init_weights(CausalLM& m, uint64_t seed) {
   const double std = 0.02, out_std = 0.02 / std::sqrt(2.0 * static_cast<double>(m->config().num_hidden_layers));
   for (auto& p : m->named_parameters()) {
     const std::string& n = p.key();
-    if (n.find("norm") != std::string::npos) p.value().fill_(1.0);
-    else if (n.find(".bias") != std::string::npos) p.value().zero_();
-    else if (n.find("o_proj") != std::string::npos || n.find("down_proj") != std::string::npos) p.value().normal_(0, out_std);
-    else p.value().normal_(0, std);
+    if (n.find("norm") != std::string::npos)
+      p.value().fill_(1.0);
+    else if (n.find(".bias") != std::string::npos)
+      p.value().zero_();
+    else if (n.find("o_proj") != std::string::npos || n.find("down_proj") != std::string::npos)
+      p.value().normal_(0, out_std);
+    else
+      p.value().normal_(0, std);
   }
 }
 
@@ -110,7 +114,8 @@ PretrainSummary pretrain(const PretrainOptions& o, bool progress) {
   at::Tensor all = at::tensor(stream, at::kLong);
   for (int64_t step = 0; step < o.steps; ++step) {
     double lr = o.lr;
-    if (step < o.warmup_steps) lr = o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
+    if (step < o.warmup_steps)
+      lr = o.lr * static_cast<double>(step + 1) / static_cast<double>(o.warmup_steps);
     else {
       const double p = static_cast<double>(step - o.warmup_steps) / std::max<double>(1.0, o.steps - o.warmup_steps);
       lr = o.lr * (0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * p)));
@@ -133,10 +138,12 @@ PretrainSummary pretrain(const PretrainOptions& o, bool progress) {
     sum.tokens += o.batch * o.seq_len;
     if (progress && (tty || step % 50 == 0 || step + 1 == o.steps)) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      std::string line = fmt::format("pretrain step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s", step + 1, o.steps, l,
-                                     lr, static_cast<double>(sum.tokens) / secs);
-      if (tty) fmt::print(stderr, "\r\033[K{}{}", line, step + 1 == o.steps ? "\n" : "");
-      else fmt::print(stderr, "{}\n", line);
+      std::string line = fmt::format("pretrain step {}/{} | loss {:.4f} | lr {:.2e} | {:.0f} tok/s", step + 1, o.steps,
+                                     l, lr, static_cast<double>(sum.tokens) / secs);
+      if (tty)
+        fmt::print(stderr, "\r\033[K{}{}", line, step + 1 == o.steps ? "\n" : "");
+      else
+        fmt::print(stderr, "{}\n", line);
     }
   }
   save_pretrained(model, o.out, {.copy_tokenizer_from = o.tokenizer});

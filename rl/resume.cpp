@@ -31,8 +31,8 @@ ResumePoint plan_resume(const std::filesystem::path& run_dir, int64_t rank, int6
   R1_CHECK(even && total % world == 0 && n % world == 0 && n % st.world_size == 0,
            "resume: the checkpoint was written by {} rank(s) that drew {} records; {} ranks can continue it only "
            "when every rank drew the same number (no dynamic sampling) and both the records drawn ({}) and the "
-           "dataset's records ({}) divide by both rank counts", st.world_size, fmt::join(st.records_by_rank, "/"),
-           world, total, n);
+           "dataset's records ({}) divide by both rank counts",
+           st.world_size, fmt::join(st.records_by_rank, "/"), world, total, n);
   p.consumed = total / world;
   p.shuffle_rng.seed(seed ^ 0x5eedULL ^ static_cast<uint64_t>(st.step));
   return p;

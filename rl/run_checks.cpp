@@ -21,7 +21,8 @@ namespace {
 
 void check_model(const PolicyOptions& m) {
   const fs::path dir = m.model_dir();
-  if (!fs::is_directory(dir)) fail("model.path: {} is not a folder (expected config.json and *.safetensors)", dir.string());
+  if (!fs::is_directory(dir))
+    fail("model.path: {} is not a folder (expected config.json and *.safetensors)", dir.string());
   if (!fs::exists(dir / "config.json")) fail("model.path: {} has no config.json", dir.string());
   ModelConfig::from_file(dir / "config.json");
   if (!fs::exists(dir / "tokenizer.json")) fail("model.path: {} has no tokenizer.json", dir.string());
@@ -37,8 +38,11 @@ void check_objective(const RunConfig& cfg) {
 void check_accuracy_part(const RunConfig& cfg) {
   const std::vector<std::string> parts = rewards::part_names(cfg.rewards);
   if (std::find(parts.begin(), parts.end(), cfg.accuracy_part()) == parts.end())
-    fail("train.accuracy_part: '{}' is not a reward part; the parts are: {} (a part is named by its [[rewards.checkers]] "
-         "entry's name, else its checker)", cfg.accuracy_part(), fmt::join(parts, ", "));
+    fail(
+        "train.accuracy_part: '{}' is not a reward part; the parts are: {} (a part is named by its "
+        "[[rewards.checkers]] "
+        "entry's name, else its checker)",
+        cfg.accuracy_part(), fmt::join(parts, ", "));
 }
 
 }  // namespace
@@ -63,8 +67,8 @@ void check_run_config(const RunConfig& cfg) {
     check("eval.path: ", [&] { check_first_record(eo); });
   }
   if (problems.empty()) return;
-  std::string all = problems.size() == 1 ? "config error: " + problems[0]
-                                         : fmt::format("{} config errors:", problems.size());
+  std::string all =
+      problems.size() == 1 ? "config error: " + problems[0] : fmt::format("{} config errors:", problems.size());
   if (problems.size() > 1)
     for (const auto& p : problems) all += "\n  " + p;
   throw ConfigError(all);

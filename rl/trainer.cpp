@@ -153,9 +153,10 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
                          .stream_offset = rank_,
                          .threads = cfg_.rollout.threads > 0 ? cfg_.rollout.threads : cfg_.model.threads});
   const TrainOptions& t = cfg_.train;
-  opt_ = std::make_unique<torch::optim::AdamW>(
-      policy_->parameters(),
-      torch::optim::AdamWOptions(t.lr).betas({t.adam_beta1, t.adam_beta2}).eps(t.adam_eps).weight_decay(t.weight_decay));
+  opt_ = std::make_unique<torch::optim::AdamW>(policy_->parameters(), torch::optim::AdamWOptions(t.lr)
+                                                                          .betas({t.adam_beta1, t.adam_beta2})
+                                                                          .eps(t.adam_eps)
+                                                                          .weight_decay(t.weight_decay));
   if (setup_.resume)
     resume_ = plan_resume(run_dir_, rank_, world_, static_cast<int64_t>(dataset_->size()),
                           static_cast<uint64_t>(cfg_.run.seed));
@@ -207,19 +208,19 @@ TrainSummary Trainer::run() {
     const auto t_step = Clock::now();
     StepMetrics m;
     if (cfg_.rollout.max_policy_lag >= 1 && !last(step)) pool_->request(per_step_);  // overlaps this step
-    StepGroups groups = collect(m);                                        // 1. rollouts and rewards
-    std::vector<Sequence> seqs = make_sequences(groups.kept, cfg_.grpo);  // 2. advantages
+    StepGroups groups = collect(m);                                                  // 1. rollouts and rewards
+    std::vector<Sequence> seqs = make_sequences(groups.kept, cfg_.grpo);             // 2. advantages
     const auto t_train = Clock::now();
-    score_old_and_reference(seqs, m);                                      // 3. old and reference log-probs
-    const double tokens = update(seqs, step, m);                           // 4. policy update
+    score_old_and_reference(seqs, m);             // 3. old and reference log-probs
+    const double tokens = update(seqs, step, m);  // 4. policy update
     const double t = since(t_train);
     m.time_train.add(t);
     m.train_tokens_per_s.add_rate(tokens, t);
-    publish(step, m);                                                      // 5. weights to the workers
-    boost::json::object line = log_step(step, m, groups, seqs);           // 6. metrics and samples
-    evaluate_if_due(step, line);                                           // 7. held-out eval
+    publish(step, m);                                            // 5. weights to the workers
+    boost::json::object line = log_step(step, m, groups, seqs);  // 6. metrics and samples
+    evaluate_if_due(step, line);                                 // 7. held-out eval
     if (log_) log_->log_step(line);
-    checkpoint_if_due(step);                                               // 8. checkpoint
+    checkpoint_if_due(step);  // 8. checkpoint
     progress_.step(step + 1, line, since(t_step));
     test_seam::crash_point(test_seam::Point::after_step, step + 1, rank_);
   }
@@ -287,7 +288,8 @@ double Trainer::update(const std::vector<Sequence>& seqs, int64_t step, StepMetr
   if (dist_.active()) {  // the share of gradient buckets whose all-reduce overlapped backward
     const Distributed::GradSyncStats after = dist_.grad_sync_stats();
     const double launched = static_cast<double>(after.buckets * (after.syncs - before.syncs));
-    if (launched > 0) m.overlapped_buckets.add_total(static_cast<double>(after.launched_early - before.launched_early), launched);
+    if (launched > 0)
+      m.overlapped_buckets.add_total(static_cast<double>(after.launched_early - before.launched_early), launched);
   }
   return tokens;
 }
@@ -328,7 +330,8 @@ void Trainer::checkpoint_if_due(int64_t step) {
   std::ostringstream rng_state;
   rng_state << shuffle_rng_;
   log_->sync();
-  save_checkpoint(run_dir_, policy_, *opt_, ref_ ? &*ref_ : nullptr, {step + 1, version_, by_rank, rng_state.str(), world_},
+  save_checkpoint(run_dir_, policy_, *opt_, ref_ ? &*ref_ : nullptr,
+                  {step + 1, version_, by_rank, rng_state.str(), world_},
                   {.tokenizer_from = cfg_.model.model_dir(), .keep = cfg_.train.keep_checkpoints});
 }
 

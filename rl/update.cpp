@@ -29,14 +29,14 @@ namespace {
 
 // A micro-batch as padded [b, T] tensors on the model's device, T = its longest completion.
 struct MicroForward {
-  at::Tensor logprobs, entropy;          // [b, T] current policy (differentiable)
-  at::Tensor mask;                       // [b, T] 1 for completion tokens that count
-  at::Tensor old_logprobs, ref_logprobs; // [b, T]
-  at::Tensor advantages;                 // [b]
+  at::Tensor logprobs, entropy;           // [b, T] current policy (differentiable)
+  at::Tensor mask;                        // [b, T] 1 for completion tokens that count
+  at::Tensor old_logprobs, ref_logprobs;  // [b, T]
+  at::Tensor advantages;                  // [b]
 };
 
-MicroForward forward_micro(CausalLM& model, const std::vector<const Sequence*>& seqs, double temperature,
-                           bool with_ref, bool entropy) {
+MicroForward forward_micro(CausalLM& model, const std::vector<const Sequence*>& seqs, double temperature, bool with_ref,
+                           bool entropy) {
   const int64_t b = static_cast<int64_t>(seqs.size());
   std::vector<CompletionRef> rows;
   int64_t T = 1;
@@ -86,8 +86,9 @@ void score_logprobs(CausalLM& model, const std::vector<Sequence*>& seqs, double 
                     LogprobSlot slot) {
   at::NoGradGuard ng;
   for (size_t s = 0; s < seqs.size(); s += static_cast<size_t>(micro)) {
-    std::vector<const Sequence*> part(seqs.begin() + static_cast<std::ptrdiff_t>(s),
-                                      seqs.begin() + static_cast<std::ptrdiff_t>(std::min(seqs.size(), s + static_cast<size_t>(micro))));
+    std::vector<const Sequence*> part(
+        seqs.begin() + static_cast<std::ptrdiff_t>(s),
+        seqs.begin() + static_cast<std::ptrdiff_t>(std::min(seqs.size(), s + static_cast<size_t>(micro))));
     std::vector<CompletionRef> rows;
     for (const Sequence* q : part) rows.push_back({q->ids.data(), q->prompt_len, q->comp_len, q->group});
     at::Tensor lp = completion_logprobs(*model, rows, {.temperature = temperature, .chunk_rows = 1024})
@@ -105,9 +106,9 @@ void score_logprobs(CausalLM& model, const std::vector<Sequence*>& seqs, double 
 
 // Device-side sums of one step's update, read back once at its end.
 struct PolicyUpdate::Pass {
-  bool first = true;        // the first of the μ passes: the statistics of the sampling policy
-  bool pre_update = true;   // no optimizer step yet in this step
-  int64_t version = 0;      // the weights the step starts from
+  bool first = true;       // the first of the μ passes: the statistics of the sampling policy
+  bool pre_update = true;  // no optimizer step yet in this step
+  int64_t version = 0;     // the weights the step starts from
   at::Tensor kl, entropy, clip_low, clip_high, ratio, ratio_max, tokens;
   at::Tensor mismatch, mismatch_max, mismatch_tokens;
   at::Tensor loss;  // the updates' objectives, summed (each is the sum over its micro-batches)
@@ -127,7 +128,8 @@ double PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, dou
   pass.version = version;
   std::vector<size_t> order(seqs.size());
   std::iota(order.begin(), order.end(), 0);
-  const size_t per_mb = (seqs.size() + static_cast<size_t>(s_.train.minibatches) - 1) / static_cast<size_t>(s_.train.minibatches);
+  const size_t per_mb =
+      (seqs.size() + static_cast<size_t>(s_.train.minibatches) - 1) / static_cast<size_t>(s_.train.minibatches);
   for (int64_t epoch = 0; epoch < s_.train.inner_epochs && !seqs.empty(); ++epoch) {
     std::shuffle(order.begin(), order.end(), rng);
     for (size_t b = 0; b < seqs.size(); b += per_mb) {
@@ -186,7 +188,8 @@ void PolicyUpdate::minibatch(const std::vector<const Sequence*>& mb, Pass& pass)
 void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const LossNorm& norm, Pass& pass) {
   const bool with_ref = s_.grpo.kl_coef > 0;
   MicroForward f = forward_micro(model_, part, s_.temperature, with_ref, /*entropy=*/true);  // entropy is always logged
-  LossOutput out = grpo_loss({f.logprobs, f.old_logprobs, f.ref_logprobs, f.entropy, f.advantages, f.mask}, s_.grpo, norm);
+  LossOutput out =
+      grpo_loss({f.logprobs, f.old_logprobs, f.ref_logprobs, f.entropy, f.advantages, f.mask}, s_.grpo, norm);
   out.loss.backward();
   accumulate(pass.loss, out.loss.detach());
   for (const Sequence* q : part) pass.train_tokens += static_cast<double>(q->ids.size());
@@ -204,8 +207,8 @@ void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const Lo
     for (const Sequence* q : part) same.push_back(q->policy_version == pass.version ? 1.f : 0.f);
     if (std::find(same.begin(), same.end(), 1.f) == same.end()) return;
     at::NoGradGuard ng;
-    at::Tensor rows = at::tensor(same).to(f.mask.device()).unsqueeze(1);                 // [b, 1]
-    at::Tensor gap = (f.logprobs.detach() - f.old_logprobs).abs() * f.mask * rows;      // [b, T]
+    at::Tensor rows = at::tensor(same).to(f.mask.device()).unsqueeze(1);            // [b, 1]
+    at::Tensor gap = (f.logprobs.detach() - f.old_logprobs).abs() * f.mask * rows;  // [b, T]
     accumulate(pass.mismatch, gap.sum());
     accumulate_max(pass.mismatch_max, gap.max());
     accumulate(pass.mismatch_tokens, (f.mask * rows).sum());

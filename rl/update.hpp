@@ -26,8 +26,8 @@ class Distributed;
 struct Sequence {
   std::vector<TokenId> ids;  // prompt + completion
   int64_t prompt_len = 0, comp_len = 0;
-  int64_t group = 0;           // the step's group: sequences of one group share their prompt
-  int64_t policy_version = 0;  // the weights that sampled it
+  int64_t group = 0;                    // the step's group: sequences of one group share their prompt
+  int64_t policy_version = 0;           // the weights that sampled it
   std::vector<float> sampler_logprobs;  // [comp_len] recorded by the rollout worker
   std::vector<float> old_logprobs;      // [comp_len] the ratio's denominator (sampler's or recomputed)
   std::vector<float> ref_logprobs;      // [comp_len] the frozen reference's (kl_coef > 0)

@@ -24,8 +24,10 @@ std::string fill_template(const std::string& tmpl, const boost::json::object& re
       std::string key = tmpl.substr(i + 1, end - i - 1);
       auto it = record.find(key);
       R1_CHECK(it != record.end(), "{}: prompt_template uses {{{}}} but the record has no field '{}'", where, key, key);
-      if (it->value().is_string()) out += it->value().get_string();
-      else out += boost::json::serialize(it->value());
+      if (it->value().is_string())
+        out += it->value().get_string();
+      else
+        out += boost::json::serialize(it->value());
       i = end;
     } else {
       out += c;
@@ -98,7 +100,8 @@ void Dataset::make_order() {
   // Every rank sees the same global order and takes every world_size-th record of it, so the
   // ranks together cover each epoch once whatever their number.
   order_.clear();
-  for (size_t i = static_cast<size_t>(rank_); i < all.size(); i += static_cast<size_t>(world_size_)) order_.push_back(all[i]);
+  for (size_t i = static_cast<size_t>(rank_); i < all.size(); i += static_cast<size_t>(world_size_))
+    order_.push_back(all[i]);
 }
 
 const PromptRecord& Dataset::next() {

@@ -14,10 +14,10 @@
 namespace r1 {
 
 struct PromptRecord {
-  int64_t index = 0;             // line-order index in the file (stable id, also the sampling stream)
-  std::string prompt;            // the filled template
-  boost::json::object reference; // the reference fields
-  boost::json::object record;    // the whole record
+  int64_t index = 0;              // line-order index in the file (stable id, also the sampling stream)
+  std::string prompt;             // the filled template
+  boost::json::object reference;  // the reference fields
+  boost::json::object record;     // the whole record
 };
 
 // Fills `tmpl` from `record`; throws naming the placeholder and `where` when a field is missing.
@@ -31,7 +31,7 @@ class Dataset {
  public:
   explicit Dataset(const DatasetOptions& options, int64_t rank = 0, int64_t world_size = 1);
 
-  size_t size() const { return records_.size(); }   // records in the whole file (after limit)
+  size_t size() const { return records_.size(); }  // records in the whole file (after limit)
   const PromptRecord& at(size_t i) const { return records_.at(i); }
 
   // The next record for this rank: epochs go on forever, each shuffled with (seed, epoch).

@@ -60,7 +60,8 @@ std::vector<Completion> Engine::generate(const std::vector<GenerationRequest>& r
   size_t first = 0;
   while (first < requests.size()) {
     size_t count = 0, rows = 0;
-    while (first + count < requests.size() && rows + requests[first + count].n <= static_cast<size_t>(options_.max_batch))
+    while (first + count < requests.size() &&
+           rows + requests[first + count].n <= static_cast<size_t>(options_.max_batch))
       rows += requests[first + count++].n;
     run_batch(requests, first, count, s, out, offsets);
     first += count;
@@ -85,7 +86,8 @@ void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t fi
   for (const auto& st : s.stop) max_stop_bytes = std::max(max_stop_bytes, st.size());
 
   // Prefill the distinct prompts, left-padded: ids [R, P], validity [R, S], positions [R, P].
-  at::Tensor ids = at::zeros({R, P}, at::kLong), valid = at::zeros({R, S}, at::kBool), pos = at::zeros({R, P}, at::kLong);
+  at::Tensor ids = at::zeros({R, P}, at::kLong), valid = at::zeros({R, S}, at::kBool),
+             pos = at::zeros({R, P}, at::kLong);
   auto ids_a = ids.accessor<int64_t, 2>();
   auto pos_a = pos.accessor<int64_t, 2>();
   for (int64_t r = 0; r < R; ++r) {
@@ -173,7 +175,8 @@ void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t fi
 
     // Compact finished rows out of the batch once enough have finished.
     if (finished_since_compaction > 0 &&
-        finished_since_compaction >= std::max<int64_t>(1, static_cast<int64_t>(options_.compact_fraction * rows.size()))) {
+        finished_since_compaction >=
+            std::max<int64_t>(1, static_cast<int64_t>(options_.compact_fraction * rows.size()))) {
       std::vector<int64_t> keep;
       std::vector<Row> kept_rows;
       for (size_t b = 0; b < rows.size(); ++b)

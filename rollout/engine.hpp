@@ -16,8 +16,8 @@ namespace r1 {
 
 struct GenerationRequest {
   std::vector<TokenId> prompt;
-  int64_t n = 1;           // samples of this prompt
-  uint64_t stream = 0;     // random-stream id (e.g. the dataset index): sample j draws from (seed, stream, j)
+  int64_t n = 1;        // samples of this prompt
+  uint64_t stream = 0;  // random-stream id (e.g. the dataset index): sample j draws from (seed, stream, j)
 };
 
 enum class FinishReason { stop, length };  // a stop token or string / the max_new_tokens budget
@@ -28,12 +28,12 @@ struct Completion {
   std::vector<float> logprobs;  // per token, under softmax(logits / temperature)
   std::string text;             // decoded tokens (the stop token id excluded; see include_stop_str)
   FinishReason finish_reason = FinishReason::length;
-  int64_t request = 0;          // index into the requests
-  int64_t sample = 0;           // 0 .. n-1
+  int64_t request = 0;  // index into the requests
+  int64_t sample = 0;   // 0 .. n-1
 };
 
 struct EngineOptions {
-  int64_t max_batch = 64;        // sequences decoded together
+  int64_t max_batch = 64;          // sequences decoded together
   double compact_fraction = 0.25;  // compact when this fraction of rows has finished
 };
 

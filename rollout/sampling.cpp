@@ -50,13 +50,15 @@ SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, 
     return {tok, lp};
   }
   at::Tensor scaled = o.temperature == 1.0 ? logits : logits / o.temperature;
-  at::Tensor logp = scaled.log_softmax(-1);                        // [B, V]
-  at::Tensor probs = filter_logits(scaled, o).softmax(-1);          // [B, V]
-  at::Tensor cdf = probs.cumsum(-1);                                // [B, V]
+  at::Tensor logp = scaled.log_softmax(-1);                 // [B, V]
+  at::Tensor probs = filter_logits(scaled, o).softmax(-1);  // [B, V]
+  at::Tensor cdf = probs.cumsum(-1);                        // [B, V]
   std::vector<double> u(B);
   for (int64_t b = 0; b < B; ++b) u[b] = rngs[b]->uniform();
-  at::Tensor uu = at::tensor(u, at::kDouble).to(cdf.device(), at::kFloat).unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1);
-  at::Tensor tok = at::searchsorted(cdf, uu, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(logits.size(1) - 1);
+  at::Tensor uu =
+      at::tensor(u, at::kDouble).to(cdf.device(), at::kFloat).unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1);
+  at::Tensor tok =
+      at::searchsorted(cdf, uu, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(logits.size(1) - 1);
   // Guard against rounding at the top of the cdf landing on a filtered token.
   at::Tensor chosen_p = probs.gather(1, tok.unsqueeze(1)).squeeze(1);
   tok = at::where(chosen_p > 0, tok, probs.argmax(-1));

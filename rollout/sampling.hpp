@@ -13,7 +13,6 @@
 
 namespace r1 {
 
-
 // One deterministic random stream per sequence.
 class SequenceRng {
  public:

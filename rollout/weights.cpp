@@ -52,7 +52,8 @@ uint64_t WeightStore::publish(torch::nn::Module& trainer_model, int64_t version)
   auto snap = std::make_shared<WeightSnapshot>();
   snap->version = version;
   at::NoGradGuard ng;
-  for (auto& [name, t] : sorted_params(trainer_model)) snap->tensors.emplace_back(name, t.detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));
+  for (auto& [name, t] : sorted_params(trainer_model))
+    snap->tensors.emplace_back(name, t.detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));
   snap->checksum = checksum_of(snap->tensors);
   std::lock_guard<std::mutex> lock(mu_);
   R1_CHECK(snaps_.empty() || version > snaps_.rbegin()->first, "weight sync: version {} is not newer than {}", version,
@@ -93,9 +94,10 @@ bool install_weights(torch::nn::Module& model, const WeightSnapshot& snap, int64
   }
   uint64_t got = weights_checksum(model);
   if (got != snap.checksum)
-    fail("weight sync v{}: checksum of the worker's weights {:016x} != trainer's {:016x}: the worker would sample "
-         "from weights the trainer never had",
-         snap.version, got, snap.checksum);
+    fail(
+        "weight sync v{}: checksum of the worker's weights {:016x} != trainer's {:016x}: the worker would sample "
+        "from weights the trainer never had",
+        snap.version, got, snap.checksum);
   *installed_version = snap.version;
   return true;
 }

@@ -34,7 +34,7 @@ class WeightStore {
   uint64_t publish(torch::nn::Module& trainer_model, int64_t version);
   std::shared_ptr<const WeightSnapshot> latest() const;
   std::shared_ptr<const WeightSnapshot> get(int64_t version) const;  // throws if no longer kept
-  int64_t version() const;  // -1 before the first publish
+  int64_t version() const;                                           // -1 before the first publish
 
  private:
   mutable std::mutex mu_;

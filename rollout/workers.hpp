@@ -24,7 +24,7 @@
 namespace r1 {
 
 struct ScoredGroup {
-  int64_t sequence = 0;        // position in request order
+  int64_t sequence = 0;  // position in request order
   int64_t worker = 0;
   int64_t policy_version = 0;  // the weights every completion of this group was sampled from
   PromptRecord prompt;

@@ -51,7 +51,8 @@ struct FixtureSkips : doctest::IReporter {
   void test_case_skipped(const doctest::TestCaseData& tc) override {
     const auto& missing = r1::test::missing_fixtures();
     auto it = missing.find(tc.m_name);
-    if (it != missing.end() && g_filters.selects(tc.m_name)) g_skipped.push_back(std::string(tc.m_name) + ": " + it->second);
+    if (it != missing.end() && g_filters.selects(tc.m_name))
+      g_skipped.push_back(std::string(tc.m_name) + ": " + it->second);
   }
   void report_query(const doctest::QueryData&) override {}
   void test_run_start() override {}
@@ -86,8 +87,8 @@ int main(int argc, char** argv) {
   if (context.shouldExit() || rc != 0) return rc;
   if (g_skipped.empty()) return 0;
   const bool ci = std::getenv("CI") != nullptr;
-  std::fprintf(stderr, "[r1] %s %zu test case(s) for missing fixtures:\n", ci ? "FAILED: CI has every fixture, but skipped"
-                                                                              : "SKIPPED", g_skipped.size());
+  std::fprintf(stderr, "[r1] %s %zu test case(s) for missing fixtures:\n",
+               ci ? "FAILED: CI has every fixture, but skipped" : "SKIPPED", g_skipped.size());
   for (const auto& s : g_skipped) std::fprintf(stderr, "[r1]   %s\n", s.c_str());
   return ci ? 1 : r1::test::kSkipExitCode;
 }

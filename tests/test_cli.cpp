@@ -19,7 +19,9 @@ namespace {
 
 using Result = r1::test::ProcessResult;
 
-Result run_r1(const std::string& args) { return r1::test::run_shell((r1::test::binary_dir() / "r1").string() + " " + args); }
+Result run_r1(const std::string& args) {
+  return r1::test::run_shell((r1::test::binary_dir() / "r1").string() + " " + args);
+}
 
 std::string write_tmp(const std::string& name, const std::string& text) {
   auto path = std::filesystem::temp_directory_path() / name;
@@ -38,7 +40,7 @@ TEST_CASE("every subcommand has --help") {
     CHECK(r.code == 0);
     CHECK(has(r.out, "Usage"));
   }
-  CHECK(run_r1("").code == 2);                 // a subcommand is required
+  CHECK(run_r1("").code == 2);  // a subcommand is required
   CHECK(run_r1("no-such-command").code == 2);
 }
 
@@ -60,8 +62,8 @@ TEST_CASE("config check: valid file exits 0, errors exit 2 with location and did
 TEST_CASE("config check runs every check r1 train runs; r1 train refuses the same config with exit 2, nothing made") {
   const std::string tiny = (r1::test::source_dir() / "models" / "tiny").string();
   const std::string data = (r1::test::source_dir() / "data" / "arith" / "heldout.jsonl").string();
-  const std::string good = "[model]\npath = \"" + tiny + "\"\n[data]\npath = \"" + data +
-                           "\"\nprompt_template = \"Q: {question} A:\"\n";
+  const std::string good =
+      "[model]\npath = \"" + tiny + "\"\n[data]\npath = \"" + data + "\"\nprompt_template = \"Q: {question} A:\"\n";
   struct Bad {
     std::string toml, error;
   };
@@ -73,13 +75,16 @@ TEST_CASE("config check runs every check r1 train runs; r1 train refuses the sam
        "train.accuracy_part: 'format' is not a reward part"},
       {good + "[[rewards.checkers]]\nchecker = \"math\"\n[eval]\npath = \"/nonexistent/eval.jsonl\"\n",
        "eval.path: dataset /nonexistent/eval.jsonl: cannot open"},
-      {"[model]\npath = \"/nonexistent/model\"\n[data]\npath = \"" + data + "\"\nprompt_template = \"{question}\"\n"
+      {"[model]\npath = \"/nonexistent/model\"\n[data]\npath = \"" + data +
+           "\"\nprompt_template = \"{question}\"\n"
            "[[rewards.checkers]]\nchecker = \"math\"\n",
        "model.path: /nonexistent/model is not a folder"},
-      {"[model]\npath = \"" + tiny + "\"\n[data]\npath = \"" + data + "\"\nprompt_template = \"{problem}\"\n"
+      {"[model]\npath = \"" + tiny + "\"\n[data]\npath = \"" + data +
+           "\"\nprompt_template = \"{problem}\"\n"
            "[[rewards.checkers]]\nchecker = \"math\"\n",
        "prompt_template uses {problem} but the record has no field 'problem'"},
-      {good + "[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.plugins]]\nname = \"kw\"\nlibrary = \"/nonexistent/kw.so\"\n",
+      {good + "[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.plugins]]\nname = \"kw\"\nlibrary = "
+              "\"/nonexistent/kw.so\"\n",
        "rewards.plugins[kw].library: /nonexistent/kw.so does not exist"},
   };
   for (size_t i = 0; i < bad.size(); ++i) {
@@ -95,7 +100,8 @@ TEST_CASE("config check runs every check r1 train runs; r1 train refuses the sam
     CHECK_MESSAGE(has(train.out, bad[i].error), train.out);
     CHECK_FALSE(std::filesystem::exists(run_dir));  // exit 2: nothing was started
   }
-  Result ok = run_r1("config check " + write_tmp("r1_check_ok.toml", good + "[[rewards.checkers]]\nchecker = \"math\"\n"));
+  Result ok =
+      run_r1("config check " + write_tmp("r1_check_ok.toml", good + "[[rewards.checkers]]\nchecker = \"math\"\n"));
   CHECK_MESSAGE(ok.code == 0, ok.out);
 }
 
@@ -103,9 +109,10 @@ TEST_CASE("rewards score and eval build their checkers in the one factory: code 
   const std::string cfg = write_tmp("r1_code_rewards.toml",
                                     "[sandbox]\nparallelism = 1\nwall_timeout_ms = 4000\n"
                                     "[rewards]\n[[rewards.checkers]]\nchecker = \"code\"\ncode.timeout_ms = 3000\n");
-  const std::string in = write_tmp("r1_code_samples.jsonl",
-                                   "{\"completion\": \"def add(a, b):\\n    return a + b\\n\", \"test\": \"def check(c):\\n"
-                                   "    assert c(1, 2) == 3\\n\", \"entry_point\": \"add\"}\n");
+  const std::string in =
+      write_tmp("r1_code_samples.jsonl",
+                "{\"completion\": \"def add(a, b):\\n    return a + b\\n\", \"test\": \"def check(c):\\n"
+                "    assert c(1, 2) == 3\\n\", \"entry_point\": \"add\"}\n");
   Result scored = run_r1("rewards score --config " + cfg + " -i " + in);
   CHECK_MESSAGE(scored.code == 0, scored.out);
   CHECK(has(scored.out, "\"score\":1"));
@@ -115,7 +122,8 @@ TEST_CASE("rewards score and eval build their checkers in the one factory: code 
   CHECK(has(bad_sandbox.out, "did you mean 'sandbox.parallelism'"));
   // r1 eval with the code checker on HumanEval-format records.
   const std::string code = (r1::test::fixtures() / "recipes" / "code.jsonl").string();
-  Result eval = run_r1("eval --data " + code + " --template '{prompt}' --reference-fields prompt,test,entry_point "
+  Result eval = run_r1("eval --data " + code +
+                       " --template '{prompt}' --reference-fields prompt,test,entry_point "
                        "--checker code --limit 2 --max-new-tokens 8");
   CHECK_MESSAGE(eval.code == 0, eval.out);
   CHECK(has(eval.out, "pass@1"));
@@ -166,7 +174,9 @@ TEST_CASE("generate: greedy on the embedded default model, deterministic, JSON o
   CHECK(has(a.out, "\"prompt_ids\":[5,6,7]"));
   CHECK(has(a.out, "\"finish_reason\":\"length\""));
   Result b = run_r1("generate --prompt-ids 5,6,7 --max-new-tokens 8 --json --ignore-eos");
-  auto ids = [](const std::string& s) { return s.substr(s.find("\"ids\""), s.find("]", s.find("\"ids\"")) - s.find("\"ids\"")); };
+  auto ids = [](const std::string& s) {
+    return s.substr(s.find("\"ids\""), s.find("]", s.find("\"ids\"")) - s.find("\"ids\""));
+  };
   CHECK(ids(a.out) == ids(b.out));
   Result text = run_r1("generate --prompt \"Natalia sold 48 clips\" --max-new-tokens 4");
   CHECK(text.code == 0);
@@ -211,15 +221,21 @@ TEST_CASE("rewards serve: the r1 program serves /healthz and /v1/score over loop
   const std::string cfg = (r1::test::source_dir() / "configs" / "serve.toml").string();
   const std::string exe = (r1::test::binary_dir() / "r1").string();
   // bash's /dev/tcp speaks HTTP/1.1 without needing curl on the machine.
-  std::string script =
-      "set -e; " + exe + " rewards serve --port " + port + " --config " + cfg + " 2>/dev/null & pid=$!; "
-      "for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/" + port + ") 2>/dev/null && break; sleep 0.1; done; "
-      "req() { exec 3<>/dev/tcp/127.0.0.1/" + port + "; printf \"$1\" >&3; cat <&3; exec 3>&-; }; "
-      "req 'GET /healthz HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n'; echo; "
-      "body='{\"samples\":[{\"completion\":\"<think>a</think> <answer>72</answer>\",\"reference\":{\"answer\":\"#### 72\"}}]}'; "
-      "req \"POST /v1/score HTTP/1.1\\r\\nHost: t\\r\\nContent-Type: application/json\\r\\nContent-Length: ${#body}\\r\\n"
-      "Connection: close\\r\\n\\r\\n$body\"; echo; "
-      "kill -TERM $pid; wait $pid; echo exit=$?";
+  std::string script = "set -e; " + exe + " rewards serve --port " + port + " --config " + cfg +
+                       " 2>/dev/null & pid=$!; "
+                       "for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/" +
+                       port +
+                       ") 2>/dev/null && break; sleep 0.1; done; "
+                       "req() { exec 3<>/dev/tcp/127.0.0.1/" +
+                       port +
+                       "; printf \"$1\" >&3; cat <&3; exec 3>&-; }; "
+                       "req 'GET /healthz HTTP/1.1\\r\\nHost: t\\r\\nConnection: close\\r\\n\\r\\n'; echo; "
+                       "body='{\"samples\":[{\"completion\":\"<think>a</think> "
+                       "<answer>72</answer>\",\"reference\":{\"answer\":\"#### 72\"}}]}'; "
+                       "req \"POST /v1/score HTTP/1.1\\r\\nHost: t\\r\\nContent-Type: "
+                       "application/json\\r\\nContent-Length: ${#body}\\r\\n"
+                       "Connection: close\\r\\n\\r\\n$body\"; echo; "
+                       "kill -TERM $pid; wait $pid; echo exit=$?";
   std::string path = write_tmp("r1_serve_test.sh", script);
   std::string out = r1::test::run_shell("bash " + path).out;
   CHECK(has(out, "\"status\":\"ok\""));

@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "rl/run_config.hpp"
 #include "common/config.hpp"
+#include "rl/run_config.hpp"
 
 namespace fs = std::filesystem;
 using r1::RunConfig;
@@ -15,26 +15,26 @@ namespace cfg = r1::cfg;
 namespace {
 
 struct Inner {
-#define R1_TEST_INNER_FIELDS(F)                                      \
-  F(std::string, checker, "math", "checker name", !x.empty())        \
+#define R1_TEST_INNER_FIELDS(F)                               \
+  F(std::string, checker, "math", "checker name", !x.empty()) \
   F(double, weight, 1.0, "weight", x >= 0)
   R1_CONFIG(Inner, R1_TEST_INNER_FIELDS)
 };
 
 struct Section {
-#define R1_TEST_SECTION_FIELDS(F)                                                  \
-  F(int64_t, steps, 10, "number of steps", x >= 1 && x <= 1000)                    \
-  F(double, lr, 1e-6, "learning rate", x > 0)                                      \
-  F(bool, enabled, true, "switch", true)                                           \
-  F(std::string, mode, "a", "a | b", x == "a" || x == "b")                         \
+#define R1_TEST_SECTION_FIELDS(F)                               \
+  F(int64_t, steps, 10, "number of steps", x >= 1 && x <= 1000) \
+  F(double, lr, 1e-6, "learning rate", x > 0)                   \
+  F(bool, enabled, true, "switch", true)                        \
+  F(std::string, mode, "a", "a | b", x == "a" || x == "b")      \
   F(std::vector<int64_t>, ids, (std::vector<int64_t>{1, 2}), "some ids", true)
   R1_CONFIG(Section, R1_TEST_SECTION_FIELDS)
 };
 
 struct Root {
-#define R1_TEST_ROOT_FIELDS(F)                                    \
-  F(std::string, name, "run", "name", true)                       \
-  F(Section, train, {}, "training", true)                         \
+#define R1_TEST_ROOT_FIELDS(F)              \
+  F(std::string, name, "run", "name", true) \
+  F(Section, train, {}, "training", true)   \
   F(std::vector<Inner>, rewards, {}, "reward terms", true)
   R1_CONFIG(Root, R1_TEST_ROOT_FIELDS)
 };
@@ -74,7 +74,8 @@ checker = "format"
 weight = 0.5
 [[rewards]]
 checker = "math"
-)", "run.toml");
+)",
+                             "run.toml");
   Root r = cfg::from_table<Root>(t);
   CHECK(r.name == "x");
   CHECK(r.train.steps == 5);
@@ -129,7 +130,7 @@ TEST_CASE("TOML syntax errors give file:line:column") {
 TEST_CASE("--set overrides any field and is validated like the file") {
   auto t = cfg::parse_string("[train]\nsteps = 3\n", "run.toml");
   cfg::apply_override(t, "train.steps=7");
-  cfg::apply_override(t, "train.mode=b");        // bare string
+  cfg::apply_override(t, "train.mode=b");  // bare string
   cfg::apply_override(t, "name=\"quoted\"");
   cfg::apply_override(t, "train.ids=[4, 5]");
   Root r = cfg::from_table<Root>(t);

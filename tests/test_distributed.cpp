@@ -24,13 +24,15 @@ Run sh(const std::string& cmd) { return r1::test::run_shell(cmd); }
 
 fs::path setup_dir() {
   fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "distributed";
-  r1::test::write_tiny_run(d, "[rollout]\ngroup_size = 4\nprompts_per_step = 4\nprompts_per_batch = 2\nmax_batch = 8\n"
-                              "[grpo]\nkl_coef = 0.05\n[train]\nsteps = 3\nlr = 1e-4\nmicro_batch = 3\n"
-                              // With Adam's default eps (1e-8), gradient entries near 1e-8 (the tied lm_head rows of
-                              // rare tokens) move by up to lr on their sign alone, so reduction-order rounding could
-                              // show up as lr-sized weight differences; 1e-6 keeps their updates proportional.
-                              "adam_eps = 1e-6\n"
-                              "[distributed]\ntimeout_s = 10\nchecksum_every = 1\nbucket_mb = 0.05\n");  // ~8 buckets of 430 KB
+  r1::test::write_tiny_run(
+      d,
+      "[rollout]\ngroup_size = 4\nprompts_per_step = 4\nprompts_per_batch = 2\nmax_batch = 8\n"
+      "[grpo]\nkl_coef = 0.05\n[train]\nsteps = 3\nlr = 1e-4\nmicro_batch = 3\n"
+      // With Adam's default eps (1e-8), gradient entries near 1e-8 (the tied lm_head rows of
+      // rare tokens) move by up to lr on their sign alone, so reduction-order rounding could
+      // show up as lr-sized weight differences; 1e-6 keeps their updates proportional.
+      "adam_eps = 1e-6\n"
+      "[distributed]\ntimeout_s = 10\nchecksum_every = 1\nbucket_mb = 0.05\n");  // ~8 buckets of 430 KB
   return d;
 }
 
@@ -43,10 +45,12 @@ TEST_CASE("two ranks over loopback equal one rank with the same global batch") {
   const std::string cfg = (d / "run.toml").string();
   Run one = sh(r1_exe() + " train " + cfg + " --quiet --run-dir " + (d / "one").string());
   REQUIRE(one.code == 0);
-  Run two = sh(r1_exe() + " launch --nproc 2 --master-port 29731 -- train " + cfg + " --quiet --run-dir " + (d / "two").string());
+  Run two = sh(r1_exe() + " launch --nproc 2 --master-port 29731 -- train " + cfg + " --quiet --run-dir " +
+               (d / "two").string());
   CAPTURE(two.out);
   REQUIRE(two.code == 0);
-  r1::SafetensorsReader a(d / "one" / "model"), b(d / "two" / "model"), base(r1::test::source_dir() / "models" / "tiny");
+  r1::SafetensorsReader a(d / "one" / "model"), b(d / "two" / "model"),
+      base(r1::test::source_dir() / "models" / "tiny");
   double worst = 0, moved = 0;
   for (const auto& [name, e] : a.entries()) {
     worst = std::max(worst, (a.get(name) - b.get(name)).abs().max().item<double>());
@@ -90,16 +94,19 @@ TEST_CASE("resume with a different number of ranks: two ranks save, one rank con
   fs::path d = setup_dir();
   const std::string cfg = (d / "run.toml").string();
   REQUIRE(sh(r1_exe() + " train " + cfg + " --quiet --run-dir " + (d / "one").string()).code == 0);
-  Run killed = sh("R1_TEST_CRASH=after_step:2 " + r1_exe() + " launch --nproc 2 --master-port 29735 --grace 30 -- train " +
-                  cfg + " --quiet --set train.save_every=1 --run-dir " + (d / "two").string());
+  Run killed =
+      sh("R1_TEST_CRASH=after_step:2 " + r1_exe() + " launch --nproc 2 --master-port 29735 --grace 30 -- train " + cfg +
+         " --quiet --set train.save_every=1 --run-dir " + (d / "two").string());
   CHECK(killed.code != 0);
   Run resumed = sh(r1_exe() + " train --quiet --resume " + (d / "two").string());
   CAPTURE(resumed.out);
   REQUIRE(resumed.code == 0);
   r1::SafetensorsReader a(d / "one" / "model"), b(d / "two" / "model");
   double worst = 0;
-  for (const auto& [name, e] : a.entries()) worst = std::max(worst, (a.get(name) - b.get(name)).abs().max().item<double>());
+  for (const auto& [name, e] : a.entries())
+    worst = std::max(worst, (a.get(name) - b.get(name)).abs().max().item<double>());
   MESSAGE("1 rank vs (2 ranks, then resumed on 1): max weight difference " << worst);
   CHECK(worst <= 1e-6);
-  CHECK(r1::read_file(d / "two" / "metrics.jsonl").find("\"step\":3") != std::string::npos);  // the resumed run finished
+  CHECK(r1::read_file(d / "two" / "metrics.jsonl").find("\"step\":3") !=
+        std::string::npos);  // the resumed run finished
 }

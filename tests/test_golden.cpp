@@ -70,7 +70,8 @@ std::vector<ScoredGroup> groups_of(const boost::json::object& fx) {
   for (size_t i = 0; i < comps.size(); ++i) {
     ScoredGroup& g = groups[i / static_cast<size_t>(G)];
     if (g.prompt_ids.empty())
-      for (const auto& t : prompts[i / static_cast<size_t>(G)].as_array()) g.prompt_ids.push_back(static_cast<TokenId>(t.as_int64()));
+      for (const auto& t : prompts[i / static_cast<size_t>(G)].as_array())
+        g.prompt_ids.push_back(static_cast<TokenId>(t.as_int64()));
     Completion c;
     for (const auto& t : comps[i].as_array()) c.tokens.push_back(static_cast<TokenId>(t.as_int64()));
     for (const auto& l : old[i].as_array()) c.logprobs.push_back(static_cast<float>(l.to_number<double>()));
@@ -118,7 +119,8 @@ TEST_CASE("one whole GRPO step equals TRL's GRPOTrainer: advantages, loss, gradi
     at::Tensor lp = expect.get("logprobs");  // [8, 6] zero-padded
     for (size_t i = 0; i < scored.size(); ++i)
       for (int64_t t = 0; t < scored[i].comp_len; ++t)
-        CHECK(scored[i].ref_logprobs[t] == doctest::Approx(lp[static_cast<int64_t>(i)][t].item<double>()).epsilon(1e-5));
+        CHECK(scored[i].ref_logprobs[t] ==
+              doctest::Approx(lp[static_cast<int64_t>(i)][t].item<double>()).epsilon(1e-5));
 
     // One step of the trainer's update: loss, backward, AdamW.
     torch::optim::AdamW opt(model->parameters(), torch::optim::AdamWOptions(train.lr)
@@ -129,7 +131,9 @@ TEST_CASE("one whole GRPO step equals TRL's GRPOTrainer: advantages, loss, gradi
     StepMetrics m;
     std::mt19937_64 rng(1);
     PolicyUpdate(model, opt, one_rank,
-                 {.grpo = grpo, .train = train, .temperature = 1.0,
+                 {.grpo = grpo,
+                  .train = train,
+                  .temperature = 1.0,
                   .max_new_tokens = static_cast<int64_t>(num(c.at("r1").as_object(), "sampling.max_new_tokens"))})
         .run(seqs, 0, train.lr, rng, m);
     CHECK(m.loss.value(Reduce::mean) == doctest::Approx(num(c, "loss")).epsilon(1e-5));

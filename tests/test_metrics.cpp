@@ -2,8 +2,8 @@
 // HTML charts, and the logic of `r1 curves` and `r1 samples`.
 #include <doctest/doctest.h>
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -121,8 +121,10 @@ std::string xml_problem(std::string_view x) {
     char quote = 0;
     for (; gt < x.size(); ++gt) {  // the end of the tag, skipping quoted attribute values
       if (quote) {
-        if (x[gt] == quote) quote = 0;
-        else if (x[gt] == '<') return "'<' in an attribute value";
+        if (x[gt] == quote)
+          quote = 0;
+        else if (x[gt] == '<')
+          return "'<' in an attribute value";
       } else if (x[gt] == '"' || x[gt] == '\'') {
         quote = x[gt];
       } else if (x[gt] == '>') {
@@ -164,10 +166,10 @@ TEST_CASE("RunLog: one readable line per step, read back as series") {
   std::string text = r1::read_file(d / "metrics.jsonl");
   auto lines = lines_of(text);
   REQUIRE(lines.size() == 3);
-  CHECK(lines[0].rfind("{\"step\":1,\"time\":", 0) == 0);  // step and time first
-  CHECK(has(lines[0], "\"reward/mean\":0.5"));             // not Boost's 5E-1
+  CHECK(lines[0].rfind("{\"step\":1,\"time\":", 0) == 0);               // step and time first
+  CHECK(has(lines[0], "\"reward/mean\":0.5"));                          // not Boost's 5E-1
   CHECK(lines[1].rfind("{\"step\":2,\"time\":1700000000.5,", 0) == 0);  // a given time is kept
-  CHECK(has(lines[1], "\"kl\":null"));                     // NaN has no JSON form
+  CHECK(has(lines[1], "\"kl\":null"));                                  // NaN has no JSON form
 
   MetricsLog m = read_metrics(d);
   CHECK(m.steps == 3);
@@ -176,10 +178,10 @@ TEST_CASE("RunLog: one readable line per step, read back as series") {
   CHECK(values(m, "reward/mean") == std::vector<double>{0.5, 0.75, 1.0});
   CHECK(steps(m, "accuracy") == std::vector<int64_t>{1, 2});
   CHECK(steps(m, "eval/accuracy") == std::vector<int64_t>{3});  // eval keys only on some steps
-  CHECK(values(m, "truncated") == std::vector<double>{1.0});   // booleans as 0/1
+  CHECK(values(m, "truncated") == std::vector<double>{1.0});    // booleans as 0/1
   CHECK_FALSE(m.has("kl"));                                     // only nulls: nothing to draw
   CHECK_FALSE(m.has("time"));
-  CHECK_FALSE(m.has("note"));                                   // strings are not series
+  CHECK_FALSE(m.has("note"));  // strings are not series
 }
 
 TEST_CASE("RunLog: rejects lines without an integer step and nested metrics") {
@@ -225,9 +227,10 @@ TEST_CASE("reader: a torn last line is skipped with a warning, a bad line elsewh
 }
 
 TEST_CASE("reader: a restart from an earlier step replaces the later lines") {
-  MetricsLog m = parse_metrics("{\"step\":1,\"kl\":1}\n{\"step\":2,\"kl\":2}\n{\"step\":3,\"kl\":3}\n"
-                               "{\"step\":2,\"kl\":20}\n{\"step\":3,\"kl\":30}\n{\"step\":4,\"kl\":40}\n",
-                               "m.jsonl");
+  MetricsLog m = parse_metrics(
+      "{\"step\":1,\"kl\":1}\n{\"step\":2,\"kl\":2}\n{\"step\":3,\"kl\":3}\n"
+      "{\"step\":2,\"kl\":20}\n{\"step\":3,\"kl\":30}\n{\"step\":4,\"kl\":40}\n",
+      "m.jsonl");
   CHECK(steps(m, "kl") == std::vector<int64_t>{1, 2, 3, 4});
   CHECK(values(m, "kl") == std::vector<double>{1, 20, 30, 40});
   REQUIRE(m.warnings.size() == 1);
@@ -320,8 +323,8 @@ TEST_CASE("terminal chart: rows, columns, y labels with min and max, step range"
   auto lines = lines_of(chart);
   REQUIRE(lines.size() == 1 + 8 + 2);  // title, plot rows, axis, step labels
   CHECK(lines[0] == "reward/mean  last 0.9 at step 100");
-  CHECK(y_label(lines[1]) == "0.9");  // the maximum on the top row
-  CHECK(y_label(lines[8]) == "0.1");  // the minimum on the bottom row
+  CHECK(y_label(lines[1]) == "0.9");     // the maximum on the top row
+  CHECK(y_label(lines[8]) == "0.1");     // the minimum on the bottom row
   CHECK(y_label(lines[5]) == "0.4484");  // row 4 of 8, at its centre: 0.9 - 17.5/31 * 0.8
   CHECK(y_label(lines[2]) == "");
   const size_t axis = columns(lines[1].substr(0, lines[1].find("┤")));  // labels are right-aligned
@@ -330,22 +333,27 @@ TEST_CASE("terminal chart: rows, columns, y labels with min and max, step range"
     CAPTURE(r);
     CHECK(columns(lines[static_cast<size_t>(r)]) == axis + 1 + 40);  // label, axis, 40 cells
   }
-  CHECK(lines[9] == std::string(axis, ' ') + "└" + [] { std::string s; for (int i = 0; i < 40; ++i) s += "─"; return s; }());
+  CHECK(lines[9] == std::string(axis, ' ') + "└" + [] {
+    std::string s;
+    for (int i = 0; i < 40; ++i) s += "─";
+    return s;
+  }());
   CHECK(lines[10].rfind(std::string(axis + 1, ' ') + "1 ", 0) == 0);  // the first step under the first cell
-  CHECK(lines[10].size() - lines[10].rfind("100") == 3);  // the last step ends the axis
+  CHECK(lines[10].size() - lines[10].rfind("100") == 3);              // the last step ends the axis
   CHECK(has(lines[10], "step"));
   // A rising line: the first cell is drawn on the bottom row, the last on the top row.
   CHECK(lines[8].substr(lines[8].find("┤") + 3, 3) != " ");
   CHECK(lines[1].substr(lines[1].size() - 3) != " ");
-  CHECK(has(chart, "\xe2\xa0"));  // braille block U+28xx
+  CHECK(has(chart, "\xe2\xa0"));     // braille block U+28xx
   CHECK_FALSE(has(chart, "\x1b["));  // no colour codes off a tty
 }
 
 TEST_CASE("terminal chart: several runs in colours on a tty, glyphs otherwise") {
   MetricsLog a = read_metrics(make_run("term_a", 50)), b = read_metrics(make_run("term_b", 80, 0.5));
-  Figure fig{{"term_a", "term_b"},
-             {Panel{"reward/mean", {Curve{0, a.at("reward/mean").points, {}}, Curve{1, b.at("reward/mean").points, {}}}}},
-             0};
+  Figure fig{
+      {"term_a", "term_b"},
+      {Panel{"reward/mean", {Curve{0, a.at("reward/mean").points, {}}, Curve{1, b.at("reward/mean").points, {}}}}},
+      0};
   std::string colored = render_terminal(fig, 0, TermStyle{50, 10, true});
   CHECK(has(colored, "\x1b[34m"));  // run 0 in blue
   CHECK(has(colored, "\x1b[33m"));  // run 1 in yellow
@@ -527,8 +535,8 @@ TEST_CASE("r1 samples: best and worst by reward, limit, wrapping, unsafe text") 
       xs.push_back(x);
     }
     log.log_samples(2, xs);
-    log.log_samples(3, bj::array{bj::object{{"completion", std::string(300, 'x') + " \x1b[31mred\x1b[0m end"},
-                                            {"reward", 0}}});
+    log.log_samples(
+        3, bj::array{bj::object{{"completion", std::string(300, 'x') + " \x1b[31mred\x1b[0m end"}, {"reward", 0}}});
   }
   auto order = [](const std::string& text) {
     std::vector<int> out;
@@ -543,7 +551,8 @@ TEST_CASE("r1 samples: best and worst by reward, limit, wrapping, unsafe text") 
   o.order = SamplesOptions::Order::best;
   run_samples(o, best, err);
   CHECK(order(best.str()) == std::vector<int>{1, 4, 0, 2, 3});  // no reward: last
-  CHECK(has(best.str(), "step 2 · 5 samples in 2 groups · reward mean 0.5625, min 0, max 1 · showing the 5 best by reward"));
+  CHECK(has(best.str(),
+            "step 2 · 5 samples in 2 groups · reward mean 0.5625, min 0, max 1 · showing the 5 best by reward"));
   CHECK(has(best.str(), "── #1 · reward 1 · group 0 · sample 1 ─"));
   CHECK(has(best.str(), "parts  math 1 · format 1"));
   CHECK(has(best.str(), "reason checked"));

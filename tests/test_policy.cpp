@@ -1,28 +1,28 @@
 // The policy model against Hugging Face transformers (committed fixtures from
 // scripts/fixtures/make_policy_fixtures.py): logits within 1e-4 in float32 (greedy tokens through
-// the rollout engine: test_rollout.cpp), every weight loaded, cached == uncached, chunked log-probs == dense, bit-identical save
-// round trips, and clear errors for broken checkpoints and configs.
+// the rollout engine: test_rollout.cpp), every weight loaded, cached == uncached, chunked log-probs == dense,
+// bit-identical save round trips, and clear errors for broken checkpoints and configs.
 #include <doctest/doctest.h>
 
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/autograd.h>
 #include <boost/json.hpp>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
-#include <ATen/Parallel.h>
-#include <condition_variable>
 #include <mutex>
 #include <thread>
-#include <torch/csrc/autograd/autograd.h>
 
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "common/json.hpp"
 #include "policy/checkpoint.hpp"
 #include "policy/completions.hpp"
+#include "policy/cpu_kernels.hpp"
 #include "policy/device.hpp"
 #include "policy/fused_ops.hpp"
-#include "policy/onednn.hpp"
-#include "policy/cpu_kernels.hpp"
 #include "policy/logprobs.hpp"
+#include "policy/onednn.hpp"
 #include "policy/safetensors.hpp"
 #include "test_paths.hpp"
 
@@ -99,8 +99,9 @@ TEST_CASE("logits match transformers within 1e-4 (float32)") {
 TEST_CASE("every checkpoint tensor is loaded, bit for bit, under its Hugging Face name") {
   for (const auto& name : kModels) {
     CAPTURE(name);
-    CausalLM m = load_pretrained(model_dir(name), at::TensorOptions().dtype(
-                                                      name.find("bf16") != std::string::npos ? at::kBFloat16 : at::kFloat));
+    CausalLM m =
+        load_pretrained(model_dir(name),
+                        at::TensorOptions().dtype(name.find("bf16") != std::string::npos ? at::kBFloat16 : at::kFloat));
     SafetensorsReader r(model_dir(name));
     auto params = m->named_parameters();
     CHECK(params.size() == r.entries().size());
@@ -184,8 +185,10 @@ TEST_CASE("shared-prefix forward equals each row's own forward, hidden states an
 
     SharedPrefixHidden sh = m->hidden_shared({prefix, at::tensor(plen), suffix, at::tensor(of)});
     at::Tensor loss = at::zeros({});
-    for (int64_t u = 0; u < 2; ++u) loss = loss + (sh.prefix[u].narrow(0, 0, plen[u]) * probe_p[u].narrow(0, 0, plen[u])).sum();
-    for (int64_t b = 0; b < 4; ++b) loss = loss + (sh.suffix[b].narrow(0, 0, slen[b]) * probe_s[b].narrow(0, 0, slen[b])).sum();
+    for (int64_t u = 0; u < 2; ++u)
+      loss = loss + (sh.prefix[u].narrow(0, 0, plen[u]) * probe_p[u].narrow(0, 0, plen[u])).sum();
+    for (int64_t b = 0; b < 4; ++b)
+      loss = loss + (sh.suffix[b].narrow(0, 0, slen[b]) * probe_s[b].narrow(0, 0, slen[b])).sum();
     std::vector<at::Tensor> params = m->parameters();
     auto g_shared = torch::autograd::grad({loss}, params, {}, {}, false, /*allow_unused=*/true);  // lm_head: unused
 
@@ -222,8 +225,8 @@ TEST_CASE("shared-prefix forward equals each row's own forward, hidden states an
     CausalLM m = load_f32(model_dir("qwen3"));
     const std::vector<TokenId> a = {5, 6, 7, 8, 9, 10, 11, 12}, a2 = {5, 6, 7, 8, 13}, b = {20, 21, 22, 23, 24, 25},
                                c = {30, 31};
-    const std::vector<CompletionRef> rows = {{a.data(), 4, 4, 0}, {a2.data(), 4, 1, 0}, {b.data(), 2, 4, 1},
-                                             {c.data(), 2, 0, 2}};
+    const std::vector<CompletionRef> rows = {
+        {a.data(), 4, 4, 0}, {a2.data(), 4, 1, 0}, {b.data(), 2, 4, 1}, {c.data(), 2, 0, 2}};
     at::Tensor probe = at::randn({4, 4});
     at::Tensor lp = completion_logprobs(*m, rows, {.temperature = 0.7}).logprobs;  // [4, 4]
     REQUIRE(lp.sizes() == at::IntArrayRef({4, 4}));
@@ -238,8 +241,9 @@ TEST_CASE("shared-prefix forward equals each row's own forward, hidden states an
       std::vector<int64_t> seq(r.tokens, r.tokens + r.prompt_len + r.completion_len);
       at::Tensor ids = at::tensor(seq, at::kLong);
       at::Tensor h = m->hidden({ids.unsqueeze(0)})[0].narrow(0, r.prompt_len - 1, r.completion_len);
-      at::Tensor own = token_logprobs(h, m->lm_head_weight(), ids.narrow(0, r.prompt_len, r.completion_len),
-                                      {.temperature = 0.7}).logprobs;
+      at::Tensor own =
+          token_logprobs(h, m->lm_head_weight(), ids.narrow(0, r.prompt_len, r.completion_len), {.temperature = 0.7})
+              .logprobs;
       worst = std::max(worst, (own - lp[i].narrow(0, 0, r.completion_len)).abs().max().item<double>());
       ref_loss = ref_loss + (own * probe[i].narrow(0, 0, r.completion_len)).sum();
     }
@@ -264,7 +268,7 @@ TEST_CASE("fused CPU decode steps equal the generic cached forward (padding, GQA
     CAPTURE(name);
     CausalLM m = load_f32(model_dir(name));
     Parity p = parity(name);
-    const int64_t B = p.ids.size(0), P = 10, steps = 6;  // prefill 10 left-padded tokens, decode 6
+    const int64_t B = p.ids.size(0), P = 10, steps = 6;     // prefill 10 left-padded tokens, decode 6
     at::Tensor valid = p.mask.to(at::kBool);                // [B, 16]
     at::Tensor pos = (p.mask.cumsum(-1) - 1).clamp_min(0);  // [B, 16]
     KVCache fused = KVCache::allocate(m->config(), B, 16, m->options());
@@ -275,8 +279,9 @@ TEST_CASE("fused CPU decode steps equal the generic cached forward (padding, GQA
     prefill(fused), prefill(plain);
     for (int64_t t = P; t < P + steps; ++t) {
       at::Tensor a = m->decode(p.ids.select(1, t), pos.select(1, t), valid, fused);  // [B, H]
-      at::Tensor b = m->hidden({p.ids.narrow(1, t, 1), pos.narrow(1, t, 1), causal_mask(valid.narrow(1, 0, t + 1), 1)},
-                               &plain).squeeze(1);
+      at::Tensor b =
+          m->hidden({p.ids.narrow(1, t, 1), pos.narrow(1, t, 1), causal_mask(valid.narrow(1, 0, t + 1), 1)}, &plain)
+              .squeeze(1);
       REQUIRE(a.isfinite().all().item<bool>());
       REQUIRE(b.isfinite().all().item<bool>());
       CHECK((a - b).abs().max().item<double>() <= 1e-5);
@@ -284,8 +289,10 @@ TEST_CASE("fused CPU decode steps equal the generic cached forward (padding, GQA
     }
     CHECK(fused.length == plain.length);
     for (size_t l = 0; l < fused.k.size(); ++l) {  // the cache slots each path wrote
-      CHECK((fused.k[l].narrow(2, 0, P + steps) - plain.k[l].narrow(2, 0, P + steps)).abs().max().item<double>() <= 1e-5);
-      CHECK((fused.v[l].narrow(2, 0, P + steps) - plain.v[l].narrow(2, 0, P + steps)).abs().max().item<double>() <= 1e-5);
+      CHECK((fused.k[l].narrow(2, 0, P + steps) - plain.k[l].narrow(2, 0, P + steps)).abs().max().item<double>() <=
+            1e-5);
+      CHECK((fused.v[l].narrow(2, 0, P + steps) - plain.v[l].narrow(2, 0, P + steps)).abs().max().item<double>() <=
+            1e-5);
     }
   }
 }
@@ -326,7 +333,8 @@ TEST_CASE("shared-prefix KV caches decode like per-sample copies of the prompt's
     // Compaction keeps each row's prefix: drop the first sample of every prompt.
     at::Tensor keep = at::arange(1, 2 * R, 2, at::kLong);
     fused.select_rows(keep), copies.select_rows(keep);
-    at::Tensor ids = cont.index_select(0, keep).select(1, 0), ps = rows_pos.index_select(0, keep).select(1, P + steps - 1) + 1;
+    at::Tensor ids = cont.index_select(0, keep).select(1, 0),
+               ps = rows_pos.index_select(0, keep).select(1, P + steps - 1) + 1;
     at::Tensor kv = at::ones({R, P + steps + 1}, at::kBool);
     kv.narrow(1, 0, 16).copy_(rows_valid.index_select(0, keep));
     at::Tensor a = m->decode(ids, ps, kv, fused);
@@ -352,7 +360,7 @@ TEST_CASE("oneDNN linear equals at::linear, values and gradients, and steps asid
     CHECK((cpu::linear(x, w, {}) - at::linear(x, w)).abs().max().item<double>() <= 1e-4);
   }
   if (onednn::linear_applies(x, w)) {
-    CHECK(!onednn::linear_applies(at::randn({63, 96}), w));                    // few rows: MKL or r1's kernel
+    CHECK(!onednn::linear_applies(at::randn({63, 96}), w));  // few rows: MKL or r1's kernel
     CHECK(!onednn::linear_applies(x.to(at::kDouble), w.to(at::kDouble)));
   }
 }
@@ -364,7 +372,10 @@ TEST_CASE("pin_cpu_threads: a thread keeps its count when another thread sets it
   int seen = 0;
   std::thread a([&] {
     pin_cpu_threads(2);
-    { std::lock_guard<std::mutex> l(mu); stage = 1; }
+    {
+      std::lock_guard<std::mutex> l(mu);
+      stage = 1;
+    }
     cv.notify_all();
     std::unique_lock<std::mutex> l(mu);
     cv.wait(l, [&] { return stage == 2; });
@@ -407,7 +418,7 @@ TEST_CASE("the few-row weight-streaming GEMM equals at::linear, and steps aside 
     }
   at::Tensor x3 = at::randn({2, 3, 32}), w = at::randn({5, 32});
   CHECK(cpu::linear(x3, w, {}).sizes() == at::IntArrayRef({2, 3, 5}));
-  CHECK(!cpu::small_linear_applies(at::randn({17, 32}), w));               // many rows, small weights: MKL
+  CHECK(!cpu::small_linear_applies(at::randn({17, 32}), w));  // many rows, small weights: MKL
   // Up to 64 rows for weights of >= 1 MiB (multi-threaded over weight groups), and the same result.
   at::Tensor big = at::randn({2100, 128}) * 0.1, bb = at::randn({2100});
   for (int64_t rows : {17, 33, 64}) {
@@ -430,22 +441,22 @@ TEST_CASE("the few-row weight-streaming GEMM equals at::linear, and steps aside 
 TEST_CASE("chunked token log-probs and entropies equal the dense log_softmax, with gradients") {
   at::manual_seed(3);
   for (auto [N, chunk] : {std::pair<int64_t, int64_t>{37, 8}, {150, 64}})  // 64+ rows: oneDNN GEMMs on AVX-512
-  for (double temp : {1.0, 0.7}) {
-    CAPTURE(N);
-    at::Tensor h = at::randn({N, 16}, at::kFloat).requires_grad_(true);
-    at::Tensor w = (at::randn({80, 16}, at::kFloat) * 0.5).requires_grad_(true);
-    at::Tensor tgt = at::randint(0, 80, {N}, at::kLong);
-    at::Tensor g1 = at::randn({N}), g2 = at::randn({N});
-    LogprobOptions o{.temperature = temp, .chunk_rows = chunk, .entropy = true};
-    auto a = token_logprobs(h, w, tgt, o);
-    auto gha = torch::autograd::grad({a.logprobs, a.entropy}, {h, w}, {g1, g2});
-    auto b = token_logprobs_dense(h, w, tgt, o);
-    auto ghb = torch::autograd::grad({b.logprobs, b.entropy}, {h, w}, {g1, g2});
-    CHECK((a.logprobs - b.logprobs).abs().max().item<double>() <= 1e-5);
-    CHECK((a.entropy - b.entropy).abs().max().item<double>() <= 1e-5);
-    CHECK((gha[0] - ghb[0]).abs().max().item<double>() <= 1e-5);
-    CHECK((gha[1] - ghb[1]).abs().max().item<double>() <= 1e-5);
-  }
+    for (double temp : {1.0, 0.7}) {
+      CAPTURE(N);
+      at::Tensor h = at::randn({N, 16}, at::kFloat).requires_grad_(true);
+      at::Tensor w = (at::randn({80, 16}, at::kFloat) * 0.5).requires_grad_(true);
+      at::Tensor tgt = at::randint(0, 80, {N}, at::kLong);
+      at::Tensor g1 = at::randn({N}), g2 = at::randn({N});
+      LogprobOptions o{.temperature = temp, .chunk_rows = chunk, .entropy = true};
+      auto a = token_logprobs(h, w, tgt, o);
+      auto gha = torch::autograd::grad({a.logprobs, a.entropy}, {h, w}, {g1, g2});
+      auto b = token_logprobs_dense(h, w, tgt, o);
+      auto ghb = torch::autograd::grad({b.logprobs, b.entropy}, {h, w}, {g1, g2});
+      CHECK((a.logprobs - b.logprobs).abs().max().item<double>() <= 1e-5);
+      CHECK((a.entropy - b.entropy).abs().max().item<double>() <= 1e-5);
+      CHECK((gha[0] - ghb[0]).abs().max().item<double>() <= 1e-5);
+      CHECK((gha[1] - ghb[1]).abs().max().item<double>() <= 1e-5);
+    }
 }
 
 TEST_CASE("model log-probs through the lm_head match log_softmax of the logits") {
@@ -502,7 +513,8 @@ TEST_CASE("broken checkpoints give errors that name the tensor or file") {
   SUBCASE("missing tensor") {
     fs::path d = copy_model("qwen3", "missing");
     auto some = all;
-    some.erase(std::remove_if(some.begin(), some.end(), [](auto& x) { return x.first == "model.layers.1.mlp.up_proj.weight"; }),
+    some.erase(std::remove_if(some.begin(), some.end(),
+                              [](auto& x) { return x.first == "model.layers.1.mlp.up_proj.weight"; }),
                some.end());
     save_safetensors(d, some);
     std::string e = error_of([&] { load_f32(d); });
@@ -577,7 +589,8 @@ TEST_CASE("config.json: required keys, unsupported features, transformers 4 and 
 
   auto wrong = base;
   wrong["hidden_size"] = "96";
-  CHECK(error_of([&] { parse(wrong); }).find("key 'hidden_size': expected an integer, got string") != std::string::npos);
+  CHECK(error_of([&] { parse(wrong); }).find("key 'hidden_size': expected an integer, got string") !=
+        std::string::npos);
 
   // transformers 4 layout: rope_theta at top level, rope_scaling null, torch_dtype.
   auto v4 = base;

@@ -56,7 +56,8 @@ TEST_CASE("r1 pretrain is deterministic and writes the RL and held-out files") {
   fs::remove_all(dir);
   o.tokenizer = (test::fixtures() / "tokenizer" / "tiny").string();
   o.hidden_size = 32, o.layers = 1, o.heads = 2, o.kv_heads = 1, o.intermediate_size = 64;
-  o.seq_len = 64, o.batch = 2, o.steps = 5, o.warmup_steps = 0, o.lr = 1e-2, o.rl_problems = 50, o.eval_problems = 20, o.threads = 1;
+  o.seq_len = 64, o.batch = 2, o.steps = 5, o.warmup_steps = 0, o.lr = 1e-2, o.rl_problems = 50, o.eval_problems = 20,
+  o.threads = 1;
   o.out = (dir / "a").string();
   o.data_dir = (dir / "data-a").string();
   PretrainSummary a = pretrain(o, false);

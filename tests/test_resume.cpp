@@ -25,10 +25,11 @@ Run sh(const std::string& cmd) { return r1::test::run_shell(cmd); }
 fs::path scratch() {
   fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "resume";
   static bool made = [&] {
-    r1::test::write_tiny_run(d, "[rollout]\ngroup_size = 4\nprompts_per_step = 2\nprompts_per_batch = 2\nmax_batch = 8\n"
-                                "[[rewards.checkers]]\nchecker = \"math\"\n[grpo]\nkl_coef = 0.02\n"
-                                "[train]\nsteps = 4\nlr = 1e-3\nsave_every = 1\nkeep_checkpoints = 2\nmicro_batch = 3\n"
-                                "inner_epochs = 2\nminibatches = 2\n");
+    r1::test::write_tiny_run(d,
+                             "[rollout]\ngroup_size = 4\nprompts_per_step = 2\nprompts_per_batch = 2\nmax_batch = 8\n"
+                             "[[rewards.checkers]]\nchecker = \"math\"\n[grpo]\nkl_coef = 0.02\n"
+                             "[train]\nsteps = 4\nlr = 1e-3\nsave_every = 1\nkeep_checkpoints = 2\nmicro_batch = 3\n"
+                             "inner_epochs = 2\nminibatches = 2\n");
     return true;
   }();
   (void)made;
@@ -45,8 +46,8 @@ std::vector<std::string> deterministic_metrics(const fs::path& run) {
   std::ifstream in(run / "metrics.jsonl");
   for (std::string line; std::getline(in, line);) {
     auto o = r1::json::parse(line, "metrics").as_object();
-    for (const char* k : {"time", "time/rollout", "time/generate", "time/reward", "time/train", "time/sync", "tokens_per_s/gen",
-                          "tokens_per_s/train"})
+    for (const char* k : {"time", "time/rollout", "time/generate", "time/reward", "time/train", "time/sync",
+                          "tokens_per_s/gen", "tokens_per_s/train"})
       o.erase(k);
     out.push_back(boost::json::serialize(o));
   }
@@ -77,7 +78,8 @@ TEST_CASE("kill -9 after a step, then --resume: the same metrics and weights as 
 TEST_CASE("a crash while writing a checkpoint leaves the previous one good; resume uses it") {
   fs::path d = scratch();
   const std::string cfg = (d / "run.toml").string();
-  if (!fs::exists(d / "full" / "metrics.jsonl")) REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
+  if (!fs::exists(d / "full" / "metrics.jsonl"))
+    REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
   Run crashed = sh(r1_train(cfg + " --run-dir " + (d / "midsave").string(), "R1_TEST_CRASH=in_save:3"));
   CHECK(crashed.code != 0);
   CHECK_FALSE(fs::exists(d / "midsave" / "checkpoints" / "step-000003"));
@@ -96,11 +98,12 @@ TEST_CASE("a crash while writing a checkpoint leaves the previous one good; resu
 TEST_CASE("when the only save was interrupted, resume says so and removes its temp folder") {
   fs::path d = scratch();
   const std::string cfg = (d / "run.toml").string();
-  Run crashed = sh(r1_train(cfg + " --set train.save_every=0 --run-dir " + (d / "onlysave").string(),
-                            "R1_TEST_CRASH=in_save:4"));
+  Run crashed =
+      sh(r1_train(cfg + " --set train.save_every=0 --run-dir " + (d / "onlysave").string(), "R1_TEST_CRASH=in_save:4"));
   CHECK(crashed.code != 0);
   size_t temps = 0;
-  for (const auto& e : fs::directory_iterator(d / "onlysave" / "checkpoints")) temps += e.path().filename().string()[0] == '.';
+  for (const auto& e : fs::directory_iterator(d / "onlysave" / "checkpoints"))
+    temps += e.path().filename().string()[0] == '.';
   REQUIRE(temps == 1);  // the crash left the interrupted save's temp folder
   Run resumed = sh(r1_train("--resume " + (d / "onlysave").string()));
   CAPTURE(resumed.out);
@@ -114,7 +117,8 @@ TEST_CASE("when the only save was interrupted, resume says so and removes its te
 TEST_CASE("a corrupt newest checkpoint is reported and the previous good one is used") {
   fs::path d = scratch();
   const std::string cfg = (d / "run.toml").string();
-  if (!fs::exists(d / "full" / "metrics.jsonl")) REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
+  if (!fs::exists(d / "full" / "metrics.jsonl"))
+    REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
   REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "corrupt").string(), "R1_TEST_CRASH=after_step:3")).code != 0);
   fs::path bad = d / "corrupt" / "checkpoints" / "step-000003" / "optimizer" / "model.safetensors";
   REQUIRE(fs::exists(bad));

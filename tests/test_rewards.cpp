@@ -97,9 +97,9 @@ TEST_CASE("countdown: TinyZero rules with exact rationals") {
   boost::json::object ref{{"target", 24}, {"nums", boost::json::array{4, 7, 8, 8}}};
   CHECK(run(c, sample("<answer>(7 - 8 / 8) * 4</answer>", ref)).score == 1.0);
   CHECK(run(c, sample("<answer>(7 - 8 / 8) * 4 = 24</answer>", ref)).score == 1.0);
-  CHECK(run(c, sample("<answer>7 + 8 + 8 + 4</answer>", ref)).score == doctest::Approx(0.1));  // 27
+  CHECK(run(c, sample("<answer>7 + 8 + 8 + 4</answer>", ref)).score == doctest::Approx(0.1));        // 27
   CHECK(run(c, sample("<answer>(7 - 8 / 8) * 4 * 1</answer>", ref)).score == doctest::Approx(0.1));  // extra number
-  CHECK(run(c, sample("<answer>(8 - 8 / 8) * 4</answer>", ref)).score == doctest::Approx(0.1));  // 8 used thrice
+  CHECK(run(c, sample("<answer>(8 - 8 / 8) * 4</answer>", ref)).score == doctest::Approx(0.1));      // 8 used thrice
   CHECK(run(c, sample("<answer>__import__('os')</answer>", ref)).score == doctest::Approx(0.1));
   CHECK(run(c, sample("<answer>8 / (8 - 8) + 7 * 4</answer>", ref)).score == doctest::Approx(0.1));  // division by zero
   CHECK(run(c, sample("no tags", ref)).score == 0.0);
@@ -163,16 +163,21 @@ format.mode = "lenient"
                        doctest::Contains("test.toml:4"), r1::ConfigError);
   CHECK_THROWS_WITH_AS(scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"mathh\"\n")),
                        doctest::Contains("did you mean 'math'"), r1::ConfigError);
-  CHECK_THROWS_WITH_AS(scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"format\"\nmath.float_rounding = 3\n")),
-                       doctest::Contains("this entry's checker is 'format'"), r1::ConfigError);
-  CHECK_THROWS_WITH_AS(scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.checkers]]\nchecker = \"math\"\n")),
-                       doctest::Contains("used twice"), r1::ConfigError);
+  CHECK_THROWS_WITH_AS(
+      scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"format\"\nmath.float_rounding = 3\n")),
+      doctest::Contains("this entry's checker is 'format'"), r1::ConfigError);
+  CHECK_THROWS_WITH_AS(
+      scorer_for(
+          parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.checkers]]\nchecker = \"math\"\n")),
+      doctest::Contains("used twice"), r1::ConfigError);
   CHECK_THROWS_AS(scorer_for(parse_cfg("[rewards]\n")), r1::ConfigError);
   // Options for another kind are refused even when they repeat that kind's defaults.
-  CHECK_THROWS_WITH_AS(scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"format\"\nmath.float_rounding = 6\n")),
-                       doctest::Contains("this entry's checker is 'format'"), r1::ConfigError);
-  CHECK_THROWS_WITH_AS(check_rewards_config(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"math\"\ncode.timeout_ms = 6000\n")),
-                       doctest::Contains("options for checker \"code\" given"), r1::ConfigError);
+  CHECK_THROWS_WITH_AS(
+      scorer_for(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"format\"\nmath.float_rounding = 6\n")),
+      doctest::Contains("this entry's checker is 'format'"), r1::ConfigError);
+  CHECK_THROWS_WITH_AS(
+      check_rewards_config(parse_cfg("[rewards]\n[[rewards.checkers]]\nchecker = \"math\"\ncode.timeout_ms = 6000\n")),
+      doctest::Contains("options for checker \"code\" given"), r1::ConfigError);
   // The shipped example configs load through the one factory.
   for (const char* f : {"configs/rewards_math.toml", "configs/rewards_countdown.toml"}) {
     auto c = load_reward_setup(r1::test::source_dir() / f);
@@ -228,7 +233,8 @@ TEST_CASE("scorer: a stuck check is abandoned at the deadline, counted, and the 
 }
 
 TEST_CASE("scorer: a pathological math answer is cut by limits or the deadline, never hangs") {
-  RewardsConfig cfg = parse_cfg("[rewards]\ndeadline_ms = 200\n[[rewards.checkers]]\nchecker = \"math\"\nmath.max_answer_chars = 1000000\n");
+  RewardsConfig cfg = parse_cfg(
+      "[rewards]\ndeadline_ms = 200\n[[rewards.checkers]]\nchecker = \"math\"\nmath.max_answer_chars = 1000000\n");
   Scorer sc(cfg, Registry::for_config(cfg));
   std::string nasty = "\\boxed{";
   for (int i = 0; i < 20000; ++i) nasty += "x^{";

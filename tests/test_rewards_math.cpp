@@ -46,11 +46,15 @@ std::string s(const boost::json::object& o, const char* k) { return std::string(
 }  // namespace
 
 TEST_CASE("math: answer extraction") {
-  auto ex = [](const std::string& t) { auto e = m::extract_answer(t); return e ? e->text : std::string("<none>"); };
+  auto ex = [](const std::string& t) {
+    auto e = m::extract_answer(t);
+    return e ? e->text : std::string("<none>");
+  };
   CHECK(ex("so \\boxed{\\frac{1}{2}} is it") == "\\frac{1}{2}");
   CHECK(ex("nested \\boxed{\\frac{\\sqrt{2}}{2}}") == "\\frac{\\sqrt{2}}{2}");
   CHECK(ex("\\fbox{7}") == "7");
-  CHECK(ex("first \\boxed{3} then, much later and after a very long detour through many other cases and examples, \\boxed{4}") == "4");
+  CHECK(ex("first \\boxed{3} then, much later and after a very long detour through many other cases and examples, "
+           "\\boxed{4}") == "4");
   CHECK(ex("\\boxed{3} and \\boxed{4}") == "3, 4");  // Math-Verify: close boxes form a set
   CHECK(ex("\\boxed{3}\n\nSo the answer is \\boxed{4}") == "4");
   CHECK(ex("<think>2+2</think> <answer>4</answer>") == "4");
@@ -200,8 +204,8 @@ void check_disagreements(const std::string& fixture, const char* prediction, con
     if (verdict(s(rows[i], "gold"), s(rows[i], prediction)) != rows[i].at(math_verify).as_bool()) got.insert(i);
   for (size_t i : got)
     CHECK_MESSAGE(expected.count(i), fixture << " line " << i << ": a new disagreement with Math-Verify: gold="
-                                             << s(rows[i], "gold").substr(0, 120) << " prediction="
-                                             << s(rows[i], prediction).substr(0, 120));
+                                             << s(rows[i], "gold").substr(0, 120)
+                                             << " prediction=" << s(rows[i], prediction).substr(0, 120));
   for (const auto& e : expected)
     CHECK_MESSAGE(got.count(e.first), fixture << " line " << e.first << " agrees with Math-Verify now (listed as: "
                                               << e.second << "): remove it from math_disagreements.json");

@@ -116,5 +116,6 @@ TEST_CASE("command: registered by name through the config") {
   CHECK(out[1].score == 0.0);
   e.options = "[1, 2]";
   cfg.checkers = {e};
-  CHECK_THROWS_WITH_AS(Scorer(cfg, Registry::for_config(cfg)), doctest::Contains("must be a JSON object"), r1::ConfigError);
+  CHECK_THROWS_WITH_AS(Scorer(cfg, Registry::for_config(cfg)), doctest::Contains("must be a JSON object"),
+                       r1::ConfigError);
 }

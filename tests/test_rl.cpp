@@ -53,11 +53,12 @@ TEST_CASE("evaluate: pass@1, pass@k, maj@k and lengths agree with the per-sample
   o.accuracy_part = "parity";
   std::vector<EvalSample> seen;
   int64_t progress_calls = 0;
-  EvalReport rep = evaluate(engine, tok, prompts, scorer, s, o, [&](const EvalSample& x) { seen.push_back(x); },
-                            [&](int64_t done, int64_t total) {
-                              ++progress_calls;
-                              CHECK(done <= total);
-                            });
+  EvalReport rep = evaluate(
+      engine, tok, prompts, scorer, s, o, [&](const EvalSample& x) { seen.push_back(x); },
+      [&](int64_t done, int64_t total) {
+        ++progress_calls;
+        CHECK(done <= total);
+      });
   REQUIRE(seen.size() == 20);
   CHECK(progress_calls == 3);
   double p1 = 0, pk = 0, maj = 0, len = 0;

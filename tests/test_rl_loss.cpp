@@ -3,9 +3,9 @@
 // gradients (w.r.t. log-probs and entropy) must match.
 #include <doctest/doctest.h>
 
+#include <torch/csrc/autograd/autograd.h>
 #include <boost/json.hpp>
 #include <cstring>
-#include <torch/csrc/autograd/autograd.h>
 
 #include "common/fs.hpp"
 #include "common/json.hpp"
@@ -93,8 +93,12 @@ TEST_CASE("micro-batches with step-wide normalisers add up to the full-batch los
     LossNorm norm{static_cast<double>(mask.size(0)), mask.sum().item<double>(), 12};
     at::Tensor logp = r.get("logprobs").clone().requires_grad_(true);
     auto slice = [&](int64_t s, int64_t n) {
-      return LossInputs{logp.narrow(0, s, n), r.get("old_logprobs").narrow(0, s, n), r.get("ref_logprobs").narrow(0, s, n),
-                        at::Tensor(), adv.narrow(0, s, n), mask.narrow(0, s, n)};
+      return LossInputs{logp.narrow(0, s, n),
+                        r.get("old_logprobs").narrow(0, s, n),
+                        r.get("ref_logprobs").narrow(0, s, n),
+                        at::Tensor(),
+                        adv.narrow(0, s, n),
+                        mask.narrow(0, s, n)};
     };
     at::Tensor full = grpo_loss(slice(0, mask.size(0)), o, norm).loss;
     at::Tensor g_full = torch::autograd::grad({full}, {logp})[0];
@@ -112,6 +116,6 @@ TEST_CASE("advantages: zero-variance groups give zero advantage; RLOO is leave-o
   CHECK(a[0].abs().max().item<double>() == 0.0);
   o.advantage = Advantage::rloo;
   at::Tensor l = compute_advantages(rw, o);
-  CHECK(l[1][0].item<float>() == doctest::Approx(0.0 - 0.5));   // 0 - mean(1, 0)
-  CHECK(l[1][1].item<float>() == doctest::Approx(1.0 - 0.0));   // 1 - mean(0, 0)
+  CHECK(l[1][0].item<float>() == doctest::Approx(0.0 - 0.5));  // 0 - mean(1, 0)
+  CHECK(l[1][1].item<float>() == doctest::Approx(1.0 - 0.0));  // 1 - mean(0, 0)
 }

@@ -111,8 +111,10 @@ TEST_CASE("sampling frequencies match the temperature / top-k / top-p / min-p di
     for (int64_t v = 0; v < 8; ++v) {
       double p = expect[v].item<double>(), f = counts[v] / n;
       CAPTURE(v);
-      if (p == 0) CHECK(counts[v] == 0);
-      else CHECK(std::abs(f - p) <= 4 * std::sqrt(p * (1 - p) / n) + 1e-3);  // ~4 sigma
+      if (p == 0)
+        CHECK(counts[v] == 0);
+      else
+        CHECK(std::abs(f - p) <= 4 * std::sqrt(p * (1 - p) / n) + 1e-3);  // ~4 sigma
     }
   }
   // top_k keeps exactly 3 tokens, top_p = 0.8 keeps the smallest prefix reaching 0.8.
@@ -208,7 +210,8 @@ TEST_CASE("rollout log-probs equal the trainer-side forward log-probs, prompts s
     for (size_t i = 0; i < out.size(); ++i) {
       const int64_t n = static_cast<int64_t>(out[i].tokens.size());
       at::Tensor rollout = at::tensor(out[i].logprobs, at::kFloat);
-      worst_shared = std::max(worst_shared, (shared[static_cast<int64_t>(i)].narrow(0, 0, n) - rollout).abs().max().item<double>());
+      worst_shared = std::max(worst_shared,
+                              (shared[static_cast<int64_t>(i)].narrow(0, 0, n) - rollout).abs().max().item<double>());
     }
     for (const auto& c : out) {
       std::vector<int64_t> seq(prompts[c.request].begin(), prompts[c.request].end());
@@ -345,13 +348,14 @@ TEST_CASE("rollout workers: groups in request order, reward stage, versions pinn
                     .tokenizer = &tok,
                     .dataset = std::make_shared<Dataset>(d),
                     .weights = store,
-                    .reward = [](ScoredGroup& g) {
-                      for (const auto& c : g.completions) {
-                        g.rewards.push_back(static_cast<double>(c.tokens.size()));
-                        g.reward_parts.push_back({{"len", static_cast<double>(c.tokens.size())}});
-                        g.reward_reasons.push_back("length");
-                      }
-                    }});
+                    .reward =
+                        [](ScoredGroup& g) {
+                          for (const auto& c : g.completions) {
+                            g.rewards.push_back(static_cast<double>(c.tokens.size()));
+                            g.reward_parts.push_back({{"len", static_cast<double>(c.tokens.size())}});
+                            g.reward_reasons.push_back("length");
+                          }
+                        }});
   pool.start();
   pool.request(4);
   pool.request(4);  // prefetch: pinned to version 0 as well

@@ -108,8 +108,8 @@ void parallel_for(size_t n, int threads, F f) {
 
 }  // namespace
 
-TEST_CASE("sandbox: each Sandbox holds its own uid range, so a fork bomb in one never starves another"
-          * doctest::skip(::geteuid() != 0)) {  // as root only: otherwise runs keep the caller's uid
+TEST_CASE("sandbox: each Sandbox holds its own uid range, so a fork bomb in one never starves another" *
+          doctest::skip(::geteuid() != 0)) {  // as root only: otherwise runs keep the caller's uid
   SandboxOptions o;
   o.parallelism = 1;
   o.max_processes = 8;
@@ -159,21 +159,23 @@ TEST_CASE("sandbox: a run is isolated, limited and fully reaped") {
             "print(os.path.exists('/proc'), os.path.exists('/etc/passwd'), os.path.exists('/work'))\n"
             "open('/tmp/x', 'w').write('ok')\n"
             "try:\n  open('/usr/x', 'w')\nexcept OSError as e:\n  print('ro', e.errno)\n"
-            "try:\n  socket.create_connection(('127.0.0.1', 22), timeout=1)\nexcept OSError as e:\n  print('net', e.errno)\n"};
+            "try:\n  socket.create_connection(('127.0.0.1', 22), timeout=1)\nexcept OSError as e:\n  print('net', "
+            "e.errno)\n"};
   auto r = sb.run(s);
   CHECK(r.ending == Ending::exited);
   CHECK(r.exit_code == 0);
   INFO(r.out << r.err);
   CHECK(r.out.find("1000 2 ['bin', 'dev', 'lib', 'lib64', 'tmp', 'usr']") == 0);  // sandbox uid, pid 2 (pid ns)
   CHECK(r.out.find("False False False") != std::string::npos);
-  CHECK(r.out.find("ro 30") != std::string::npos);   // EROFS
+  CHECK(r.out.find("ro 30") != std::string::npos);  // EROFS
   // Its own empty network namespace: nothing listens on its loopback, nothing else is reachable.
   CHECK((r.out.find("net 111") != std::string::npos || r.out.find("net 101") != std::string::npos));
   require_no_leftovers(sb);
 
   SUBCASE("wall-clock timeout kills the tree, background children included") {
     RunSpec t;
-    t.args = {"-c", "import os, time\nfor _ in range(3):\n  if os.fork() == 0:\n    time.sleep(1000)\ntime.sleep(1000)"};
+    t.args = {"-c",
+              "import os, time\nfor _ in range(3):\n  if os.fork() == 0:\n    time.sleep(1000)\ntime.sleep(1000)"};
     t.limits.wall_ms = 500;
     auto t0 = Clock::now();
     auto rr = sb.run(t);
@@ -303,37 +305,54 @@ TEST_CASE("code checker: adversarial programs are contained and score 0") {
   };
   const std::string ret_wrong = "def add(a, b):\n    return None\n";
   std::vector<Attack> attacks{
-      {"fork bomb", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", {Verdict::timeout}},
+      {"fork bomb",
+       "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+       {Verdict::timeout}},
       {"fork bomb in the function",
-       "import os\ndef add(a, b):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n",
+       "import os\ndef add(a, b):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n     "
+       "       pass\n",
        {Verdict::timeout}},
       {"memory bomb", "x = []\nwhile True:\n    x.append(bytearray(1 << 24))\n", {Verdict::memory_limit}},
-      {"memory bomb in one allocation", "def add(a, b):\n    return len(bytearray(1 << 40))\n", {Verdict::memory_limit}},
+      {"memory bomb in one allocation",
+       "def add(a, b):\n    return len(bytearray(1 << 40))\n",
+       {Verdict::memory_limit}},
       {"infinite loop", "while True:\n    pass\n", {Verdict::timeout}},
       {"never-ending sleep", "import time\ntime.sleep(10 ** 6)\n", {Verdict::timeout}},
       {"write and delete host files",
        "import os, shutil\n"
-       "for p in ['" + cpath + "', '/usr/bin/python3', '/sandbox/test.py', '/sandbox/harness.py']:\n"
-       "    for f in (os.remove, lambda p: open(p, 'w').write('x')):\n"
-       "        try:\n            f(p)\n        except OSError:\n            pass\n"
-       "for d in ['" + cdir + "', '/usr/lib', '/tmp']:\n"
-       "    shutil.rmtree(d, ignore_errors=True)\n"
-       "open('/tmp/r1-escape-marker', 'w').write('x')\n" + ret_wrong,
+       "for p in ['" +
+           cpath +
+           "', '/usr/bin/python3', '/sandbox/test.py', '/sandbox/harness.py']:\n"
+           "    for f in (os.remove, lambda p: open(p, 'w').write('x')):\n"
+           "        try:\n            f(p)\n        except OSError:\n            pass\n"
+           "for d in ['" +
+           cdir +
+           "', '/usr/lib', '/tmp']:\n"
+           "    shutil.rmtree(d, ignore_errors=True)\n"
+           "open('/tmp/r1-escape-marker', 'w').write('x')\n" +
+           ret_wrong,
        {Verdict::wrong_answer}},
       {"read host files",
        "def add(a, b):\n"
        "    out = []\n"
-       "    for p in ['/etc/passwd', '/etc/shadow', '/root/.bashrc', '" + cpath + "', '" + (r1::test::source_dir() / "CMakeLists.txt").string() + "', '/proc/1/environ']:\n"
-       "        try:\n            out.append(open(p).read())\n        except OSError:\n            pass\n"
-       "    return 3 if out else None\n",
+       "    for p in ['/etc/passwd', '/etc/shadow', '/root/.bashrc', '" +
+           cpath + "', '" + (r1::test::source_dir() / "CMakeLists.txt").string() +
+           "', '/proc/1/environ']:\n"
+           "        try:\n            out.append(open(p).read())\n        except OSError:\n            pass\n"
+           "    return 3 if out else None\n",
        {Verdict::wrong_answer}},
       {"socket to 127.0.0.1",
-       "import socket\ndef add(a, b):\n    s = socket.create_connection(('127.0.0.1', " + port + "), timeout=1)\n    return a + b\n",
+       "import socket\ndef add(a, b):\n    s = socket.create_connection(('127.0.0.1', " + port +
+           "), timeout=1)\n    return a + b\n",
        {Verdict::runtime_error}},
       {"kill the parent",
-       "import os\nfor pid in (os.getppid(), 1, -1):\n    try:\n        os.kill(pid, 9)\n    except OSError:\n        pass\n" + ret_wrong,
+       "import os\nfor pid in (os.getppid(), 1, -1):\n    try:\n        os.kill(pid, 9)\n    except OSError:\n        "
+       "pass\n" +
+           ret_wrong,
        {Verdict::runtime_error, Verdict::wrong_answer}},
-      {"gigabytes of output", "import sys\nwhile True:\n    sys.stdout.write('y' * (1 << 20))\n", {Verdict::runtime_error}},
+      {"gigabytes of output",
+       "import sys\nwhile True:\n    sys.stdout.write('y' * (1 << 20))\n",
+       {Verdict::runtime_error}},
       {"exit(0) before the tests", "import sys\nsys.exit(0)\n", {Verdict::runtime_error}},
       {"os._exit(0) before the tests", "import os\nos._exit(0)\n", {Verdict::runtime_error}},
       {"os._exit(0) inside the tests", "import os\ndef add(a, b):\n    os._exit(0)\n", {Verdict::runtime_error}},
@@ -348,7 +367,8 @@ TEST_CASE("code checker: adversarial programs are contained and score 0") {
        "os.write = lambda fd, b: real(fd, b.replace(b'fail', b'pass'))\n"
        "builtins.AssertionError = type('NoAssert', (Exception,), {})\n"
        "def check(candidate):\n    pass\n"
-       "builtins.isinstance = lambda *a: True\n" + ret_wrong,
+       "builtins.isinstance = lambda *a: True\n" +
+           ret_wrong,
        {Verdict::wrong_answer}},
       {"monkeypatch: an object equal to everything",
        "class Eq:\n    def __eq__(self, other):\n        return True\n"
@@ -384,15 +404,16 @@ TEST_CASE("code checker: adversarial programs are contained and score 0") {
        "    return None\n",
        {Verdict::runtime_error}},
       {"steal the nonce with ctypes or a trace hook",
-       "import sys\nsys.settrace(lambda *a: None)\nimport ctypes\n" + ret_wrong, {Verdict::runtime_error}},
-      {"steal the nonce with a signal handler",
-       "import signal\n" + ret_wrong, {Verdict::runtime_error}},
+       "import sys\nsys.settrace(lambda *a: None)\nimport ctypes\n" + ret_wrong,
+       {Verdict::runtime_error}},
+      {"steal the nonce with a signal handler", "import signal\n" + ret_wrong, {Verdict::runtime_error}},
   };
   for (const auto& a : attacks) {
     auto t0 = Clock::now();
     CodeResult r = run_add(a.code);
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    INFO(a.name << ": " << verdict_name(r.verdict) << " " << r.passed << "/" << r.tests << " " << r.detail << " (" << secs << " s)");
+    INFO(a.name << ": " << verdict_name(r.verdict) << " " << r.passed << "/" << r.tests << " " << r.detail << " ("
+                << secs << " s)");
     CHECK(r.passed == 0);
     CHECK(r.tests == 3);
     CHECK(std::find(a.allowed.begin(), a.allowed.end(), r.verdict) != a.allowed.end());
@@ -432,7 +453,8 @@ TEST_CASE("code checker: a built-in of the one reward factory, with its code.* o
   batch[0].reference["test"] = kAddTest;
   batch[0].reference["entry_point"] = "add";
   batch[1].completion = "```python\nprint(sum(map(int, input().split())))\n```";
-  batch[1].reference["tests"] = boost::json::parse(R"([{"input": "1 2", "output": "3"}, {"input": "4 4", "output": "9"}])");
+  batch[1].reference["tests"] =
+      boost::json::parse(R"([{"input": "1 2", "output": "3"}, {"input": "4 4", "output": "9"}])");
   batch[2].completion = "no code";
   batch[2].reference["nothing"] = 1;
   auto scored = scorer.score(batch);

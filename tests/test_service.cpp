@@ -98,7 +98,8 @@ rewards::Sample math_sample(int answer, int given) {
 
 std::string score_body(size_t n, const std::string& checker = "") {
   boost::json::array a;
-  for (size_t i = 0; i < n; ++i) a.push_back(service::sample_to_json(math_sample(static_cast<int>(i), static_cast<int>(i))));
+  for (size_t i = 0; i < n; ++i)
+    a.push_back(service::sample_to_json(math_sample(static_cast<int>(i), static_cast<int>(i))));
   boost::json::object o{{"samples", a}};
   if (!checker.empty()) o["checker"] = checker;
   return boost::json::serialize(o);
@@ -464,7 +465,8 @@ TEST_CASE("service: config sections and the client's endpoint") {
   CHECK_NOTHROW(rewards::check_rewards_config(shipped.rewards));
 
   auto run = dir / "run.toml";
-  std::ofstream(run) << "[model]\npath = \"x\"\n[rewards]\nendpoint = \"http://10.0.0.5:8000\"\n[rewards.client]\nretries = 9\n";
+  std::ofstream(run)
+      << "[model]\npath = \"x\"\n[rewards]\nendpoint = \"http://10.0.0.5:8000\"\n[rewards.client]\nretries = 9\n";
   auto co = service::client_options(rewards::load_reward_setup(run).rewards);
   CHECK(co.endpoint == "http://10.0.0.5:8000");
   CHECK(co.retries == 9);

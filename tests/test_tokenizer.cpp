@@ -4,8 +4,8 @@
 // concurrent use.
 #include <doctest/doctest.h>
 
-#include <boost/json.hpp>
 #include <fmt/format.h>
+#include <boost/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -74,7 +74,8 @@ std::string show(const std::vector<TokenId>& ids) { return fmt::format("[{}]", f
 
 std::string hex_to_bytes(std::string_view hex) {
   std::string out;
-  for (size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16));
+  for (size_t i = 0; i + 1 < hex.size(); i += 2)
+    out += static_cast<char>(std::stoi(std::string(hex.substr(i, 2)), nullptr, 16));
   return out;
 }
 
@@ -123,8 +124,8 @@ void check_parity(const std::string& file, bool builtin, bool shared, Input inpu
         CHECK_MESSAGE(back_parse == expect_text_parse, name << " decode(encode parse) " << escaped);
       }
     }
-    MESSAGE(file << " " << name << std::string(builtin ? "" : " (pcre2)") << ": " << t.checked - t.failed << "/" << t.checked
-                 << " lines identical");
+    MESSAGE(file << " " << name << std::string(builtin ? "" : " (pcre2)") << ": " << t.checked - t.failed << "/"
+                 << t.checked << " lines identical");
     CHECK(t.failed == 0);
     CHECK(t.checked == lines.size());
   }
@@ -188,8 +189,8 @@ TEST_CASE("tokenizer parity through the PCRE2 regex path: tiny tokenizers") {
   check_parity("random.jsonl", false, false, plain_text);
 }
 
-TEST_CASE("tokenizer parity through the PCRE2 regex path: Qwen3 and DeepSeek-V3" *
-          r1::test::needs_shared(kQwen3) * r1::test::needs_shared(kDeepSeek)) {
+TEST_CASE("tokenizer parity through the PCRE2 regex path: Qwen3 and DeepSeek-V3" * r1::test::needs_shared(kQwen3) *
+          r1::test::needs_shared(kDeepSeek)) {
   check_parity("corpus.jsonl", false, true, plain_text);
   check_parity("random.jsonl", false, true, plain_text);
 }
@@ -287,11 +288,13 @@ TEST_CASE("malformed or unsupported tokenizer.json: the error names the file and
   CHECK_MESSAGE(err.find("WordPiece") != std::string::npos, err);
 
   err = load_error(broken_copy("badregex", [](bj::object& o) {
-    o["pre_tokenizer"].as_object()["pretokenizers"].as_array()[0].as_object()["pattern"] = bj::object{{"Regex", "(unclosed"}};
+    o["pre_tokenizer"].as_object()["pretokenizers"].as_array()[0].as_object()["pattern"] =
+        bj::object{{"Regex", "(unclosed"}};
   }));
   CHECK_MESSAGE(err.find("pre_tokenizer.pretokenizers[0].pattern.Regex") != std::string::npos, err);
 
-  err = load_error(broken_copy("badadded", [](bj::object& o) { o["added_tokens"].as_array()[1].as_object()["id"] = "one"; }));
+  err = load_error(
+      broken_copy("badadded", [](bj::object& o) { o["added_tokens"].as_array()[1].as_object()["id"] = "one"; }));
   CHECK_MESSAGE(err.find("added_tokens[1].id") != std::string::npos, err);
 
   fs::path d = temp_dir("badjson");
@@ -313,11 +316,11 @@ TEST_CASE("the ByteLevel regex, Digits and split behaviours of other tokenizer.j
   // the real files above do not use them.
   fs::path d = broken_copy("gpt2", [](bj::object& o) {
     o["normalizer"] = nullptr;
-    o["pre_tokenizer"] = bj::object{{"type", "Sequence"},
-                                    {"pretokenizers", bj::array{bj::object{{"type", "Digits"}, {"individual_digits", true}},
-                                                                bj::object{{"type", "ByteLevel"},
-                                                                           {"add_prefix_space", true},
-                                                                           {"use_regex", true}}}}};
+    o["pre_tokenizer"] =
+        bj::object{{"type", "Sequence"},
+                   {"pretokenizers",
+                    bj::array{bj::object{{"type", "Digits"}, {"individual_digits", true}},
+                              bj::object{{"type", "ByteLevel"}, {"add_prefix_space", true}, {"use_regex", true}}}}};
   });
   Tokenizer t = Tokenizer::load(d);
   const Tokenizer& tiny = cached("tiny");

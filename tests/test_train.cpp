@@ -82,9 +82,9 @@ TEST_CASE("train: metrics, samples, checkpoints and the final model") {
   fs::path dir = test::binary_dir() / "tests" / "scratch" / "train";
   fs::remove_all(dir);
   RunConfig c = small_config(dir);
-  c.grpo.kl_coef = 0.05;         // keeps a reference model
+  c.grpo.kl_coef = 0.05;  // keeps a reference model
   c.grpo.entropy_coef = 0.001;
-  c.train.inner_epochs = 2;      // mu = 2 against stored old log-probs
+  c.train.inner_epochs = 2;  // mu = 2 against stored old log-probs
   c.train.minibatches = 2;
   TrainSummary s = train(c, {.run_dir = dir / "run", .progress = false});
   CHECK(s.steps == 2);
@@ -94,11 +94,32 @@ TEST_CASE("train: metrics, samples, checkpoints and the final model") {
   auto metrics = read_jsonl(dir / "run" / "metrics.jsonl");
   REQUIRE(metrics.size() == 3);  // the pre-training eval line, then one per step
   CHECK(metrics[0].contains("eval/accuracy"));
-  for (const char* key : {"reward/mean", "reward/std", "reward/math/mean", "reward/format/mean", "accuracy",
-                          "zero_std_frac", "length/mean", "length/max", "truncated", "kl", "entropy", "clip/low",
-                          "clip/high", "ratio/mean", "ratio/max", "mismatch/logprob_abs_mean",
-                          "mismatch/logprob_abs_max", "loss", "grad_norm", "lr", "tokens_per_s/gen",
-                          "tokens_per_s/train", "time/rollout", "time/reward", "time/train", "time/sync",
+  for (const char* key : {"reward/mean",
+                          "reward/std",
+                          "reward/math/mean",
+                          "reward/format/mean",
+                          "accuracy",
+                          "zero_std_frac",
+                          "length/mean",
+                          "length/max",
+                          "truncated",
+                          "kl",
+                          "entropy",
+                          "clip/low",
+                          "clip/high",
+                          "ratio/mean",
+                          "ratio/max",
+                          "mismatch/logprob_abs_mean",
+                          "mismatch/logprob_abs_max",
+                          "loss",
+                          "grad_norm",
+                          "lr",
+                          "tokens_per_s/gen",
+                          "tokens_per_s/train",
+                          "time/rollout",
+                          "time/reward",
+                          "time/train",
+                          "time/sync",
                           "policy_lag"}) {
     CAPTURE(key);
     CHECK(metrics[1].contains(key));
@@ -129,8 +150,8 @@ TEST_CASE("train: metrics, samples, checkpoints and the final model") {
     double tokens = 0;
     for (const auto& x : samples)
       if (x.at("step").as_int64() == step)
-        tokens += static_cast<double>(tok.encode(std::string(x.at("prompt").as_string())).size() +
-                                      x.at("tokens").as_int64());
+        tokens +=
+            static_cast<double>(tok.encode(std::string(x.at("prompt").as_string())).size() + x.at("tokens").as_int64());
     const auto& m = metrics[static_cast<size_t>(step)];
     CHECK(m.at("tokens_per_s/train").to_number<double>() * m.at("time/train").to_number<double>() ==
           doctest::Approx(2 * tokens).epsilon(1e-6));
@@ -161,7 +182,7 @@ TEST_CASE("train: dynamic sampling drops groups whose rewards agree; lag 1 overl
   train(c, {.run_dir = dir / "run-lag", .progress = false});
   metrics = read_jsonl(dir / "run-lag" / "metrics.jsonl");
   REQUIRE(metrics.size() == 2);
-  CHECK(metrics[0].at("policy_lag").to_number<double>() == 0);  // step 1 uses the initial weights
+  CHECK(metrics[0].at("policy_lag").to_number<double>() == 0);                     // step 1 uses the initial weights
   CHECK(metrics[1].at("policy_lag").to_number<double>() == doctest::Approx(1.0));  // prefetched during step 1
   // Generation speed is over the time spent generating, not the (near zero) wait for prefetched groups.
   for (const auto& m : metrics) {
@@ -177,7 +198,8 @@ TEST_CASE("train: bad configs are refused before anything starts") {
   fs::remove_all(dir);
   auto refused = [&](RunConfig c, const std::string& why) {
     CAPTURE(why);
-    CHECK_THROWS_WITH_AS(train(c, {.run_dir = dir / "run", .progress = false}), doctest::Contains(why.c_str()), r1::ConfigError);
+    CHECK_THROWS_WITH_AS(train(c, {.run_dir = dir / "run", .progress = false}), doctest::Contains(why.c_str()),
+                         r1::ConfigError);
     CHECK_FALSE(fs::exists(dir / "run"));  // nothing was created
   };
   RunConfig c = small_config(dir);
@@ -286,10 +308,10 @@ TEST_CASE("train: linear warmup then cosine decay, as logged") {
   t.min_lr_ratio = 0.1;
   CHECK(lr_at(t, 0) == doctest::Approx(0.5));
   CHECK(lr_at(t, 1) == doctest::Approx(1.0));
-  CHECK(lr_at(t, 2) == doctest::Approx(1.0));                                        // cosine starts at the peak
-  CHECK(lr_at(t, 6) == doctest::Approx(0.1 + 0.9 * 0.5));                             // half way
+  CHECK(lr_at(t, 2) == doctest::Approx(1.0));              // cosine starts at the peak
+  CHECK(lr_at(t, 6) == doctest::Approx(0.1 + 0.9 * 0.5));  // half way
   CHECK(lr_at(t, 9) == doctest::Approx(0.1 + 0.9 * 0.5 * (1 + std::cos(M_PI * 7.0 / 8.0))));
-  CHECK(lr_at(t, 10) == doctest::Approx(0.1));                                        // the floor
+  CHECK(lr_at(t, 10) == doctest::Approx(0.1));  // the floor
   t.lr_schedule = LrSchedule::constant;
   CHECK(lr_at(t, 9) == doctest::Approx(1.0));
 
@@ -387,5 +409,6 @@ TEST_CASE("checkpoints: every temp folder an interrupted save left is removed an
 TEST_CASE("docs/CURVES.md documents every metric a step logs") {
   std::ifstream in(test::source_dir() / "docs" / "CURVES.md");
   std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  for (const auto& m : step_metric_docs()) CHECK_MESSAGE(doc.find(std::string("`") + m.key + "`") != std::string::npos, m.key);
+  for (const auto& m : step_metric_docs())
+    CHECK_MESSAGE(doc.find(std::string("`") + m.key + "`") != std::string::npos, m.key);
 }

@@ -223,7 +223,8 @@ CodeResult run_assert_tests(Sandbox& sb, const std::string& code, const std::str
     } else if (rep.abort_kind == "badtest") {
       res.detail = "the test code does not parse: " + rep.abort_msg;
     } else {
-      res.detail = "the sandbox did not start the harness (exit " + std::to_string(run.exit_code) + "): " + tail(run.err);
+      res.detail =
+          "the sandbox did not start the harness (exit " + std::to_string(run.exit_code) + "): " + tail(run.err);
     }
     return res;
   }
@@ -267,8 +268,9 @@ CodeResult run_assert_tests(Sandbox& sb, const std::string& code, const std::str
 
 CodeResult run_io_tests(Sandbox& sb, const std::string& code, const std::vector<IoCase>& all_cases,
                         const CodeOptions& o, int64_t wall_ms_cap) {
-  std::vector<IoCase> cases(all_cases.begin(),
-                            all_cases.begin() + static_cast<ptrdiff_t>(std::min<size_t>(all_cases.size(), static_cast<size_t>(o.max_cases))));
+  std::vector<IoCase> cases(
+      all_cases.begin(),
+      all_cases.begin() + static_cast<ptrdiff_t>(std::min<size_t>(all_cases.size(), static_cast<size_t>(o.max_cases))));
   CodeResult res;
   res.tests = static_cast<int>(cases.size());
   if (cases.empty()) {
@@ -289,7 +291,8 @@ CodeResult run_io_tests(Sandbox& sb, const std::string& code, const std::vector<
       if (stop) return;
       int64_t cap = 0;
       if (wall_ms_cap > 0) {
-        auto used = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
+        auto used =
+            std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count();
         cap = std::max<int64_t>(10, wall_ms_cap - used);
       }
       RunSpec spec;
@@ -306,10 +309,12 @@ CodeResult run_io_tests(Sandbox& sb, const std::string& code, const std::vector<
         c.detail = "sandbox: " + run.detail;
       } else if (!rep.started && run.ending != Ending::timeout) {
         c.v = Verdict::sandbox_error;
-        c.detail = "the sandbox did not start the harness (exit " + std::to_string(run.exit_code) + "): " + tail(run.err);
+        c.detail =
+            "the sandbox did not start the harness (exit " + std::to_string(run.exit_code) + "): " + tail(run.err);
       } else if (run.ending == Ending::timeout || run.cpu_limit) {
         c.v = Verdict::timeout;
-        c.detail = run.cpu_limit ? "CPU time limit" : "wall-clock limit (" + std::to_string(spec.limits.wall_ms) + " ms)";
+        c.detail =
+            run.cpu_limit ? "CPU time limit" : "wall-clock limit (" + std::to_string(spec.limits.wall_ms) + " ms)";
       } else if (run.ending == Ending::output_limit) {
         c.v = Verdict::runtime_error;
         c.detail = "output limit exceeded";
@@ -361,7 +366,8 @@ std::vector<IoCase> parse_cases(const boost::json::value& v0, const std::string&
     if (x.is_string()) return std::string(x.as_string());
     if (x.is_array()) {  // a list of lines
       std::string s;
-      for (const auto& l : x.as_array()) s += (l.is_string() ? std::string(l.as_string()) : boost::json::serialize(l)) + "\n";
+      for (const auto& l : x.as_array())
+        s += (l.is_string() ? std::string(l.as_string()) : boost::json::serialize(l)) + "\n";
       return s;
     }
     return boost::json::serialize(x);
@@ -399,15 +405,18 @@ class CodeChecker final : public rewards::Checker {
     CodeResult r;
     if (code.find_first_not_of(" \t\r\n") == std::string::npos) {
       r.verdict = Verdict::wrong_answer;
-      r.detail = o_.extract == CodeExtract::fenced ? "no ```python block in the completion" : "no code in the completion";
+      r.detail =
+          o_.extract == CodeExtract::fenced ? "no ```python block in the completion" : "no code in the completion";
     } else if (auto t = s.reference.if_contains(o_.test_field); t && t->is_string()) {
       std::string entry;
-      if (auto e = s.reference.if_contains(o_.entry_point_field); e && e->is_string()) entry = std::string(e->as_string());
+      if (auto e = s.reference.if_contains(o_.entry_point_field); e && e->is_string())
+        entry = std::string(e->as_string());
       std::string prompt = s.prompt;
       if (auto p = s.reference.if_contains(o_.prompt_field); p && p->is_string()) prompt = std::string(p->as_string());
       bool prepend = o_.prepend_prompt == PrependPrompt::always;
       if (o_.prepend_prompt == PrependPrompt::automatic && !entry.empty()) {
-        std::regex def("(^|\\n)\\s*(async\\s+)?def\\s+" + std::regex_replace(entry, std::regex("[^A-Za-z0-9_]"), "") + "\\s*\\(");
+        std::regex def("(^|\\n)\\s*(async\\s+)?def\\s+" + std::regex_replace(entry, std::regex("[^A-Za-z0-9_]"), "") +
+                       "\\s*\\(");
         prepend = !std::regex_search(code, def);
       }
       if (prepend) code = prompt + code;
@@ -421,12 +430,14 @@ class CodeChecker final : public rewards::Checker {
           break;
         }
       if (!io || io->is_null())
-        throw Error("code checker: the sample has neither '" + o_.test_field + "' test code nor stdin/stdout cases (fields: " +
+        throw Error("code checker: the sample has neither '" + o_.test_field +
+                    "' test code nor stdin/stdout cases (fields: " +
                     [&] {
                       std::string k;
                       for (const auto& f : o_.io_fields) k += (k.empty() ? "" : ", ") + f;
                       return k;
-                    }() + ")");
+                    }() +
+                    ")");
       r = run_io_tests(*sb_, code, parse_cases(*io, "reference." + field), o_, cap);
     }
     count(r.verdict);
@@ -435,8 +446,8 @@ class CodeChecker final : public rewards::Checker {
     bool all = r.verdict == Verdict::passed && r.tests > 0;
     out.score = o_.score == CodeScore::all ? (all ? 1.0 : 0.0) : r.pass_rate();
     out.parts = {{"pass_rate", r.pass_rate()}, {"all_passed", all ? 1.0 : 0.0}};
-    out.reason = std::string(verdict_name(r.verdict)) + ": " + std::to_string(r.passed) + "/" + std::to_string(r.tests) +
-                 " tests passed" + (r.detail.empty() ? "" : "; " + r.detail);
+    out.reason = std::string(verdict_name(r.verdict)) + ": " + std::to_string(r.passed) + "/" +
+                 std::to_string(r.tests) + " tests passed" + (r.detail.empty() ? "" : "; " + r.detail);
     if (r.verdict == Verdict::sandbox_error) out.status = rewards::Status::error;
     return out;
   }

@@ -48,11 +48,10 @@ std::string extract_code(const std::string& completion, CodeExtract extract);
 // Runs `code` against assert-based `test` code (HumanEval/MBPP). `entry_point` may be empty
 // for MBPP-style top-level asserts.
 CodeResult run_assert_tests(Sandbox& sb, const std::string& code, const std::string& test,
-                            const std::string& entry_point, const CodeOptions& o,
-                            int64_t wall_ms_cap = 0);
+                            const std::string& entry_point, const CodeOptions& o, int64_t wall_ms_cap = 0);
 // Runs `code` as a program once per case, feeding the input and comparing stdout on the host.
-CodeResult run_io_tests(Sandbox& sb, const std::string& code, const std::vector<IoCase>& cases,
-                        const CodeOptions& o, int64_t wall_ms_cap = 0);
+CodeResult run_io_tests(Sandbox& sb, const std::string& code, const std::vector<IoCase>& cases, const CodeOptions& o,
+                        int64_t wall_ms_cap = 0);
 
 // Verdict counters shared by all code checkers of a process (the service exports them).
 struct VerdictCounts {

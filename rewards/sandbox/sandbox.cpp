@@ -136,7 +136,8 @@ Sandbox::Sandbox(SandboxOptions o) : o_(std::move(o)) {
   if (!std::filesystem::exists(o_.bwrap))
     throw ConfigError("sandbox.bwrap: " + o_.bwrap + " does not exist (install the Debian package bubblewrap)");
   if (ec) throw ConfigError("sandbox.python: " + o_.python + " does not exist (install the Debian package python3)");
-  if (as_root_ && uid_base_ == 0) std::tie(uid_base_, range_lock_) = lock_uid_range(o_.lock_dir);  // last: nothing throws after it
+  if (as_root_ && uid_base_ == 0)
+    std::tie(uid_base_, range_lock_) = lock_uid_range(o_.lock_dir);  // last: nothing throws after it
 }
 
 Sandbox::~Sandbox() {
@@ -205,12 +206,34 @@ RunResult Sandbox::run_in_slot(const RunSpec& spec, int slot) {
   Fd exec_r(ep[0]), exec_w(ep[1]);
 
   std::vector<std::string> argv{o_.bwrap,
-                                "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
-                                "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
-                                "--die-with-parent", "--new-session",
-                                "--uid", "1000", "--gid", "1000", "--hostname", "sandbox",
-                                "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
-                                "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8"};
+                                "--unshare-user",
+                                "--unshare-pid",
+                                "--unshare-net",
+                                "--unshare-ipc",
+                                "--unshare-uts",
+                                "--unshare-cgroup-try",
+                                "--disable-userns",
+                                "--die-with-parent",
+                                "--new-session",
+                                "--uid",
+                                "1000",
+                                "--gid",
+                                "1000",
+                                "--hostname",
+                                "sandbox",
+                                "--clearenv",
+                                "--setenv",
+                                "PATH",
+                                "/usr/bin:/bin",
+                                "--setenv",
+                                "HOME",
+                                "/tmp",
+                                "--setenv",
+                                "TMPDIR",
+                                "/tmp",
+                                "--setenv",
+                                "LANG",
+                                "C.UTF-8"};
   auto add = [&](std::initializer_list<std::string> xs) { argv.insert(argv.end(), xs); };
   for (const auto& b : o_.ro_binds) add({"--ro-bind-try", b, b});
   add({"--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin"});
@@ -233,12 +256,24 @@ RunResult Sandbox::run_in_slot(const RunSpec& spec, int slot) {
   int max_target = kFirstFileFd + static_cast<int>(file_fds.size());
   const uid_t uid = static_cast<uid_t>(uid_base_ + slot);
   const bool as_root = as_root_;
-  struct rlimit lim_cpu{static_cast<rlim_t>(cpu_s), static_cast<rlim_t>(cpu_s + 1)};
-  struct rlimit lim_as{static_cast<rlim_t>(mem_mb) << 20, static_cast<rlim_t>(mem_mb) << 20};
-  struct rlimit lim_fsize{static_cast<rlim_t>(o_.file_size_mb) << 20, static_cast<rlim_t>(o_.file_size_mb) << 20};
-  struct rlimit lim_nproc{static_cast<rlim_t>(o_.max_processes), static_cast<rlim_t>(o_.max_processes)};
-  struct rlimit lim_nofile{static_cast<rlim_t>(o_.max_open_files), static_cast<rlim_t>(o_.max_open_files)};
-  struct rlimit lim_zero{0, 0};
+  struct rlimit lim_cpu {
+    static_cast<rlim_t>(cpu_s), static_cast<rlim_t>(cpu_s + 1)
+  };
+  struct rlimit lim_as {
+    static_cast<rlim_t>(mem_mb) << 20, static_cast<rlim_t>(mem_mb) << 20
+  };
+  struct rlimit lim_fsize {
+    static_cast<rlim_t>(o_.file_size_mb) << 20, static_cast<rlim_t>(o_.file_size_mb) << 20
+  };
+  struct rlimit lim_nproc {
+    static_cast<rlim_t>(o_.max_processes), static_cast<rlim_t>(o_.max_processes)
+  };
+  struct rlimit lim_nofile {
+    static_cast<rlim_t>(o_.max_open_files), static_cast<rlim_t>(o_.max_open_files)
+  };
+  struct rlimit lim_zero {
+    0, 0
+  };
 
   auto t0 = Clock::now();
   int pp[2];  // the reaper reports the sandbox leader's pid here
@@ -341,7 +376,7 @@ RunResult Sandbox::run_in_slot(const RunSpec& spec, int slot) {
     int st = 0;
     ::waitpid(pid, &st, 0);
     res.ending = Ending::spawn_failed;
-    res.detail = leader < 0 ? "fork of the sandbox leader failed"
+    res.detail = leader < 0        ? "fork of the sandbox leader failed"
                  : exec_err == 'u' ? "could not switch to the slot's uid " + std::to_string(uid)
                                    : "could not exec " + o_.bwrap;
     return res;
@@ -355,10 +390,11 @@ RunResult Sandbox::run_in_slot(const RunSpec& spec, int slot) {
     size_t cap;
     bool open = true;
   };
-  Stream streams[3] = {{out.r.fd, &res.out, out_cap}, {err.r.fd, &res.err, out_cap}, {chan.r.fd, &res.channel, kChannelCap}};
+  Stream streams[3] = {
+      {out.r.fd, &res.out, out_cap}, {err.r.fd, &res.err, out_cap}, {chan.r.fd, &res.channel, kChannelCap}};
   bool exited = false, killed = false;
   int status = 0;
-  struct rusage ru{};
+  struct rusage ru {};
   char buf[65536];
 
   auto reap = [&](bool block) {
@@ -431,8 +467,10 @@ RunResult Sandbox::run_in_slot(const RunSpec& spec, int slot) {
   }
   res.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   res.cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-  if (WIFEXITED(status)) res.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) res.exit_code = 128 + WTERMSIG(status);
+  if (WIFEXITED(status))
+    res.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    res.exit_code = 128 + WTERMSIG(status);
   if (!killed) res.ending = Ending::exited;
   // bwrap reports a child killed by signal N as 128 + N.
   res.cpu_limit = res.exit_code == 128 + SIGXCPU ||

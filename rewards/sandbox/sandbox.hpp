@@ -54,7 +54,7 @@ const char* ending_name(Ending e);
 
 struct RunResult {
   Ending ending = Ending::exited;
-  int exit_code = -1;  // bwrap's status: the interpreter's exit code, or 128 + signal
+  int exit_code = -1;      // bwrap's status: the interpreter's exit code, or 128 + signal
   bool cpu_limit = false;  // died of SIGXCPU, or of SIGKILL at the CPU hard limit
   std::string out, err;    // stdout and stderr, each at most output_limit_kb
   std::string channel;     // what the run wrote to fd 3 (at most 1 MiB)

@@ -7,9 +7,9 @@
 #include <boost/json.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <limits>
-#include <chrono>
 #include <mutex>
 #include <random>
 #include <thread>
@@ -57,13 +57,15 @@ rewards::Scored scored_from_json(const boost::json::value& v) {
       if (d.is_object()) {
         p.weight = d.as_object().if_contains("weight") ? num(d.as_object().if_contains("weight")) : 1.0;
         p.result.status = status(d.as_object().if_contains("status"));
-        if (auto* a = d.as_object().if_contains("answer"); a && a->is_string()) p.result.answer = std::string(a->as_string());
+        if (auto* a = d.as_object().if_contains("answer"); a && a->is_string())
+          p.result.answer = std::string(a->as_string());
         if (auto* sub = d.as_object().if_contains("parts"); sub && sub->is_object())
           for (const auto& [k, x] : sub->as_object()) p.result.parts.emplace_back(std::string(k), num(&x));
       }
       if (parts && parts->is_object()) p.result.score = num(parts->as_object().if_contains(name));
       if (reasons && reasons->is_object())
-        if (auto* r = reasons->as_object().if_contains(name); r && r->is_string()) p.result.reason = std::string(r->as_string());
+        if (auto* r = reasons->as_object().if_contains(name); r && r->is_string())
+          p.result.reason = std::string(r->as_string());
       s.parts.push_back(std::move(p));
     }
   }
@@ -137,7 +139,8 @@ struct RewardClient::Impl {
   }
 
   // One HTTP exchange on `c`; throws boost::system::system_error on connection problems.
-  std::pair<int, std::string> exchange(Conn& c, const std::string& method, const std::string& target, const std::string& body) {
+  std::pair<int, std::string> exchange(Conn& c, const std::string& method, const std::string& target,
+                                       const std::string& body) {
     beast::error_code ec;
     if (!c.connected) {
       tcp::resolver res(c.ioc);
@@ -202,7 +205,8 @@ struct RewardClient::Impl {
     double base = static_cast<double>(o.backoff_ms) * std::pow(2.0, attempt);
     base = std::min(base, static_cast<double>(o.max_backoff_ms));
     std::lock_guard lk(rng_m);
-    return std::chrono::milliseconds(static_cast<int64_t>(base * std::uniform_real_distribution<double>(0.5, 1.0)(rng)));
+    return std::chrono::milliseconds(
+        static_cast<int64_t>(base * std::uniform_real_distribution<double>(0.5, 1.0)(rng)));
   }
 };
 
@@ -212,7 +216,8 @@ RewardClient::RewardClient(ClientOptions o) : impl_(std::make_unique<Impl>()) {
 }
 RewardClient::~RewardClient() = default;
 
-std::pair<int, std::string> RewardClient::request(const std::string& method, const std::string& target, const std::string& body) {
+std::pair<int, std::string> RewardClient::request(const std::string& method, const std::string& target,
+                                                  const std::string& body) {
   return impl_->once(method, target, body);
 }
 
@@ -224,9 +229,12 @@ bool RewardClient::healthy() {
   }
 }
 
-RewardClient::Stats RewardClient::stats() const { return {impl_->requests.load(), impl_->retries.load(), impl_->reconnects.load()}; }
+RewardClient::Stats RewardClient::stats() const {
+  return {impl_->requests.load(), impl_->retries.load(), impl_->reconnects.load()};
+}
 
-std::vector<rewards::Scored> RewardClient::score(const std::vector<rewards::Sample>& samples, const std::string& checker) {
+std::vector<rewards::Scored> RewardClient::score(const std::vector<rewards::Sample>& samples,
+                                                 const std::string& checker) {
   std::vector<rewards::Scored> out;
   out.reserve(samples.size());
   const size_t step = static_cast<size_t>(impl_->o.max_batch);
@@ -262,17 +270,20 @@ std::vector<rewards::Scored> RewardClient::score(const std::vector<rewards::Samp
         std::string msg = text.substr(0, 500);
         if (!ec && v.is_object() && v.as_object().if_contains("error") && v.as_object().at("error").is_string())
           msg = std::string(v.as_object().at("error").as_string());
-        throw RequestError(st, "reward service at " + impl_->o.endpoint + " refused the request (HTTP " + std::to_string(st) + "): " + msg);
+        throw RequestError(st, "reward service at " + impl_->o.endpoint + " refused the request (HTTP " +
+                                   std::to_string(st) + "): " + msg);
       }
       if (ec || !v.is_object() || !v.as_object().if_contains("results") || !v.as_object().at("results").is_array())
         fail("reward service at {}: unexpected response: {}", impl_->o.endpoint, text.substr(0, 300));
       const auto& res = v.as_object().at("results").as_array();
-      if (res.size() != e - b) fail("reward service at {}: {} results for {} samples", impl_->o.endpoint, res.size(), e - b);
+      if (res.size() != e - b)
+        fail("reward service at {}: {} results for {} samples", impl_->o.endpoint, res.size(), e - b);
       for (const auto& x : res) out.push_back(scored_from_json(x));
       done = true;
     }
     if (!done)
-      fail("reward service at {}: no answer after {} attempts; last error: {}", impl_->o.endpoint, impl_->o.retries + 1, last);
+      fail("reward service at {}: no answer after {} attempts; last error: {}", impl_->o.endpoint, impl_->o.retries + 1,
+           last);
   }
   return out;
 }

@@ -49,7 +49,8 @@ class RewardClient {
   std::vector<rewards::Scored> score(const std::vector<rewards::Sample>& samples, const std::string& checker = "");
 
   // One raw exchange (no retries), for tools and tests: status and body.
-  std::pair<int, std::string> request(const std::string& method, const std::string& target, const std::string& body = "");
+  std::pair<int, std::string> request(const std::string& method, const std::string& target,
+                                      const std::string& body = "");
   bool healthy();
 
   struct Stats {

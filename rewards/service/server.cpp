@@ -52,8 +52,8 @@ constexpr size_t kNumBuckets = sizeof kBuckets / sizeof kBuckets[0];
 
 struct Metrics {
   mutable std::mutex m;
-  std::map<std::pair<std::string, int>, uint64_t> requests;           // (route, status)
-  std::map<std::pair<std::string, std::string>, uint64_t> checks;    // (checker part, status)
+  std::map<std::pair<std::string, int>, uint64_t> requests;        // (route, status)
+  std::map<std::pair<std::string, std::string>, uint64_t> checks;  // (checker part, status)
   uint64_t bucket[kNumBuckets + 1] = {};
   double latency_sum = 0;
   uint64_t latency_count = 0, samples = 0;
@@ -227,7 +227,8 @@ struct Server::Impl {
     if (!ec) acceptor.bind(ep, ec);
     if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
     if (ec) fail("reward service: cannot listen on {}:{}: {}", cfg.service.host, cfg.service.port, ec.message());
-    workers = std::make_unique<Workers>(static_cast<int>(cfg.service.max_inflight), static_cast<size_t>(cfg.service.max_queue));
+    workers = std::make_unique<Workers>(static_cast<int>(cfg.service.max_inflight),
+                                        static_cast<size_t>(cfg.service.max_queue));
   }
 
   void accept();
@@ -267,7 +268,8 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(64 * 1024);
     idle_ = true;
     stream_.expires_after(std::chrono::milliseconds(srv_->cfg.service.read_timeout_ms));
-    http::async_read(stream_, buf_, *parser_, [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
+    http::async_read(stream_, buf_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
@@ -283,7 +285,8 @@ class Session : public std::enable_shared_from_this<Session> {
                              "request body over " + std::to_string(srv_->cfg.service.max_body_kb) + " KiB"),
                   false);
     }
-    if (ec == http::error::header_limit) return send(json_error(http::status::request_header_fields_too_large, "headers too large"), false);
+    if (ec == http::error::header_limit)
+      return send(json_error(http::status::request_header_fields_too_large, "headers too large"), false);
     if (ec) return send(json_error(http::status::bad_request, "bad HTTP request: " + ec.message()), false);
 
     req_ = parser_->release();
@@ -294,8 +297,11 @@ class Session : public std::enable_shared_from_this<Session> {
     bool async = false;
     Reply r;
     try {
-      r = srv_->handle(req_, [self = shared_from_this()](Reply rep) {
-            net::post(self->stream_.get_executor(), [self, rep = std::move(rep)]() mutable { self->deliver(std::move(rep)); });
+      r = srv_->handle(
+          req_,
+          [self = shared_from_this()](Reply rep) {
+            net::post(self->stream_.get_executor(),
+                      [self, rep = std::move(rep)]() mutable { self->deliver(std::move(rep)); });
           },
           async);
     } catch (const std::exception& e) {
@@ -303,15 +309,19 @@ class Session : public std::enable_shared_from_this<Session> {
       async = false;
     }
     std::string target(req_.target());
-    route_ = target == "/v1/score" ? "/v1/score" : target == "/healthz" ? "/healthz" : target == "/metrics" ? "/metrics" : "other";
+    route_ = target == "/v1/score"  ? "/v1/score"
+             : target == "/healthz" ? "/healthz"
+             : target == "/metrics" ? "/metrics"
+                                    : "other";
     if (!async) return deliver(std::move(r));
     // The scoring result arrives through deliver(); past the deadline a 504 goes out first.
     timer_.expires_after(std::chrono::milliseconds(srv_->cfg.service.request_timeout_ms));
     timer_.async_wait([self = shared_from_this()](beast::error_code tec) {
       if (tec || self->responded_) return;
       self->srv_->metrics.deadline_exceeded++;
-      self->deliver(json_error(http::status::gateway_timeout,
-                               "request deadline of " + std::to_string(self->srv_->cfg.service.request_timeout_ms) + " ms exceeded"));
+      self->deliver(json_error(
+          http::status::gateway_timeout,
+          "request deadline of " + std::to_string(self->srv_->cfg.service.request_timeout_ms) + " ms exceeded"));
     });
     stream_.expires_never();  // the client is waiting, not sending
   }
@@ -377,7 +387,8 @@ void Server::Impl::accept() {
       auto sess = std::make_shared<Session>(std::move(s), self);
       {
         std::lock_guard lk(self->sessions_m);
-        for (auto it = self->sessions.begin(); it != self->sessions.end();) it = it->expired() ? self->sessions.erase(it) : std::next(it);
+        for (auto it = self->sessions.begin(); it != self->sessions.end();)
+          it = it->expired() ? self->sessions.erase(it) : std::next(it);
         self->sessions.insert(sess);
       }
       sess->start();
@@ -386,7 +397,8 @@ void Server::Impl::accept() {
   });
 }
 
-Reply Server::Impl::handle(const http::request<http::string_body>& req, std::function<void(Reply)> deliver, bool& async) {
+Reply Server::Impl::handle(const http::request<http::string_body>& req, std::function<void(Reply)> deliver,
+                           bool& async) {
   async = false;
   std::string target(req.target());
   if (target == "/healthz") {
@@ -400,7 +412,9 @@ Reply Server::Impl::handle(const http::request<http::string_body>& req, std::fun
     if (req.method() != http::verb::get) return json_error(http::status::method_not_allowed, "use GET /metrics");
     return {http::status::ok, metrics_text(), "text/plain; version=0.0.4"};
   }
-  if (target != "/v1/score") return json_error(http::status::not_found, "no such endpoint: " + target + " (POST /v1/score, GET /healthz, GET /metrics)");
+  if (target != "/v1/score")
+    return json_error(http::status::not_found,
+                      "no such endpoint: " + target + " (POST /v1/score, GET /healthz, GET /metrics)");
   if (req.method() != http::verb::post) return json_error(http::status::method_not_allowed, "use POST /v1/score");
   if (stopping) return json_error(http::status::service_unavailable, "shutting down");
 
@@ -408,7 +422,8 @@ Reply Server::Impl::handle(const http::request<http::string_body>& req, std::fun
   boost::system::error_code ec;
   boost::json::value v = boost::json::parse(req.body(), ec);
   if (ec) return json_error(http::status::bad_request, "malformed JSON: " + ec.message());
-  if (!v.is_object()) return json_error(http::status::bad_request, "the body must be a JSON object {\"samples\": [...]}");
+  if (!v.is_object())
+    return json_error(http::status::bad_request, "the body must be a JSON object {\"samples\": [...]}");
   const auto& o = v.as_object();
   std::string kind;
   if (auto* c = o.if_contains("checker"); c && !c->is_null()) {
@@ -420,7 +435,8 @@ Reply Server::Impl::handle(const http::request<http::string_body>& req, std::fun
       return json_error(http::status::bad_request, "unknown checker '" + kind + "'", {{"known", known}});
     }
   } else if (!engine.has_composition()) {
-    return json_error(http::status::bad_request, "no \"checker\" given and the service has no [[rewards.checkers]] composition");
+    return json_error(http::status::bad_request,
+                      "no \"checker\" given and the service has no [[rewards.checkers]] composition");
   }
   auto* sv = o.if_contains("samples");
   if (!sv) return json_error(http::status::bad_request, "missing \"samples\" (an array of sample objects)");
@@ -428,7 +444,8 @@ Reply Server::Impl::handle(const http::request<http::string_body>& req, std::fun
   const auto& arr = sv->as_array();
   if (arr.empty()) return json_error(http::status::bad_request, "\"samples\" is empty");
   if (static_cast<int64_t>(arr.size()) > cfg.service.max_batch)
-    return json_error(http::status::payload_too_large, "more than " + std::to_string(cfg.service.max_batch) + " samples in one request");
+    return json_error(http::status::payload_too_large,
+                      "more than " + std::to_string(cfg.service.max_batch) + " samples in one request");
   auto samples = std::make_shared<std::vector<rewards::Sample>>();
   samples->reserve(arr.size());
   for (size_t i = 0; i < arr.size(); ++i) {
@@ -464,7 +481,8 @@ Reply Server::Impl::handle(const http::request<http::string_body>& req, std::fun
   if (!ok) {
     metrics.queued--;
     metrics.rejected++;
-    return json_error(http::status::service_unavailable, "overloaded: every scoring slot is busy and the queue is full");
+    return json_error(http::status::service_unavailable,
+                      "overloaded: every scoring slot is busy and the queue is full");
   }
   async = true;
   return {};
@@ -476,7 +494,8 @@ std::string Server::Impl::metrics_text() const {
   os << "# HELP r1_requests_total HTTP requests by route and status.\n# TYPE r1_requests_total counter\n";
   for (const auto& [k, n] : metrics.requests)
     os << "r1_requests_total{route=\"" << k.first << "\",code=\"" << k.second << "\"} " << n << "\n";
-  os << "# HELP r1_request_duration_seconds Request latency, read to response.\n# TYPE r1_request_duration_seconds histogram\n";
+  os << "# HELP r1_request_duration_seconds Request latency, read to response.\n# TYPE r1_request_duration_seconds "
+        "histogram\n";
   uint64_t cum = 0;
   for (size_t b = 0; b < kNumBuckets; ++b) {
     cum += metrics.bucket[b];
@@ -484,18 +503,25 @@ std::string Server::Impl::metrics_text() const {
   }
   cum += metrics.bucket[kNumBuckets];
   os << "r1_request_duration_seconds_bucket{le=\"+Inf\"} " << cum << "\n";
-  os << "r1_request_duration_seconds_sum " << metrics.latency_sum << "\nr1_request_duration_seconds_count " << metrics.latency_count << "\n";
-  os << "# HELP r1_samples_total Samples scored.\n# TYPE r1_samples_total counter\nr1_samples_total " << metrics.samples << "\n";
-  os << "# HELP r1_checks_total Checks by checker (part name) and status (ok, timeout, error).\n# TYPE r1_checks_total counter\n";
+  os << "r1_request_duration_seconds_sum " << metrics.latency_sum << "\nr1_request_duration_seconds_count "
+     << metrics.latency_count << "\n";
+  os << "# HELP r1_samples_total Samples scored.\n# TYPE r1_samples_total counter\nr1_samples_total " << metrics.samples
+     << "\n";
+  os << "# HELP r1_checks_total Checks by checker (part name) and status (ok, timeout, error).\n# TYPE r1_checks_total "
+        "counter\n";
   uint64_t timeouts = 0;
   for (const auto& [k, n] : metrics.checks) {
     os << "r1_checks_total{checker=\"" << escape_label(k.first) << "\",status=\"" << k.second << "\"} " << n << "\n";
     if (k.second == "timeout") timeouts += n;
   }
-  os << "# HELP r1_check_timeouts_total Checks that hit their deadline.\n# TYPE r1_check_timeouts_total counter\nr1_check_timeouts_total " << timeouts << "\n";
-  os << "# HELP r1_request_deadline_exceeded_total Requests answered 504.\n# TYPE r1_request_deadline_exceeded_total counter\n"
+  os << "# HELP r1_check_timeouts_total Checks that hit their deadline.\n# TYPE r1_check_timeouts_total "
+        "counter\nr1_check_timeouts_total "
+     << timeouts << "\n";
+  os << "# HELP r1_request_deadline_exceeded_total Requests answered 504.\n# TYPE r1_request_deadline_exceeded_total "
+        "counter\n"
      << "r1_request_deadline_exceeded_total " << metrics.deadline_exceeded.load() << "\n";
-  os << "# HELP r1_requests_rejected_total Requests answered 503 because the queue was full.\n# TYPE r1_requests_rejected_total counter\n"
+  os << "# HELP r1_requests_rejected_total Requests answered 503 because the queue was full.\n# TYPE "
+        "r1_requests_rejected_total counter\n"
      << "r1_requests_rejected_total " << metrics.rejected.load() << "\n";
   os << "# TYPE r1_inflight_requests gauge\nr1_inflight_requests " << metrics.inflight.load() << "\n";
   os << "# TYPE r1_queued_requests gauge\nr1_queued_requests " << metrics.queued.load() << "\n";
@@ -503,13 +529,15 @@ std::string Server::Impl::metrics_text() const {
   auto vc = sandbox::verdict_counts();
   os << "# HELP r1_sandbox_verdicts_total Code checker verdicts.\n# TYPE r1_sandbox_verdicts_total counter\n";
   for (int i = 0; i < sandbox::kVerdictCount; ++i)
-    os << "r1_sandbox_verdicts_total{verdict=\"" << sandbox::verdict_name(static_cast<sandbox::Verdict>(i)) << "\"} " << vc.n[i] << "\n";
+    os << "r1_sandbox_verdicts_total{verdict=\"" << sandbox::verdict_name(static_cast<sandbox::Verdict>(i)) << "\"} "
+       << vc.n[i] << "\n";
   if (sandbox) {
     auto st = sandbox->stats();
     os << "# HELP r1_sandbox_runs_total Sandbox runs and how they ended.\n# TYPE r1_sandbox_runs_total counter\n";
     os << "r1_sandbox_runs_total " << st.runs << "\n";
     os << "r1_sandbox_timeouts_total " << st.timeouts << "\nr1_sandbox_output_limits_total " << st.output_limits
-       << "\nr1_sandbox_cpu_limits_total " << st.cpu_limits << "\nr1_sandbox_spawn_failures_total " << st.spawn_failures << "\n";
+       << "\nr1_sandbox_cpu_limits_total " << st.cpu_limits << "\nr1_sandbox_spawn_failures_total " << st.spawn_failures
+       << "\n";
   }
   return os.str();
 }

@@ -30,19 +30,17 @@ class Registry;
 namespace r1::service {
 
 struct ServiceOptions {
-#define R1_SERVICE_FIELDS(F)                                                                          \
-  F(std::string, host, "127.0.0.1", "address to listen on (0.0.0.0: all interfaces)", !x.empty())  \
-  F(int64_t, port, 8000, "TCP port (0: any free port)", x >= 0 && x <= 65535)                       \
-  F(int64_t, io_threads, 2, "threads reading and writing HTTP", x >= 1 && x <= 256)                  \
-  F(int64_t, max_inflight, 16, "requests scored at once", x >= 1 && x <= 4096)                      \
-  F(int64_t, max_queue, 256, "requests waiting for a scoring slot; more get 503", x >= 0)           \
-  F(int64_t, max_body_kb, 16384, "largest request body; larger gets 413", x >= 1)                   \
-  F(int64_t, max_batch, 8192, "most samples in one request", x >= 1)                                \
-  F(int64_t, request_timeout_ms, 60000, "per-request deadline, queueing included; past it 504",    \
-    x >= 1)                                                                                            \
-  F(int64_t, read_timeout_ms, 15000,                                                                 \
-    "time a client has to send a whole request (and an idle keep-alive connection stays open)",     \
-    x >= 1)                                                                                            \
+#define R1_SERVICE_FIELDS(F)                                                                            \
+  F(std::string, host, "127.0.0.1", "address to listen on (0.0.0.0: all interfaces)", !x.empty())       \
+  F(int64_t, port, 8000, "TCP port (0: any free port)", x >= 0 && x <= 65535)                           \
+  F(int64_t, io_threads, 2, "threads reading and writing HTTP", x >= 1 && x <= 256)                     \
+  F(int64_t, max_inflight, 16, "requests scored at once", x >= 1 && x <= 4096)                          \
+  F(int64_t, max_queue, 256, "requests waiting for a scoring slot; more get 503", x >= 0)               \
+  F(int64_t, max_body_kb, 16384, "largest request body; larger gets 413", x >= 1)                       \
+  F(int64_t, max_batch, 8192, "most samples in one request", x >= 1)                                    \
+  F(int64_t, request_timeout_ms, 60000, "per-request deadline, queueing included; past it 504", x >= 1) \
+  F(int64_t, read_timeout_ms, 15000,                                                                    \
+    "time a client has to send a whole request (and an idle keep-alive connection stays open)", x >= 1) \
   F(int64_t, drain_timeout_ms, 30000, "on shutdown, longest wait for requests in flight", x >= 0)
   R1_CONFIG(ServiceOptions, R1_SERVICE_FIELDS)
 };
