@@ -5,6 +5,8 @@
 //   4. every pre-token is merged by BPE rank over its bytes (cached per pre-token).
 #include "policy/tokenizer.hpp"
 
+#include "common/utf8.hpp"
+
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
@@ -688,7 +690,7 @@ Tokenizer Tokenizer::load(const std::filesystem::path& path, const TokenizerOpti
       t.special = js.boolean_or(o, "special", Json::join(f, "special"), false);
       t.normalized = js.boolean_or(o, "normalized", Json::join(f, "normalized"), !t.special);
       if (t.content.empty()) continue;  // tokenizers ignores empty added tokens
-      if (tok::valid_utf8_prefix(t.content) != t.content.size()) js.bad(Json::join(f, "content"), "invalid UTF-8");
+      if (utf8::valid_prefix(t.content) != t.content.size()) js.bad(Json::join(f, "content"), "invalid UTF-8");
       max_id = std::max(max_id, t.id);
       impl->added_by_content[t.content] = t.id;
       impl->added.push_back(std::move(t));
@@ -763,10 +765,10 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 std::vector<TokenId> Tokenizer::encode(std::string_view text, SpecialTokens special) const {
   std::vector<TokenId> ids;
   ids.reserve(text.size() / 3 + 4);
-  if (tok::valid_utf8_prefix(text) == text.size()) {
+  if (utf8::valid_prefix(text) == text.size()) {
     impl_->encode_into(text, special, ids);
   } else {
-    std::string repaired = tok::repair_utf8(text);
+    std::string repaired = utf8::repair(text);
     impl_->encode_into(repaired, special, ids);
   }
   return ids;
@@ -781,7 +783,7 @@ std::string Tokenizer::decode(std::span<const TokenId> ids, bool skip_special) c
     if (skip_special && m.special[id]) continue;
     out += m.bytes[id];
   }
-  if (tok::valid_utf8_prefix(out) != out.size()) return tok::repair_utf8(out);
+  if (utf8::valid_prefix(out) != out.size()) return utf8::repair(out);
   return out;
 }
 

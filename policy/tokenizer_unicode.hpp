@@ -57,13 +57,6 @@ inline uint32_t prev_cp(std::string_view s, size_t& i) {
 
 void append_utf8(std::string& out, uint32_t cp);
 
-// Length of the longest valid UTF-8 prefix of `s` (== s.size() when all of it is valid).
-size_t valid_utf8_prefix(std::string_view s);
-
-// Replaces every maximal invalid subsequence of `s` by U+FFFD (the "maximal subpart" practice of
-// Unicode §3.9, as Python's bytes.decode(errors="replace") and Rust's from_utf8_lossy do).
-std::string repair_utf8(std::string_view s);
-
 enum class NormForm { kNFC, kNFD, kNFKC, kNFKD };
 
 // Normalizes valid UTF-8 `in` into `out`. Returns false, leaving `out` untouched, when `in` is

@@ -1,6 +1,7 @@
 // The built-in checkers: R1-Zero format, math answers, countdown equations, DAPO overlong length.
 #include "rewards/builtin.hpp"
 #include "common/strings.hpp"
+#include "common/utf8.hpp"
 
 #include <boost/json.hpp>
 
@@ -135,7 +136,7 @@ class MathChecker final : public Checker {
     r.score = ok ? 1.0 : 0.0;
     r.parts = {{"correct", r.score}};
     r.answer = math::to_string(pred);
-    std::string shown = found->text.size() > 200 ? found->text.substr(0, 200) + "…" : found->text;
+    std::string shown = found->text.size() > 200 ? std::string(utf8::truncate(found->text, 200)) + "…" : found->text;
     r.reason = shown + " (" + found->rule + (pred.expr ? "" : ", unparsed: " + pred.error) + ")";
     return r;
   }

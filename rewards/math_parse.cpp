@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "common/strings.hpp"
+#include "common/utf8.hpp"
 #include "rewards/math_expr.hpp"
 
 namespace r1::rewards::math {
@@ -470,7 +471,11 @@ class Lexer {
             push(std::move(t), space);
             break;
           }
-          default: throw ParseError(std::string("unexpected character '") + static_cast<char>(c) + "'");
+          default: {  // name the whole code point, not one byte of it
+            size_t n = 1;
+            while (i + n < s.size() && (static_cast<unsigned char>(s[i + n]) & 0xC0) == 0x80 && n < 4) ++n;
+            throw ParseError("unexpected character '" + utf8::repair(s.substr(i, n)) + "'");
+          }
         }
         ++i;
       }

@@ -13,6 +13,7 @@
 
 #include "common/config.hpp"
 #include "common/error.hpp"
+#include "common/utf8.hpp"
 #include "rewards/builtin.hpp"
 #include "rewards/plugins.hpp"
 
@@ -341,6 +342,9 @@ void run_task(Task& t, Batch& sync, const Checker& checker, const Sample& sample
     r = CheckResult::failure(Status::error, "unknown exception");
   }
   if (r.status != Status::ok) r.score = 0;
+  // Whatever a checker, plugin or sandboxed program wrote, what leaves as JSON is valid UTF-8.
+  if (utf8::valid_prefix(r.reason) != r.reason.size()) r.reason = utf8::repair(r.reason);
+  if (utf8::valid_prefix(r.answer) != r.answer.size()) r.answer = utf8::repair(r.answer);
   std::lock_guard lk(sync.m);
   if (t.phase == Phase::running) {
     t.result = std::move(r);

@@ -131,6 +131,42 @@ TEST_CASE("rewards score and eval build their checkers in the one factory: code 
   CHECK(run_r1("eval --data " + code + " --checker code --accuracy-part math --limit 1").code == 2);
 }
 
+TEST_CASE("train with [rewards] endpoint: rewards and the eval both score through the remote service") {
+  const std::string port = "18937";
+  const auto dir = std::filesystem::temp_directory_path() / "r1_remote_train";
+  std::filesystem::remove_all(dir);
+  const std::string cfg = write_tmp(
+      "r1_remote.toml", "[model]\npath = \"" + (r1::test::source_dir() / "models" / "tiny").string() +
+                            "\"\nthreads = 1\n[data]\npath = \"" +
+                            (r1::test::source_dir() / "data" / "arith" / "heldout.jsonl").string() +
+                            "\"\nprompt_template = \"Q: {question} A:\"\n[sampling]\nmax_new_tokens = 8\n"
+                            "[rollout]\ngroup_size = 2\nprompts_per_step = 2\nprompts_per_batch = 2\nmax_batch = 4\n"
+                            "[rewards]\nendpoint = \"http://127.0.0.1:" +
+                            port +
+                            "\"\n"
+                            "[[rewards.checkers]]\nchecker = \"math\"\n[[rewards.checkers]]\nchecker = \"format\"\n"
+                            "[train]\nsteps = 1\n[eval]\npath = \"" +
+                            (r1::test::source_dir() / "data" / "arith" / "heldout.jsonl").string() + "\"\nlimit = 2\n");
+  const std::string exe = r1::test::r1_exe();
+  const std::string serve = (r1::test::source_dir() / "configs" / "serve.toml").string();
+  std::string script = "set -e; " + exe + " rewards serve --port " + port + " --config " + serve +
+                       " 2>/dev/null & pid=$!; "
+                       "for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/" +
+                       port + ") 2>/dev/null && break; sleep 0.1; done; " + exe + " train " + cfg +
+                       " --quiet --run-dir " + (dir / "run").string() + "; echo train=$?; " + exe + " train " + cfg +
+                       " --quiet --set 'rewards.checkers=[{checker=\"math\"}]' --run-dir " +
+                       (dir / "mismatch").string() + " || echo mismatch=$?; kill -TERM $pid; wait $pid";
+  Result r = r1::test::run_shell("bash " + write_tmp("r1_remote_train.sh", script));
+  CAPTURE(r.out);
+  CHECK(has(r.out, "train=0"));
+  std::ifstream in(dir / "run" / "metrics.jsonl");
+  std::string metrics((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(has(metrics, "\"eval/reward/math/mean\""));  // the eval scored through the service too
+  CHECK(has(metrics, "\"reward/format/mean\""));
+  CHECK(has(r.out, "mismatch=1"));  // the service's parts differ from the config's: a clear error
+  CHECK(has(r.out, "scores the parts (format, math) but [[rewards.checkers]] names (math)"));
+}
+
 TEST_CASE("config show prints defaults and --set overrides; --set errors exit 2") {
   Result r = run_r1("config show --set model.dtype=bfloat16 --set run.seed=7");
   CHECK(r.code == 0);

@@ -11,6 +11,7 @@
 
 #include "common/config.hpp"
 #include "common/error.hpp"
+#include "common/utf8.hpp"
 #include "rewards/backend.hpp"
 #include "rewards/rewards.hpp"
 #include "test_paths.hpp"
@@ -279,4 +280,28 @@ TEST_CASE("score_jsonl: one line out per line in, ids kept, bad lines reported")
   CHECK(rows[2].at("id").as_string() == "b");
   CHECK(rows[2].at("score").as_double() == 0.0);
   CHECK(std::string(rows[3].at("reason").as_string()).find("missing \"completion\"") != std::string::npos);
+}
+
+TEST_CASE("what a check returns is valid UTF-8 in the output, whatever the checker wrote") {
+  // A checker that writes a lone continuation byte and a cut multi-byte sequence.
+  struct Broken final : Checker {
+    CheckResult check(const Sample&, const Deadline&) const override {
+      CheckResult r;
+      r.reason = "bad \x80 and cut \xE2\x82";
+      r.answer = "\xFF";
+      return r;
+    }
+  };
+  PartResult meta;
+  meta.name = "broken";
+  Scorer sc({{meta, std::make_shared<Broken>()}}, 1, 1000);
+  auto out = sc.score({sample("x")});
+  CHECK(out[0].parts[0].result.reason == "bad \xEF\xBF\xBD and cut \xEF\xBF\xBD");
+  CHECK(out[0].parts[0].result.answer == "\xEF\xBF\xBD");
+  // The math checker shortens a long answer at a code point, not inside one.
+  std::string answer = std::string(199, 'x') + "€€€";  // bytes 200-202 are the first €
+  auto r = run(make_math_checker({}), sample("\\boxed{" + answer + "}", {{"answer", "1"}}));
+  CAPTURE(r.reason);
+  CHECK(r1::utf8::valid_prefix(r.reason) == r.reason.size());
+  CHECK(r.reason.find("…") != std::string::npos);
 }
