@@ -8,7 +8,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="$root/.device-deps"
 pkgs=(libboost1.81-dev libboost-json1.81-dev libboost-json1.81.0 libboost-container1.81-dev libboost-container1.81.0
       libtomlplusplus-dev libtomlplusplus3 doctest-dev
-      libcli11-dev libfmt-dev libfmt9 libpcre2-dev libpcre2-8-0 libutf8proc-dev libutf8proc2 libgloo-dev)
+      libcli11-dev libfmt-dev libfmt9 libpcre2-dev libpcre2-8-0 libutf8proc-dev libutf8proc2 libgloo-dev
+      libseccomp-dev libseccomp2)
 mkdir -p "$dir"
 cd "$dir"
 rm -rf ./*.deb root  # root/: what device-check.sh unpacks; it must not travel (64 MiB limit)

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -24,6 +26,7 @@
 #include "common/json.hpp"
 #include "rewards/backend.hpp"
 #include "rewards/sandbox/code_checker.hpp"
+#include "rewards/sandbox/seccomp.hpp"
 #include "rewards/scorer.hpp"
 #include "test_paths.hpp"
 
@@ -278,161 +281,156 @@ TEST_CASE("code checker: HumanEval canonical solutions pass, `pass` bodies fail"
   require_no_leftovers(*sb);
 }
 
-TEST_CASE("code checker: adversarial programs are contained and score 0") {
-  auto sb = shared_sandbox();
-  // Host canaries: a file and a folder the attacks target by their host paths.
-  fs::path canary_dir = fs::temp_directory_path() / ("r1-canary-" + std::to_string(::getpid()));
-  fs::create_directories(canary_dir);
-  fs::path canary = canary_dir / "keep.txt";
-  r1::write_file_atomic(canary, "canary");
-  const std::string cpath = canary.string(), cdir = canary_dir.string();
+namespace {
 
-  // A host listener on 127.0.0.1 that nothing from a sandbox may reach.
-  int lsock = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(lsock, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(::listen(lsock, 16) == 0);
-  socklen_t alen = sizeof addr;
-  ::getsockname(lsock, reinterpret_cast<sockaddr*>(&addr), &alen);
-  const std::string port = std::to_string(ntohs(addr.sin_port));
+// tests/fixtures/sandbox/attacks.jsonl with its placeholders filled (scripts/fixtures/make_attack_corpus.py).
+struct Attack {
+  std::string id, style;
+  r1::rewards::Sample sample;
+  double score = 0;
+  std::vector<std::string> verdicts;  // allowed; empty: any failure
+};
 
-  struct Attack {
-    const char* name;
-    std::string code;
-    std::vector<Verdict> allowed;  // acceptable verdicts (all are failures)
-  };
-  const std::string ret_wrong = "def add(a, b):\n    return None\n";
-  std::vector<Attack> attacks{
-      {"fork bomb",
-       "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-       {Verdict::timeout}},
-      {"fork bomb in the function",
-       "import os\ndef add(a, b):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n     "
-       "       pass\n",
-       {Verdict::timeout}},
-      {"memory bomb", "x = []\nwhile True:\n    x.append(bytearray(1 << 24))\n", {Verdict::memory_limit}},
-      {"memory bomb in one allocation",
-       "def add(a, b):\n    return len(bytearray(1 << 40))\n",
-       {Verdict::memory_limit}},
-      {"infinite loop", "while True:\n    pass\n", {Verdict::timeout}},
-      {"never-ending sleep", "import time\ntime.sleep(10 ** 6)\n", {Verdict::timeout}},
-      {"write and delete host files",
-       "import os, shutil\n"
-       "for p in ['" +
-           cpath +
-           "', '/usr/bin/python3', '/sandbox/test.py', '/sandbox/harness.py']:\n"
-           "    for f in (os.remove, lambda p: open(p, 'w').write('x')):\n"
-           "        try:\n            f(p)\n        except OSError:\n            pass\n"
-           "for d in ['" +
-           cdir +
-           "', '/usr/lib', '/tmp']:\n"
-           "    shutil.rmtree(d, ignore_errors=True)\n"
-           "open('/tmp/r1-escape-marker', 'w').write('x')\n" +
-           ret_wrong,
-       {Verdict::wrong_answer}},
-      {"read host files",
-       "def add(a, b):\n"
-       "    out = []\n"
-       "    for p in ['/etc/passwd', '/etc/shadow', '/root/.bashrc', '" +
-           cpath + "', '" + (r1::test::source_dir() / "CMakeLists.txt").string() +
-           "', '/proc/1/environ']:\n"
-           "        try:\n            out.append(open(p).read())\n        except OSError:\n            pass\n"
-           "    return 3 if out else None\n",
-       {Verdict::wrong_answer}},
-      {"socket to 127.0.0.1",
-       "import socket\ndef add(a, b):\n    s = socket.create_connection(('127.0.0.1', " + port +
-           "), timeout=1)\n    return a + b\n",
-       {Verdict::runtime_error}},
-      {"kill the parent",
-       "import os\nfor pid in (os.getppid(), 1, -1):\n    try:\n        os.kill(pid, 9)\n    except OSError:\n        "
-       "pass\n" +
-           ret_wrong,
-       {Verdict::runtime_error, Verdict::wrong_answer}},
-      {"gigabytes of output",
-       "import sys\nwhile True:\n    sys.stdout.write('y' * (1 << 20))\n",
-       {Verdict::runtime_error}},
-      {"exit(0) before the tests", "import sys\nsys.exit(0)\n", {Verdict::runtime_error}},
-      {"os._exit(0) before the tests", "import os\nos._exit(0)\n", {Verdict::runtime_error}},
-      {"os._exit(0) inside the tests", "import os\ndef add(a, b):\n    os._exit(0)\n", {Verdict::runtime_error}},
-      {"fake results on stdout and fd 3",
-       "import os, sys\nprint('pass 0 0\\npass 0 1\\npass 0 2\\ndone 0\\nAll tests passed')\n"
-       "os.write(3, b'plan 1\\npass 0 0\\ndone 0\\n')\n"
-       "def add(a, b):\n    os.write(3, b'pass x 0\\npass x 1\\npass x 2\\ndone x\\n')\n    os._exit(0)\n",
-       {Verdict::runtime_error}},
-      {"monkeypatch the harness: check, builtins, os.write",
-       "import builtins, os\n"
-       "real = os.write\n"
-       "os.write = lambda fd, b: real(fd, b.replace(b'fail', b'pass'))\n"
-       "builtins.AssertionError = type('NoAssert', (Exception,), {})\n"
-       "def check(candidate):\n    pass\n"
-       "builtins.isinstance = lambda *a: True\n" +
-           ret_wrong,
-       {Verdict::wrong_answer}},
-      {"monkeypatch: an object equal to everything",
-       "class Eq:\n    def __eq__(self, other):\n        return True\n"
-       "def add(a, b):\n    return Eq()\n",
-       {Verdict::runtime_error}},
-      {"monkeypatch: an int subclass equal to everything",
-       "class Eq(int):\n    def __eq__(self, other):\n        return True\n"
-       "def add(a, b):\n    return Eq(0)\n",
-       {Verdict::runtime_error}},
-      {"steal the nonce from the caller's frames",
-       "import sys, os\n"
-       "def add(a, b):\n"
-       "    f = sys._getframe(1)\n"
-       "    while f:\n"
-       "        for v in list(f.f_locals.values()):\n"
-       "            if isinstance(v, str) and len(v) == 32:\n"
-       "                os.write(3, ('pass %s 0\\npass %s 1\\npass %s 2\\n' % (v, v, v)).encode())\n"
-       "        f = f.f_back\n"
-       "    return None\n",
-       {Verdict::runtime_error}},
-      {"steal the nonce through a traceback",
-       "import os\n"
-       "def add(a, b):\n"
-       "    try:\n        raise ValueError\n    except ValueError as e:\n        f = e.__traceback__.tb_frame\n"
-       "    return f\n",
-       {Verdict::runtime_error}},
-      {"steal the nonce through the garbage collector",
-       "import gc, os\n"
-       "def add(a, b):\n"
-       "    for o in gc.get_objects():\n"
-       "        if isinstance(o, str) and len(o) == 32:\n"
-       "            os.write(3, ('pass %s 0\\n' % o).encode())\n"
-       "    return None\n",
-       {Verdict::runtime_error}},
-      {"steal the nonce with ctypes or a trace hook",
-       "import sys\nsys.settrace(lambda *a: None)\nimport ctypes\n" + ret_wrong,
-       {Verdict::runtime_error}},
-      {"steal the nonce with a signal handler", "import signal\n" + ret_wrong, {Verdict::runtime_error}},
-  };
-  for (const auto& a : attacks) {
-    auto t0 = Clock::now();
-    CodeResult r = run_add(a.code);
-    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-    INFO(a.name << ": " << verdict_name(r.verdict) << " " << r.passed << "/" << r.tests << " " << r.detail << " ("
-                << secs << " s)");
-    CHECK(r.passed == 0);
-    CHECK(r.tests == 3);
-    CHECK(std::find(a.allowed.begin(), a.allowed.end(), r.verdict) != a.allowed.end());
-    CHECK(secs < 8.0);
-    require_no_leftovers(*sb);
+std::vector<Attack> attack_corpus(const std::map<std::string, std::string>& fill) {
+  std::vector<Attack> out;
+  std::ifstream in(r1::test::fixtures() / "sandbox" / "attacks.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    for (const auto& [k, v] : fill)
+      for (size_t p; (p = line.find(k)) != std::string::npos;) line.replace(p, k.size(), v);
+    auto o = r1::json::parse(line, "attacks.jsonl").as_object();
+    Attack a;
+    a.id = std::string(o.at("id").as_string());
+    a.style = std::string(o.at("style").as_string());
+    a.sample.completion = std::string(o.at("completion").as_string());
+    a.sample.reference = o.at("reference").as_object();
+    a.score = o.at("score").to_number<double>();
+    for (const auto& v : o.at("verdicts").as_array()) a.verdicts.emplace_back(v.as_string());
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+// A host listener on 127.0.0.1 that nothing from a sandbox may reach, and host canaries.
+struct HostCanaries {
+  fs::path dir = fs::temp_directory_path() / ("r1-canary-" + std::to_string(::getpid()));
+  fs::path file = dir / "keep.txt";
+  int listener = -1;
+  std::string port;
+  HostCanaries() {
+    fs::create_directories(dir);
+    r1::write_file_atomic(file, "canary");
+    listener = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(listener, 16) == 0);
+    socklen_t alen = sizeof addr;
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &alen);
+    port = std::to_string(ntohs(addr.sin_port));
+  }
+  std::map<std::string, std::string> fill() const {
+    return {{"{CANARY_FILE}", file.string()},
+            {"{CANARY_DIR}", dir.string()},
+            {"{PORT}", port},
+            {"{SOURCE_FILE}", (r1::test::source_dir() / "CMakeLists.txt").string()}};
   }
   // The host is unaffected.
-  CHECK(r1::read_file(canary) == "canary");
-  CHECK_FALSE(fs::exists("/tmp/r1-escape-marker"));
-  CHECK(fs::exists("/usr/bin/python3"));
-  CHECK(::accept(lsock, nullptr, nullptr) < 0);  // nothing ever connected
-  ::close(lsock);
-  fs::remove_all(canary_dir);
+  void check_untouched() {
+    CHECK(r1::read_file(file) == "canary");
+    CHECK_FALSE(fs::exists("/tmp/r1-escape-marker"));
+    CHECK(fs::exists("/usr/bin/python3"));
+    CHECK(::accept(listener, nullptr, nullptr) < 0);  // nothing ever connected
+  }
+  ~HostCanaries() {
+    ::close(listener);
+    fs::remove_all(dir);
+  }
+};
 
-  // And the same machinery still scores an honest solution.
+}  // namespace
+
+TEST_CASE("code checker: every program of the adversarial corpus is contained and scores 0, honest ones 1") {
+  auto sb = shared_sandbox();
+  HostCanaries host;
+  CodeOptions o = fast_options();
+  o.timeout_ms = 2000;  // honest runs take ~0.1 s; a hostile one may time out under load, and still scores 0
+  auto checker = make_code_checker(sb, o);
+  auto corpus = attack_corpus(host.fill());
+  REQUIRE(corpus.size() >= 70);
+  std::map<std::string, int> by_verdict;
+  for (const auto& a : corpus) {
+    auto t0 = Clock::now();
+    auto r = checker->check(a.sample, r1::rewards::Deadline());
+    const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const std::string verdict = r.reason.substr(0, r.reason.find(':'));
+    INFO(a.id << ": " << r.reason << " (" << secs << " s)");
+    CHECK(r.score == doctest::Approx(a.score));
+    if (a.score < 1 && !a.verdicts.empty() && verdict != "timeout")
+      CHECK(std::find(a.verdicts.begin(), a.verdicts.end(), verdict) != a.verdicts.end());
+    ++by_verdict[verdict];
+    require_no_leftovers(*sb);
+  }
+  std::string counts;
+  for (const auto& [v, n] : by_verdict) counts += " " + v + " " + std::to_string(n);
+  MESSAGE(corpus.size() << " samples:" << counts);
+  host.check_untouched();
+}
+
+TEST_CASE("sandbox: the seccomp filter denies tracing another process and reading its memory") {
+  RunSpec s;
+  s.args = {"-c",
+            "import ctypes, os, errno\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "r = [libc.ptrace(0, 0, 0, 0), ctypes.get_errno()]\n"                         // PTRACE_TRACEME
+            "r += [libc.syscall(310, os.getpid(), 0, 0, 0, 0, 0), ctypes.get_errno()]\n"  // process_vm_readv
+            "r += [libc.syscall(425, 8, 0), ctypes.get_errno()]\n"                        // io_uring_setup
+            "r += [libc.unshare(0x10000000), ctypes.get_errno()]\n"                       // CLONE_NEWUSER
+            "print(r == [-1, errno.EPERM] * 4, r)\n"};
+  auto r = shared_sandbox()->run(s);
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.rfind("True", 0) == 0);
+  CHECK(std::find(seccomp_denied().begin(), seccomp_denied().end(), "process_vm_readv") != seccomp_denied().end());
+}
+
+TEST_CASE("sandbox: /dev is read-only, and runs work with a small open-file limit in the host process") {
+  RunSpec s;
+  s.args = {
+      "-c",
+      "import os\ntry:\n    open('/dev/big', 'wb').write(b'0' * (1 << 20))\n    print('wrote')\n"
+      "except OSError as e:\n    print('refused', e.errno)\nopen('/dev/null', 'w').write('x')\nprint('null ok')\n"};
+  auto r = shared_sandbox()->run(s);
+  INFO(r.out << r.err);
+  CHECK(r.out.find("refused 30") != std::string::npos);  // EROFS
+  CHECK(r.out.find("null ok") != std::string::npos);
+  // Descriptors are moved without assuming room above fd 1000: a limit of 64 in the host works.
+  struct rlimit old {};
+  ::getrlimit(RLIMIT_NOFILE, &old);
+  struct rlimit low = old;
+  low.rlim_cur = 64;
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  auto ok = shared_sandbox()->run(s);
+  ::setrlimit(RLIMIT_NOFILE, &old);
+  CHECK(ok.ending == Ending::exited);
+  CHECK(ok.exit_code == 0);
+  CHECK_MESSAGE(ok.out.find("null ok") != std::string::npos, ok.detail << ok.err);
+}
+
+TEST_CASE("code checker: honest and partly wrong solutions in each test style") {
   CHECK(run_add("def add(a, b):\n    return a + b\n").verdict == Verdict::passed);
   auto partial = run_add("def add(a, b):\n    return 3\n");
   CHECK(partial.verdict == Verdict::wrong_answer);
   CHECK(partial.passed == 1);
+  auto mbpp = run_assert_tests(*shared_sandbox(), "def add(a, b):\n    return 3\n",
+                               "assert add(1, 2) == 3\nassert add(2, 2) == 4\n", "", fast_options());
+  CHECK(mbpp.tests == 2);
+  CHECK(mbpp.passed == 1);
+  // A test that expects an exception sees the solution's exception type.
+  auto raises = run_assert_tests(*shared_sandbox(), "def add(a, b):\n    raise ValueError('no')\n",
+                                 "def check(candidate):\n    try:\n        candidate(1, 2)\n        assert False\n"
+                                 "    except ValueError:\n        assert True\n",
+                                 "add", fast_options());
+  CHECK(raises.verdict == Verdict::passed);
 }
 
 TEST_CASE("code checker: a built-in of the one reward factory, with its code.* options") {

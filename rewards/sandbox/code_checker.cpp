@@ -19,6 +19,7 @@
 
 #include "common/error.hpp"
 #include "rewards/sandbox/harness_py.hpp"
+#include "rewards/sandbox/runner_py.hpp"
 
 namespace r1::sandbox {
 
@@ -203,13 +204,15 @@ std::string extract_code(const std::string& completion, CodeExtract extract) {
 CodeResult run_assert_tests(Sandbox& sb, const std::string& code, const std::string& test,
                             const std::string& entry_point, const CodeOptions& o, int64_t wall_ms_cap) {
   RunSpec spec;
-  spec.files = {{"harness.py", std::string(kHarnessPy)}, {"solution.py", code}, {"test.py", test}};
+  // The tests travel with the nonce on fd 4, which only the harness reads: no file of the sandbox
+  // holds them, and the solution runs in another process (runner.py).
+  const std::string nonce = random_nonce();
+  spec.files = {{"harness.py", std::string(kHarnessPy)}, {"runner.py", std::string(kRunnerPy)}, {"solution.py", code}};
   spec.args = {"/sandbox/harness.py", "tests", entry_point};
-  if (o.plain_values) spec.args.push_back("--plain-values");
-  spec.secret = random_nonce();
+  spec.secret = nonce + "\n" + test;
   spec.limits = limits_for(o, wall_ms_cap);
   RunResult run = sb.run(spec);
-  Report rep = parse_channel(run.channel, spec.secret);
+  Report rep = parse_channel(run.channel, nonce);
 
   CodeResult res;
   if (run.ending == Ending::spawn_failed) {
@@ -239,10 +242,11 @@ CodeResult run_assert_tests(Sandbox& sb, const std::string& code, const std::str
     return res;
   }
   // Not all passed: the worst cause wins.
-  if (run.ending == Ending::timeout || run.cpu_limit) {
+  const bool cpu = run.cpu_limit || rep.fail_kinds.count("cpu") || rep.abort_kind == "cpu";
+  if (run.ending == Ending::timeout || cpu) {
     res.verdict = Verdict::timeout;
-    res.detail = run.cpu_limit ? "CPU time limit (" + std::to_string(spec.limits.cpu_seconds) + " s)"
-                               : "wall-clock limit (" + std::to_string(spec.limits.wall_ms) + " ms)";
+    res.detail = cpu ? "CPU time limit (" + std::to_string(spec.limits.cpu_seconds) + " s)"
+                     : "wall-clock limit (" + std::to_string(spec.limits.wall_ms) + " ms)";
   } else if (rep.fail_kinds.count("memory") || rep.abort_kind == "memory") {
     res.verdict = Verdict::memory_limit;
     res.detail = "MemoryError (limit " + std::to_string(spec.limits.memory_mb) + " MiB)";

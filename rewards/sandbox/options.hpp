@@ -74,10 +74,6 @@ struct CodeOptions {
     "stdin/stdout: after a case times out, count the rest as failed "                                           \
     "without running them",                                                                                     \
     true)                                                                                                       \
-  F(bool, plain_values, true,                                                                                   \
-    "assert tests: the entry point must return plain built-in values (int, str, list, dict, ...), "             \
-    "so an object whose __eq__ always says True cannot pass",                                                   \
-    true)                                                                                                       \
   F(std::string, prompt_field, "prompt",                                                                        \
     "reference field with the code prompt (else the sample's "                                                  \
     "prompt)",                                                                                                  \

@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "common/error.hpp"
+#include "rewards/sandbox/seccomp.hpp"
 
 namespace r1::sandbox {
 
@@ -42,7 +43,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr size_t kChannelCap = 1 << 20;
-constexpr int kChannelFd = 3, kSecretFd = 4, kExecErrFd = 5, kFirstFileFd = 10;
+constexpr int kChannelFd = 3, kSecretFd = 4, kExecErrFd = 5, kSeccompFd = 6, kFirstFileFd = 10;
 
 // An fd closed on scope exit.
 struct Fd {
@@ -187,24 +188,231 @@ RunResult Sandbox::run(const RunSpec& spec) {
   return r;
 }
 
-RunResult Sandbox::run_in_slot(const RunSpec& spec, int slot) {
-  RunResult res;
-  const int64_t wall_ms = spec.limits.wall_ms > 0 ? spec.limits.wall_ms : o_.wall_timeout_ms;
-  const int64_t cpu_s = spec.limits.cpu_seconds > 0 ? spec.limits.cpu_seconds : o_.cpu_seconds;
-  const int64_t mem_mb = spec.limits.memory_mb > 0 ? spec.limits.memory_mb : o_.memory_mb;
-  const size_t out_cap = static_cast<size_t>(o_.output_limit_kb) * 1024;
+namespace {
 
-  // ---- Everything the child needs, prepared before fork (the child may only make syscalls). ----
-  Fd stdin_fd = sealed_memfd("r1-stdin", spec.stdin_data);
-  Fd secret_fd;
-  if (!spec.secret.empty()) secret_fd = sealed_memfd("r1-secret", spec.secret);
+// What the leader process installs before it execs bwrap: every descriptor at its place in the
+// child, the limits, the identity. Prepared before fork: after it the child makes only syscalls.
+struct ChildPlan {
+  std::vector<std::pair<int, int>> moves;  // source fd -> fd in the child
+  int max_target = 0;
+  std::vector<std::string> argv;
+  struct rlimit cpu, as, fsize, nproc, nofile, core;
+  uid_t uid = 0;
+  bool as_root = false;
+};
+
+// The run's descriptors on the host side: the ends the child gets, and the ends the host reads.
+struct RunIo {
+  Fd stdin_fd, secret_fd, seccomp_fd;
   std::vector<Fd> file_fds;
-  for (const auto& [name, content] : spec.files) file_fds.push_back(sealed_memfd("r1-file", content));
-  Pipe out = make_pipe(), err = make_pipe(), chan = make_pipe();
-  int ep[2];  // close-on-exec: EOF means bwrap was exec'd, a byte means our child failed first
-  if (::pipe2(ep, O_CLOEXEC) != 0) fail("sandbox: pipe2 failed: {}", std::strerror(errno));
-  Fd exec_r(ep[0]), exec_w(ep[1]);
+  Pipe out, err, chan;
+  Fd exec_r, exec_w;  // close-on-exec: EOF means bwrap was exec'd, a byte means our child failed first
+  Fd pid_r, pid_w;    // the reaper reports the sandbox leader's pid here
+};
 
+RunIo open_io(const RunSpec& spec) {
+  RunIo io;
+  io.stdin_fd = sealed_memfd("r1-stdin", spec.stdin_data);
+  if (!spec.secret.empty()) io.secret_fd = sealed_memfd("r1-secret", spec.secret);
+  io.seccomp_fd = sealed_memfd("r1-seccomp", seccomp_program());
+  for (const auto& [name, content] : spec.files) io.file_fds.push_back(sealed_memfd("r1-file", content));
+  io.out = make_pipe(), io.err = make_pipe(), io.chan = make_pipe();
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) fail("sandbox: pipe2 failed: {}", std::strerror(errno));
+  io.exec_r = Fd(p[0]), io.exec_w = Fd(p[1]);
+  if (::pipe2(p, O_CLOEXEC) != 0) fail("sandbox: pipe2 failed: {}", std::strerror(errno));
+  io.pid_r = Fd(p[0]), io.pid_w = Fd(p[1]);
+  return io;
+}
+
+// Leader L: its own process group, every descriptor at its place, limits, the slot's uid, bwrap.
+// Async-signal-safe calls only.
+[[noreturn]] void exec_leader(const ChildPlan& plan, char* const* argv) {
+  ::setpgid(0, 0);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // Park every source above all targets first, so no dup2 clobbers a source not yet moved (any
+  // open-file limit above the targets works: nothing is parked at a fixed high number).
+  int parked[64];
+  const size_t nm = plan.moves.size() < 64 ? plan.moves.size() : 64;
+  for (size_t i = 0; i < nm; ++i) parked[i] = ::fcntl(plan.moves[i].first, F_DUPFD, plan.max_target + 1);
+  auto die = [](char code) {
+    (void)!::write(kExecErrFd, &code, 1);
+    ::_exit(127);
+  };
+  for (size_t i = 0; i < nm; ++i)
+    if (parked[i] < 0 || ::dup2(parked[i], plan.moves[i].second) < 0) ::_exit(127);
+  ::fcntl(kExecErrFd, F_SETFD, FD_CLOEXEC);
+  ::syscall(SYS_close_range, static_cast<unsigned>(plan.max_target + 1), ~0u, 0);
+  ::setrlimit(RLIMIT_CPU, &plan.cpu);
+  ::setrlimit(RLIMIT_AS, &plan.as);
+  ::setrlimit(RLIMIT_FSIZE, &plan.fsize);
+  ::setrlimit(RLIMIT_NOFILE, &plan.nofile);
+  ::setrlimit(RLIMIT_CORE, &plan.core);
+  if (plan.as_root) {
+    if (::setgroups(0, nullptr) != 0 || ::setgid(plan.uid) != 0) die('u');
+    ::setrlimit(RLIMIT_NPROC, &plan.nproc);
+    if (::setuid(plan.uid) != 0) die('u');
+  } else {
+    ::setrlimit(RLIMIT_NPROC, &plan.nproc);
+  }
+  char* envp[] = {nullptr};
+  ::execve(argv[0], argv, envp);
+  die('x');
+  ::_exit(127);
+}
+
+// Reaper R: a child subreaper that reaps everything below it (so even bwrap's pid-namespace init
+// never lingers as a zombie counted against the slot's process limit), with the leader under it.
+[[noreturn]] void run_reaper(const ChildPlan& plan, char* const* argv, int pid_w_fd) {
+  ::sigset_t none;
+  ::sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  pid_t leader = ::fork();
+  if (leader == 0) exec_leader(plan, argv);
+  if (leader < 0) ::_exit(125);
+  ::setpgid(leader, leader);
+  (void)!::write(pid_w_fd, &leader, sizeof leader);
+  ::syscall(SYS_close_range, 0u, ~0u, 0);  // hold no pipe end: the host waits for EOFs
+  int code = 125;
+  while (true) {
+    int st = 0;
+    pid_t w = ::waitpid(-1, &st, 0);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      break;  // ECHILD: everything below is gone
+    }
+    if (w == leader) code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  ::_exit(code);
+}
+
+template <class T>
+T read_one(int fd, T fallback) {
+  T v{};
+  ssize_t g;
+  do g = ::read(fd, &v, sizeof v);
+  while (g < 0 && errno == EINTR);
+  return g == static_cast<ssize_t>(sizeof v) ? v : fallback;
+}
+
+// A stream read under a cap, and the process tree being watched.
+struct Stream {
+  int fd;
+  std::string* buf;
+  size_t cap;
+  bool open = true;
+};
+using Streams = Stream[3];
+struct Tree {
+  pid_t pid, leader;  // the reaper and the sandbox leader
+  Fd pidfd;
+  bool exited = false, killed = false;
+  int status = 0;
+  struct rusage ru {};
+};
+
+// Reads every stream until EOF and the tree has exited, killing it at the deadline or when a
+// stream exceeds its cap (then the stream is drained without storing, so blocked writers see EOF).
+void drain(Streams& streams, Tree& tree, Clock::time_point deadline, RunResult& res) {
+  char buf[65536];
+  auto reap = [&](bool block) {
+    if (tree.exited) return;
+    if (::wait4(tree.pid, &tree.status, block ? 0 : WNOHANG, &tree.ru) == tree.pid) tree.exited = true;
+  };
+  auto kill_all = [&](Ending why) {
+    if (tree.killed) return;
+    kill_tree(tree.leader);
+    tree.killed = true;
+    res.ending = why;
+  };
+  while (true) {
+    const bool any_open = streams[0].open || streams[1].open || streams[2].open;
+    if (tree.exited && !any_open) break;
+    const auto now = Clock::now();
+    if (!tree.killed && now >= deadline) kill_all(Ending::timeout);
+    // After a kill, give the kernel a bounded time to tear the namespace down (pipes hit EOF).
+    if (tree.killed && tree.exited && now >= deadline + std::chrono::seconds(5)) break;
+    pollfd pf[4];
+    int idx[4], n = 0;
+    for (int i = 0; i < 3; ++i)
+      if (streams[i].open) pf[n] = {streams[i].fd, POLLIN, 0}, idx[n++] = i;
+    if (!tree.exited && tree.pidfd.fd >= 0) pf[n] = {tree.pidfd.fd, POLLIN, 0}, idx[n++] = -1;
+    int timeout_ms = 50;
+    if (!tree.killed) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+      timeout_ms = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(left, tree.pidfd.fd >= 0 ? 1000 : 20)));
+    }
+    int rc = ::poll(pf, static_cast<nfds_t>(n), timeout_ms);
+    if (rc < 0 && errno != EINTR) break;
+    for (int k = 0; k < n && rc > 0; ++k) {
+      if (!pf[k].revents) continue;
+      if (idx[k] < 0) {
+        reap(true);
+        continue;
+      }
+      Stream& st = streams[idx[k]];
+      while (true) {
+        const ssize_t got = ::read(st.fd, buf, sizeof buf);
+        if (got == 0) st.open = false;
+        if (got <= 0) break;  // EOF, or EAGAIN
+        const size_t room = st.cap > st.buf->size() ? st.cap - st.buf->size() : 0;
+        st.buf->append(buf, std::min(room, static_cast<size_t>(got)));
+        if (static_cast<size_t>(got) > room) kill_all(Ending::output_limit);
+      }
+    }
+    reap(false);
+  }
+  if (!tree.exited) {
+    kill_all(tree.killed ? res.ending : Ending::timeout);
+    ::kill(tree.pid, SIGKILL);  // the reaper too, if the tree did not go away in time
+    reap(true);
+  }
+}
+
+// The host's side of a run: wait for bwrap's exec, read stdout, stderr and the channel under their
+// caps until the tree is gone, kill it at the deadline or a cap, reap it.
+RunResult supervise(RunIo& io, pid_t pid, Clock::time_point deadline, int64_t cpu_s, uid_t uid, Clock::time_point t0,
+                    size_t out_cap, const std::string& bwrap) {
+  RunResult res;
+  io.stdin_fd.reset(), io.secret_fd.reset(), io.seccomp_fd.reset();
+  io.file_fds.clear();
+  io.out.w.reset(), io.err.w.reset(), io.chan.w.reset(), io.exec_w.reset(), io.pid_w.reset();
+  const pid_t leader = read_one<pid_t>(io.pid_r.fd, -1);
+  const char exec_err = read_one<char>(io.exec_r.fd, 0);
+  if (exec_err != 0 || leader < 0) {
+    if (leader > 0) kill_tree(leader);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    res.ending = Ending::spawn_failed;
+    res.detail = leader < 0        ? "fork of the sandbox leader failed"
+                 : exec_err == 'u' ? "could not switch to the slot's uid " + std::to_string(uid)
+                                   : "could not exec " + bwrap;
+    return res;
+  }
+  Streams streams = {
+      {io.out.r.fd, &res.out, out_cap}, {io.err.r.fd, &res.err, out_cap}, {io.chan.r.fd, &res.channel, kChannelCap}};
+  Tree tree{pid, leader, Fd(pidfd_open(pid))};
+  drain(streams, tree, deadline, res);
+  res.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  res.cpu_ms = (tree.ru.ru_utime.tv_sec + tree.ru.ru_stime.tv_sec) * 1e3 +
+               (tree.ru.ru_utime.tv_usec + tree.ru.ru_stime.tv_usec) / 1e3;
+  if (WIFEXITED(tree.status))
+    res.exit_code = WEXITSTATUS(tree.status);
+  else if (WIFSIGNALED(tree.status))
+    res.exit_code = 128 + WTERMSIG(tree.status);
+  if (!tree.killed) res.ending = Ending::exited;
+  // bwrap reports a child killed by signal N as 128 + N.
+  res.cpu_limit = res.exit_code == 128 + SIGXCPU || (res.exit_code == 128 + SIGKILL && !tree.killed &&
+                                                     res.cpu_ms >= static_cast<double>(cpu_s) * 1e3 * 0.95);
+  return res;
+}
+
+}  // namespace
+
+std::vector<std::string> Sandbox::bwrap_argv(const RunSpec& spec) const {
   std::vector<std::string> argv{o_.bwrap,
                                 "--unshare-user",
                                 "--unshare-pid",
@@ -237,245 +445,53 @@ RunResult Sandbox::run_in_slot(const RunSpec& spec, int slot) {
   auto add = [&](std::initializer_list<std::string> xs) { argv.insert(argv.end(), xs); };
   for (const auto& b : o_.ro_binds) add({"--ro-bind-try", b, b});
   add({"--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin"});
-  add({"--dev", "/dev", "--size", std::to_string(o_.tmp_size_mb << 20), "--tmpfs", "/tmp"});
+  // /dev holds only the device nodes, read-only (its tmpfs would otherwise take half the host's RAM).
+  add({"--dev", "/dev", "--remount-ro", "/dev", "--size", std::to_string(o_.tmp_size_mb << 20), "--tmpfs", "/tmp"});
   for (size_t i = 0; i < spec.files.size(); ++i)
     add({"--ro-bind-data", std::to_string(kFirstFileFd + static_cast<int>(i)), "/sandbox/" + spec.files[i].first});
-  add({"--remount-ro", "/", "--chdir", "/tmp", "--", python_real_});
+  add({"--remount-ro", "/", "--chdir", "/tmp", "--seccomp", std::to_string(kSeccompFd), "--", python_real_});
   for (const auto& a : o_.python_args) argv.push_back(a);
   for (const auto& a : spec.args) argv.push_back(a);
+  return argv;
+}
+
+RunResult Sandbox::run_in_slot(const RunSpec& spec, int slot) {
+  const int64_t wall_ms = spec.limits.wall_ms > 0 ? spec.limits.wall_ms : o_.wall_timeout_ms;
+  const int64_t cpu_s = spec.limits.cpu_seconds > 0 ? spec.limits.cpu_seconds : o_.cpu_seconds;
+  const int64_t mem_mb = spec.limits.memory_mb > 0 ? spec.limits.memory_mb : o_.memory_mb;
+  RunIo io = open_io(spec);
+  ChildPlan plan;
+  plan.argv = bwrap_argv(spec);
+  plan.moves = {{io.stdin_fd.fd, 0},        {io.out.w.fd, 1},           {io.err.w.fd, 2},
+                {io.chan.w.fd, kChannelFd}, {io.exec_w.fd, kExecErrFd}, {io.seccomp_fd.fd, kSeccompFd}};
+  if (io.secret_fd.fd >= 0) plan.moves.push_back({io.secret_fd.fd, kSecretFd});
+  for (size_t i = 0; i < io.file_fds.size(); ++i)
+    plan.moves.push_back({io.file_fds[i].fd, kFirstFileFd + static_cast<int>(i)});
+  plan.max_target = kFirstFileFd + static_cast<int>(io.file_fds.size());
+  auto lim = [](int64_t soft, int64_t hard) { return rlimit{static_cast<rlim_t>(soft), static_cast<rlim_t>(hard)}; };
+  plan.cpu = lim(cpu_s, cpu_s + 1);
+  plan.as = lim(mem_mb << 20, mem_mb << 20);
+  plan.fsize = lim(o_.file_size_mb << 20, o_.file_size_mb << 20);
+  plan.nproc = lim(o_.max_processes, o_.max_processes);
+  plan.nofile = lim(o_.max_open_files, o_.max_open_files);
+  plan.core = lim(0, 0);
+  plan.uid = static_cast<uid_t>(uid_base_ + slot);
+  plan.as_root = as_root_;
   std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
+  for (auto& a : plan.argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
-  char* envp[] = {nullptr};
 
-  // Source fd -> target fd inside the child.
-  std::vector<std::pair<int, int>> moves{{stdin_fd.fd, 0}, {out.w.fd, 1}, {err.w.fd, 2}, {chan.w.fd, kChannelFd}};
-  if (secret_fd.fd >= 0) moves.push_back({secret_fd.fd, kSecretFd});
-  moves.push_back({exec_w.fd, kExecErrFd});
-  for (size_t i = 0; i < file_fds.size(); ++i) moves.push_back({file_fds[i].fd, kFirstFileFd + static_cast<int>(i)});
-  int max_target = kFirstFileFd + static_cast<int>(file_fds.size());
-  const uid_t uid = static_cast<uid_t>(uid_base_ + slot);
-  const bool as_root = as_root_;
-  struct rlimit lim_cpu {
-    static_cast<rlim_t>(cpu_s), static_cast<rlim_t>(cpu_s + 1)
-  };
-  struct rlimit lim_as {
-    static_cast<rlim_t>(mem_mb) << 20, static_cast<rlim_t>(mem_mb) << 20
-  };
-  struct rlimit lim_fsize {
-    static_cast<rlim_t>(o_.file_size_mb) << 20, static_cast<rlim_t>(o_.file_size_mb) << 20
-  };
-  struct rlimit lim_nproc {
-    static_cast<rlim_t>(o_.max_processes), static_cast<rlim_t>(o_.max_processes)
-  };
-  struct rlimit lim_nofile {
-    static_cast<rlim_t>(o_.max_open_files), static_cast<rlim_t>(o_.max_open_files)
-  };
-  struct rlimit lim_zero {
-    0, 0
-  };
-
-  auto t0 = Clock::now();
-  int pp[2];  // the reaper reports the sandbox leader's pid here
-  if (::pipe2(pp, O_CLOEXEC) != 0) fail("sandbox: pipe2 failed: {}", std::strerror(errno));
-  Fd pid_r(pp[0]), pid_w(pp[1]);
-  const int pid_w_fd = pid_w.fd;
-
-  // Two processes: a reaper R (a child subreaper that reaps everything below it, so even bwrap's
-  // pid-namespace init never lingers as a zombie counted against the slot's process limit) and,
-  // under it, the leader L: its own process group, limits, the slot's uid, then exec bwrap.
-  pid_t pid = ::fork();
+  RunResult res;
+  const auto t0 = Clock::now();
+  const pid_t pid = ::fork();
   if (pid < 0) {
     res.ending = Ending::spawn_failed;
     res.detail = std::string("fork failed: ") + std::strerror(errno);
     return res;
   }
-  if (pid == 0) {
-    // ---- Reaper R: async-signal-safe calls only. ----
-    ::sigset_t none;
-    ::sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s = 1; s < NSIG; ++s) ::signal(s, SIG_DFL);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-    pid_t leader = ::fork();
-    if (leader == 0) {
-      // ---- Leader L. ----
-      ::setpgid(0, 0);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      // Park every source above the targets first, so no dup2 clobbers a source not yet moved.
-      int parked[64];
-      size_t nm = moves.size() < 64 ? moves.size() : 64;
-      for (size_t i = 0; i < nm; ++i) parked[i] = ::fcntl(moves[i].first, F_DUPFD, 1000);
-      auto die = [](char code) {
-        (void)!::write(kExecErrFd, &code, 1);
-        ::_exit(127);
-      };
-      for (size_t i = 0; i < nm; ++i) {
-        if (parked[i] < 0 || ::dup2(parked[i], moves[i].second) < 0) ::_exit(127);
-      }
-      ::fcntl(kExecErrFd, F_SETFD, FD_CLOEXEC);
-      ::syscall(SYS_close_range, static_cast<unsigned>(max_target + 1), ~0u, 0);
-      ::setrlimit(RLIMIT_CPU, &lim_cpu);
-      ::setrlimit(RLIMIT_AS, &lim_as);
-      ::setrlimit(RLIMIT_FSIZE, &lim_fsize);
-      ::setrlimit(RLIMIT_NOFILE, &lim_nofile);
-      ::setrlimit(RLIMIT_CORE, &lim_zero);
-      if (as_root) {
-        if (::setgroups(0, nullptr) != 0 || ::setgid(uid) != 0) die('u');
-        ::setrlimit(RLIMIT_NPROC, &lim_nproc);
-        if (::setuid(uid) != 0) die('u');
-      } else {
-        ::setrlimit(RLIMIT_NPROC, &lim_nproc);
-      }
-      ::execve(cargv[0], cargv.data(), envp);
-      die('x');
-    }
-    if (leader < 0) ::_exit(125);
-    ::setpgid(leader, leader);
-    (void)!::write(pid_w_fd, &leader, sizeof leader);
-    ::syscall(SYS_close_range, 0u, ~0u, 0);  // hold no pipe end: the host waits for EOFs
-    int st = 0, code = 125;
-    while (true) {
-      int s2 = 0;
-      pid_t w = ::waitpid(-1, &s2, 0);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        break;  // ECHILD: everything below is gone
-      }
-      if (w == leader) {
-        st = s2;
-        code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-      }
-    }
-    ::_exit(code);
-  }
-
-  // ---- Host side. ----
-  stdin_fd.reset();
-  secret_fd.reset();
-  file_fds.clear();
-  out.w.reset();
-  err.w.reset();
-  chan.w.reset();
-  exec_w.reset();
-  pid_w.reset();
-  pid_t leader = -1;
-  {
-    ssize_t g;
-    do g = ::read(pid_r.fd, &leader, sizeof leader);
-    while (g < 0 && errno == EINTR);
-    if (g != sizeof leader) leader = -1;
-  }
-  char exec_err = 0;
-  ssize_t eg;
-  do eg = ::read(exec_r.fd, &exec_err, 1);
-  while (eg < 0 && errno == EINTR);
-  if (eg == 1 || leader < 0) {
-    if (leader > 0) kill_tree(leader);
-    int st = 0;
-    ::waitpid(pid, &st, 0);
-    res.ending = Ending::spawn_failed;
-    res.detail = leader < 0        ? "fork of the sandbox leader failed"
-                 : exec_err == 'u' ? "could not switch to the slot's uid " + std::to_string(uid)
-                                   : "could not exec " + o_.bwrap;
-    return res;
-  }
-  Fd pidfd(pidfd_open(pid));
-  const auto deadline = t0 + std::chrono::milliseconds(wall_ms);
-
-  struct Stream {
-    int fd;
-    std::string* buf;
-    size_t cap;
-    bool open = true;
-  };
-  Stream streams[3] = {
-      {out.r.fd, &res.out, out_cap}, {err.r.fd, &res.err, out_cap}, {chan.r.fd, &res.channel, kChannelCap}};
-  bool exited = false, killed = false;
-  int status = 0;
-  struct rusage ru {};
-  char buf[65536];
-
-  auto reap = [&](bool block) {
-    if (exited) return;
-    pid_t w = ::wait4(pid, &status, block ? 0 : WNOHANG, &ru);
-    if (w == pid) exited = true;
-  };
-  auto kill_all = [&](Ending why) {
-    if (!killed) {
-      kill_tree(leader);
-      killed = true;
-      res.ending = why;
-    }
-  };
-
-  while (true) {
-    bool any_open = streams[0].open || streams[1].open || streams[2].open;
-    if (exited && !any_open) break;
-    auto now = Clock::now();
-    if (!killed && now >= deadline) kill_all(Ending::timeout);
-    // After a kill, give the kernel a bounded time to tear the namespace down (pipes hit EOF).
-    if (killed && exited && now >= deadline + std::chrono::seconds(5)) break;
-    pollfd pf[4];
-    int idx[4];
-    int n = 0;
-    for (int i = 0; i < 3; ++i)
-      if (streams[i].open) {
-        pf[n] = {streams[i].fd, POLLIN, 0};
-        idx[n++] = i;
-      }
-    if (!exited && pidfd.fd >= 0) {
-      pf[n] = {pidfd.fd, POLLIN, 0};
-      idx[n++] = -1;
-    }
-    int timeout_ms = 50;
-    if (!killed) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-      timeout_ms = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(left, pidfd.fd >= 0 ? 1000 : 20)));
-    }
-    int rc = ::poll(pf, static_cast<nfds_t>(n), timeout_ms);
-    if (rc < 0 && errno != EINTR) break;
-    for (int k = 0; k < n && rc > 0; ++k) {
-      if (!pf[k].revents) continue;
-      if (idx[k] < 0) {
-        reap(true);
-        continue;
-      }
-      Stream& s = streams[idx[k]];
-      while (true) {
-        ssize_t got = ::read(s.fd, buf, sizeof buf);
-        if (got > 0) {
-          size_t room = s.cap > s.buf->size() ? s.cap - s.buf->size() : 0;
-          s.buf->append(buf, std::min(room, static_cast<size_t>(got)));
-          if (static_cast<size_t>(got) > room) {
-            kill_all(Ending::output_limit);
-            // Keep draining without storing so writers blocked on a full pipe see EOF/EPIPE.
-          }
-          continue;
-        }
-        if (got == 0) s.open = false;
-        break;  // EAGAIN or EOF
-      }
-    }
-    reap(false);
-  }
-  if (!exited) {
-    kill_all(killed ? res.ending : Ending::timeout);
-    ::kill(pid, SIGKILL);  // the reaper too, if the tree did not go away in time
-    reap(true);
-  }
-  res.wall_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  res.cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-  if (WIFEXITED(status))
-    res.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status))
-    res.exit_code = 128 + WTERMSIG(status);
-  if (!killed) res.ending = Ending::exited;
-  // bwrap reports a child killed by signal N as 128 + N.
-  res.cpu_limit = res.exit_code == 128 + SIGXCPU ||
-                  (res.exit_code == 128 + SIGKILL && !killed && res.cpu_ms >= static_cast<double>(cpu_s) * 1e3 * 0.95);
-  return res;
+  if (pid == 0) run_reaper(plan, cargv.data(), io.pid_w.fd);
+  return supervise(io, pid, t0 + std::chrono::milliseconds(wall_ms), cpu_s, plan.uid, t0,
+                   static_cast<size_t>(o_.output_limit_kb) * 1024, o_.bwrap);
 }
 
 void Sandbox::self_test() {

@@ -89,6 +89,7 @@ class Sandbox {
   int acquire();
   void release(int slot);
   RunResult run_in_slot(const RunSpec& spec, int slot);
+  std::vector<std::string> bwrap_argv(const RunSpec& spec) const;
 
   SandboxOptions o_;
   std::string python_real_;
