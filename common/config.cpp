@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/fs.hpp"
+#include "common/utf8.hpp"
 
 namespace r1::cfg {
 
@@ -60,8 +61,10 @@ void apply_override(toml::table& root, std::string_view assignment) {
   try {
     holder = toml::parse("v = " + value, source);
   } catch (const toml::parse_error&) {
+    if (utf8::valid_prefix(value) != value.size())
+      throw ConfigError(fmt::format("config error: {}: the value is not valid UTF-8", utf8::repair(source)));
     std::ostringstream quoted;
-    quoted << toml::value<std::string>(value);
+    quoted << toml::toml_formatter(toml::value<std::string>(value), detail::kValueFormat);
     holder = toml::parse("v = " + quoted.str(), source);
   }
   toml::table* t = &root;

@@ -157,7 +157,11 @@ struct ReadVisitor {
   void operator()(const char* name, T& field, const char* /*doc*/, const char* check_text, Check check) {
     names.emplace_back(name);
     const toml::node* n = table.get(name);
-    if (!n) return;
+    if (!n) {  // absent: the default stands, unless it fails the check (a required key)
+      if (!check(field))
+        errs.add(table.source(), prefix + name, std::string("missing required key (must satisfy: ") + check_text + ")");
+      return;
+    }
     std::string key = prefix + name;
     if (!convert(*n, field, key, errs)) return;
     if (!check(field)) {
@@ -202,12 +206,18 @@ void to_node(const T& v, toml::array& arr) {
   }
 }
 
+// How values are written so that they parse back to the same value: strings as basic "..."
+// strings with escapes. (TOML drops a newline right after an opening ''', so "\ndef " would read
+// back as "def "; and literal strings cannot hold control characters.)
+constexpr auto kValueFormat = toml::toml_formatter::default_flags & ~toml::format_flags::allow_multi_line_strings &
+                              ~toml::format_flags::allow_literal_strings;
+
 template <class T>
 std::string scalar_text(const T& v) {
   toml::array holder;
   to_node(v, holder);
   std::ostringstream os;
-  holder.get(0)->visit([&](const auto& x) { os << x; });
+  os << toml::toml_formatter(*holder.get(0), kValueFormat);
   return os.str();
 }
 
@@ -273,9 +283,13 @@ struct DocVisitor {
     } else {
       std::string check = check_text;
       if constexpr (ConfigEnum<T>) check = "one of " + choices_of<T>();
-      auto cell = [](std::string t) {  // a Markdown table cell: escape the column separator
-        for (size_t p = 0; (p = t.find('|', p)) != std::string::npos; p += 2) t.insert(p, "\\");
-        return t;
+      auto cell = [](const std::string& t) {  // a Markdown table cell: escape the column separator
+        std::string out;
+        for (char c : t) {
+          if (c == '|') out += '\\';
+          out += c;
+        }
+        return out;
       };
       rows += "| `" + std::string(name) + "` | `" + cell(scalar_text(field)) + "` | " + cell(doc) +
               (check == "true" ? "" : " (`" + cell(check) + "`)") + " |\n";

@@ -20,13 +20,22 @@ struct EvalError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A value: exact (a rational that fits), approximate (x, within a small relative error: decimal
+// literals, irrationals), or lossy: x stands for a value that could not be computed with a
+// trustworthy error bound (an exact result beyond the rational range, such as 1000!, or anything
+// whose binary exponent left the extended range, such as 10^{10^{20}}). Lossy values are never
+// numerically equal to anything; only identical structure matches them.
 struct Val {
   bool exact = true;
   Q q{};
   XF x{};
-  static Val of(Q q) { return Val{true, q, XF::of(q)}; }
-  static Val of(XF x) { return Val{false, Q{}, x}; }
+  bool lossy = false;
+  static Val of(Q q) { return Val{true, q, XF::of(q), false}; }
+  static Val of(XF x, bool lossy = false) { return Val{false, Q{}, x, lossy}; }
 };
+
+// 2^lg, lossy when lg leaves the extended range (the result would be 0 or infinity) or `lossy`.
+Val exp2_val(long double lg, bool lossy) { return Val::of(XF::exp2(lg), lossy || std::fabs(lg) > 9e18L); }
 
 using Env = std::map<std::string, long double>;
 
@@ -39,22 +48,26 @@ struct Ctx {
 
 bool is_constant_name(const std::string& n) { return n == "pi" || n == "e" || n == "infty"; }
 
+// An operation on exact operands that overflowed the rational range is lossy: its extended float
+// keeps about 19 digits of a value that has more (N! and N! + 1 would look the same).
+bool lossy_of(const Val& a, const Val& b) { return a.lossy || b.lossy || (a.exact && b.exact); }
+
 Val add(const Val& a, const Val& b) {
   if (a.exact && b.exact)
     if (auto r = q_add(a.q, b.q)) return Val::of(*r);
-  return Val::of(XF::add(a.x, b.x));
+  return Val::of(XF::add(a.x, b.x), lossy_of(a, b));
 }
 Val mul(const Val& a, const Val& b) {
   if (a.exact && b.exact)
     if (auto r = q_mul(a.q, b.q)) return Val::of(*r);
   // 0 * inf stays nan, 0 * finite is an exact 0.
   if ((a.exact && a.q.n == 0 && b.x.finite()) || (b.exact && b.q.n == 0 && a.x.finite())) return Val::of(Q{0, 1});
-  return Val::of(XF::mul(a.x, b.x));
+  return Val::of(XF::mul(a.x, b.x), lossy_of(a, b));
 }
 Val neg(const Val& a) {
   if (a.exact)
     if (auto r = q_neg(a.q)) return Val::of(*r);
-  return Val::of(XF::neg(a.x));
+  return Val::of(XF::neg(a.x), a.lossy || a.exact);
 }
 Val divv(const Val& a, const Val& b) {
   if (b.exact && b.q.n == 0) throw EvalError("division by zero");
@@ -62,7 +75,7 @@ Val divv(const Val& a, const Val& b) {
   if (a.exact && b.exact)
     if (auto inv = q_inv(b.q))
       if (auto r = q_mul(a.q, *inv)) return Val::of(*r);
-  return Val::of(XF::div(a.x, b.x));
+  return Val::of(XF::div(a.x, b.x), lossy_of(a, b));
 }
 
 // Exact integer k-th root of a non-negative i128, if there is one.
@@ -104,13 +117,15 @@ Val powv(const Val& b, const Val& e, Ctx& c) {
         }
       }
     }
-    // Extended range: sign and magnitude separately.
-    if (b.x.is_zero()) return Val::of(XF::of(k > 0 ? 0.0L : INFINITY));
-    if (!b.x.finite()) return Val::of(XF::of(std::pow(b.x.m, static_cast<long double>(k))));
-    long double lg = b.x.log2abs() * static_cast<long double>(k);
-    XF mag = XF::exp2(lg);
-    bool negative = b.x.m < 0 && (k % 2 != 0);
-    return Val::of(negative ? XF::neg(mag) : mag);
+    // Extended range: sign and magnitude separately. An exact base to an integer power that did
+    // not fit is an exact value this cannot hold: lossy.
+    const bool lossy = b.lossy || e.lossy || b.exact;
+    if (b.x.is_zero()) return Val::of(XF::of(k > 0 ? 0.0L : INFINITY), lossy);
+    if (!b.x.finite()) return Val::of(XF::of(std::pow(b.x.m, static_cast<long double>(k))), lossy);
+    Val mag = exp2_val(b.x.log2abs() * static_cast<long double>(k), lossy);
+    const bool negative = b.x.m < 0 && (k % 2 != 0);
+    if (negative) mag.x = XF::neg(mag.x);
+    return mag;
   }
   if (e.exact && b.exact && b.q.n >= 0 && e.q.d <= 64) {
     // Rational exponent p/q: exact when the q-th roots of numerator and denominator are integers.
@@ -126,8 +141,8 @@ Val powv(const Val& b, const Val& e, Ctx& c) {
   if (b.x.is_zero()) return Val::of(Q{0, 1});
   if (b.x.m < 0) throw EvalError("non-real power");
   long double ev = e.x.ld();
-  if (!std::isfinite(ev)) return Val::of(XF::of(std::pow(b.x.ld(), ev)));
-  return Val::of(XF::exp2(b.x.log2abs() * ev));
+  if (!std::isfinite(ev)) return Val::of(XF::of(std::pow(b.x.ld(), ev)), true);
+  return exp2_val(b.x.log2abs() * ev, b.lossy || e.lossy);
 }
 
 Val eval(const Expr& x, Ctx& c);
@@ -146,7 +161,7 @@ Val eval_func(const Expr& x, Ctx& c) {
     if (n.exact && n.q.n == 0) throw EvalError("zeroth root");
     return powv(a, divv(Val::of(Q{1, 1}), n), c);
   }
-  if (f == "abs") return (a.exact ? (a.q.n < 0 ? neg(a) : a) : Val::of(XF{std::fabs(a.x.m), a.x.e}));
+  if (f == "abs") return (a.exact ? (a.q.n < 0 ? neg(a) : a) : Val::of(XF{std::fabs(a.x.m), a.x.e}, a.lossy));
   if (f == "floor" || f == "ceil") {
     if (a.exact) {
       i128 q = a.q.n / a.q.d, r = a.q.n % a.q.d;
@@ -155,7 +170,7 @@ Val eval_func(const Expr& x, Ctx& c) {
       return Val::of(Q{q, 1});
     }
     long double v = a.x.ld();
-    return Val::of(XF::of(f == "floor" ? std::floor(v) : std::ceil(v)));
+    return Val::of(XF::of(f == "floor" ? std::floor(v) : std::ceil(v)), a.lossy);
   }
   if (f == "binom") {
     Val k = eval(*x.kids[1], c);
@@ -174,12 +189,12 @@ Val eval_func(const Expr& x, Ctx& c) {
   if (f == "log" && x.kids.size() == 2) {
     long double v = a.x.ld(), b = eval_ld(*x.kids[1], c);
     if (a.exact && a.q.n == 1 && a.q.d == 1) return Val::of(Q{0, 1});
-    return Val::of(XF::of(std::log(v) / std::log(b)));
+    return Val::of(XF::of(std::log(v) / std::log(b)), a.lossy);
   }
   if ((f == "ln" || f == "log") && a.exact && a.q.n == 1 && a.q.d == 1) return Val::of(Q{0, 1});
   if ((f == "ln" || f == "log") && a.x.finite() && a.x.m > 0) {
     // log of an extended-range value: ln(m * 2^e) = ln m + e ln 2.
-    return Val::of(XF::of(std::log(a.x.m) + static_cast<long double>(a.x.e) * std::log(2.0L)));
+    return Val::of(XF::of(std::log(a.x.m) + static_cast<long double>(a.x.e) * std::log(2.0L)), a.lossy);
   }
   long double v = a.x.ld();
   long double r;
@@ -218,7 +233,7 @@ Val eval_func(const Expr& x, Ctx& c) {
   if (std::isnan(r)) throw EvalError("outside the function's domain");
   // sin(0) = 0 exactly, so 0-valued trig stays exact for integer-comparison rules.
   if (r == 0 && a.exact && a.q.n == 0) return Val::of(Q{0, 1});
-  return Val::of(XF::of(r));
+  return Val::of(XF::of(r), a.lossy || a.x.e > 16000);  // a huge argument: ld() was infinite
 }
 
 Val eval(const Expr& x, Ctx& c) {
@@ -229,7 +244,8 @@ Val eval(const Expr& x, Ctx& c) {
     ~Dec() { --d; }
   } dec{c.depth};
   switch (x.k) {
-    case K::Num: return x.exact ? Val::of(x.q) : Val::of(XF::of(x.f));
+    // An integer literal beyond the rational range is lossy; a decimal literal is approximate.
+    case K::Num: return x.exact ? Val::of(x.q) : Val::of(XF::of(x.f), !x.is_float);
     case K::Sym: {
       if (x.name == "pi") return Val::of(XF::of(3.14159265358979323846264338327950288L));
       if (x.name == "e") return Val::of(XF::of(2.71828182845904523536028747135266250L));
@@ -256,7 +272,7 @@ Val eval(const Expr& x, Ctx& c) {
         return Val::of(Q{r, 1});
       }
       long double lg = std::lgamma(static_cast<long double>(n.q.n) + 1.0L) / std::log(2.0L);
-      return Val::of(XF::exp2(lg));
+      return exp2_val(lg, true);  // an integer of more digits than an extended float holds
     }
     case K::Func: return eval_func(x, c);
     default: throw EvalError("not a number");
@@ -290,6 +306,7 @@ std::optional<Q> int_or_pct_int(const Expr& x) {
 
 bool close(const Val& a, const Val& b) {
   if (a.exact && b.exact) return a.q == b.q;
+  if (a.lossy || b.lossy) return false;  // no trustworthy error bound: only identical structure matches
   const XF &x = a.x, &y = b.x;
   if (x.is_nan() || y.is_nan()) return false;
   if (!x.finite() || !y.finite()) return x.m == y.m;
@@ -306,6 +323,7 @@ bool close(const Val& a, const Val& b) {
 }
 
 bool rounded_equal(const Val& a, const Val& b, int places) {
+  if (a.lossy || b.lossy) return false;
   long double x = a.x.ld(), y = b.x.ld();
   if (!std::isfinite(x) || !std::isfinite(y)) return x == y;
   long double scale = std::pow(10.0L, places);

@@ -155,47 +155,54 @@ std::optional<std::string> last_math_span(std::string_view t) {
 bool is_num_char(char c) { return std::isdigit(static_cast<unsigned char>(c)); }
 
 // The last number or simple arithmetic expression in plain text ("1,234.5", "-3", "1/2", "45%").
-std::optional<std::string> last_number(std::string_view t) {
-  size_t i = t.size();
-  while (i > 0 && !is_num_char(t[i - 1])) --i;
-  if (i == 0) return std::nullopt;
-  size_t end = i;
-  size_t start = end;
+// The span [start, end) of the last number or simple expression of `t`, skipping digits glued to
+// letters ("AZYUK2A" has none); nullopt when there is none. Iterative and linear in |t|.
+std::optional<std::pair<size_t, size_t>> last_number_span(std::string_view t) {
   auto expr_char = [](char c) {
     return std::isdigit(static_cast<unsigned char>(c)) || c == '.' || c == ',' || c == '/' || c == '+' || c == '-' ||
            c == '*' || c == '^' || c == '(' || c == ')';
   };
-  while (start > 0 &&
-         (expr_char(t[start - 1]) || (t[start - 1] == ' ' && start >= 2 && is_num_char(t[start - 2]) &&
-                                      start + 2 < t.size() && is_num_char(t[start]) && end - start >= 3 && false))) {
-    --start;
+  size_t i = t.size();
+  while (true) {
+    while (i > 0 && !is_num_char(t[i - 1])) --i;
+    if (i == 0) return std::nullopt;
+    const size_t end = i;
+    size_t start = end;
+    while (start > 0 && expr_char(t[start - 1])) --start;
+    // Thousands groups separated by spaces ("1 000 000").
+    while (start >= 2 && t[start - 1] == ' ' && is_num_char(t[start - 2]) && end - start >= 3 &&
+           std::all_of(t.begin() + static_cast<long>(start), t.begin() + static_cast<long>(start) + 3, is_num_char) &&
+           (start + 3 == end || !is_num_char(t[start + 3]))) {
+      size_t s2 = start - 1;
+      while (s2 > 0 && is_num_char(t[s2 - 1])) --s2;
+      if (start - 1 - s2 > 3) break;
+      start = s2;
+    }
+    if (start > 0 && std::isalpha(static_cast<unsigned char>(t[start - 1]))) {
+      i = start - 1;  // glued to letters: not a number; look further left
+      continue;
+    }
+    return std::make_pair(start, end);
   }
-  // Thousands groups separated by spaces ("1 000 000").
-  while (start >= 2 && t[start - 1] == ' ' && is_num_char(t[start - 2]) && end - start >= 3 &&
-         std::all_of(t.begin() + static_cast<long>(start), t.begin() + static_cast<long>(start) + 3, is_num_char) &&
-         (start + 3 == end || !is_num_char(t[start + 3]))) {
-    size_t s2 = start - 1;
-    while (s2 > 0 && is_num_char(t[s2 - 1])) --s2;
-    if (start - 1 - s2 > 3) break;
-    start = s2;
-  }
+}
+
+std::optional<std::string> last_number(std::string_view t) {
+  const auto span = last_number_span(t);
+  if (!span) return std::nullopt;
+  const auto [start, end] = *span;
   std::string s(t.substr(start, end - start));
   // Trim punctuation that is not part of the number.
-  if (start > 0 && std::isalpha(static_cast<unsigned char>(t[start - 1])) && start == end - s.size() + 0) {
-    // "AZYUK2A": a digit glued to letters is not a number; look further left.
-    return last_number(t.substr(0, start - 1));
-  }
-  while (!s.empty() &&
-         (s.front() == ',' || (s.front() == '.' && !(s.size() > 1 && is_num_char(s[1]))) || s.front() == '+' ||
-          s.front() == '*' || s.front() == '/' || s.front() == ')' || s.front() == '^'))
-    s.erase(s.begin());
-  while (!s.empty() && (s.back() == ',' || s.back() == '.' || s.back() == '(')) s.pop_back();
-  // Balance parentheses by dropping unmatched ones at the edges.
-  while (!s.empty() && s.front() == '(' && std::count(s.begin(), s.end(), '(') > std::count(s.begin(), s.end(), ')'))
-    s.erase(s.begin());
-  while (!s.empty() && s.back() == ')' && std::count(s.begin(), s.end(), ')') > std::count(s.begin(), s.end(), '('))
-    s.pop_back();
-  // An expression with '-' between spaces may be a range of the sentence ("pages 3-5"): keep as is.
+  size_t b = 0, e = s.size();
+  while (b < e && (s[b] == ',' || (s[b] == '.' && !(e - b > 1 && is_num_char(s[b + 1]))) || s[b] == '+' ||
+                   s[b] == '*' || s[b] == '/' || s[b] == ')' || s[b] == '^'))
+    ++b;
+  while (e > b && (s[e - 1] == ',' || s[e - 1] == '.' || s[e - 1] == '(')) --e;
+  // Balance parentheses by dropping unmatched ones at the edges (counted once: linear).
+  int64_t open = std::count(s.begin() + static_cast<long>(b), s.begin() + static_cast<long>(e), '(');
+  int64_t close = std::count(s.begin() + static_cast<long>(b), s.begin() + static_cast<long>(e), ')');
+  while (b < e && s[b] == '(' && open > close) ++b, --open;
+  while (e > b && s[e - 1] == ')' && close > open) --e, --close;
+  s = s.substr(b, e - b);
   if (s.empty()) return std::nullopt;
   // Percent right after the number.
   size_t after = end;

@@ -419,7 +419,9 @@ Sample sample_from_json(const boost::json::value& v, const std::string& where) {
     s.metadata = m->as_object();
   }
   if (auto* t = o.if_contains("completion_tokens"); t && !t->is_null()) {
-    if (!t->is_int64() && !t->is_uint64()) throw Error(where + ": \"completion_tokens\" must be an integer");
+    const bool non_negative =
+        (t->is_int64() && t->as_int64() >= 0) || (t->is_uint64() && t->as_uint64() <= static_cast<uint64_t>(INT64_MAX));
+    if (!non_negative) throw Error(where + ": \"completion_tokens\" must be a non-negative integer");
     s.completion_tokens = t->to_number<int64_t>();
   }
   return s;

@@ -12,6 +12,11 @@
 #include <string>
 #include <vector>
 
+#include <sys/statvfs.h>
+
+#include <boost/json.hpp>
+
+#include "attack_corpus.hpp"
 #include "test_paths.hpp"
 #include "test_process.hpp"
 
@@ -30,6 +35,25 @@ std::string write_tmp(const std::string& name, const std::string& text) {
 }
 
 bool has(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
+
+int64_t free_bytes(const std::filesystem::path& p) {
+  struct statvfs v {};
+  REQUIRE(::statvfs(p.c_str(), &v) == 0);
+  return static_cast<int64_t>(v.f_bavail) * static_cast<int64_t>(v.f_frsize);
+}
+
+// Shared memory held on the host (tmpfs, shm, memfds: /proc/meminfo "Shmem"), what a run that left
+// something behind would hold; process memory is covered by "no process of the sandbox's uids".
+int64_t shmem_bytes() {
+  std::ifstream f("/proc/meminfo");
+  for (std::string k; f >> k;) {
+    int64_t kb = 0;
+    f >> kb;
+    if (k == "Shmem:") return kb * 1024;
+    f.ignore(1 << 10, '\n');
+  }
+  return -1;
+}
 
 }  // namespace
 
@@ -131,6 +155,47 @@ TEST_CASE("rewards score and eval build their checkers in the one factory: code 
   CHECK(run_r1("eval --data " + code + " --checker code --accuracy-part math --limit 1").code == 2);
 }
 
+TEST_CASE("rewards score: every program of the adversarial corpus scores what it must, the host unchanged") {
+  r1::test::HostCanaries host;
+  const auto corpus = r1::test::attack_corpus(host.fill());
+  REQUIRE(corpus.size() >= 70);
+  std::string jsonl;
+  for (const auto& a : corpus)
+    jsonl += boost::json::serialize(
+                 boost::json::object{{"completion", a.sample.completion}, {"reference", a.sample.reference}}) +
+             "\n";
+  const std::string in = write_tmp("r1_attacks.jsonl", jsonl);
+  // Explicit uids outside the automatic ranges (sandbox.hpp), so that what is left can be told apart.
+  const int64_t uid_base = 620000 + 256 * 1024 + (::getpid() % 64) * 16;
+  const std::string cfg =
+      write_tmp("r1_attacks.toml", "[sandbox]\nparallelism = 2\nuid_base = " + std::to_string(uid_base) +
+                                       "\n[rewards]\nthreads = 2\n[[rewards.checkers]]\n"
+                                       "checker = \"code\"\ncode.timeout_ms = 2000\n");
+  const int64_t disk0 = free_bytes(std::filesystem::temp_directory_path()), shm0 = shmem_bytes();
+  REQUIRE(shm0 >= 0);
+  Result scored = run_r1("rewards score --config " + cfg + " -i " + in);
+  REQUIRE_MESSAGE(scored.code == 0, scored.out.substr(0, 2000));
+  std::vector<std::string> lines;
+  for (size_t b = 0, e; (e = scored.out.find('\n', b)) != std::string::npos; b = e + 1)
+    if (scored.out[b] == '{') lines.push_back(scored.out.substr(b, e - b));  // not the summary on stderr
+  REQUIRE(lines.size() == corpus.size());
+  int hostile = 0;
+  for (size_t i = 0; i < corpus.size(); ++i) {
+    auto o = boost::json::parse(lines[i]).as_object();
+    INFO(corpus[i].id << ": " << o.at("reason").as_string());
+    CHECK(o.at("score").to_number<double>() == doctest::Approx(corpus[i].score));
+    hostile += corpus[i].score < 1;
+  }
+  MESSAGE(corpus.size() << " samples (" << hostile << " hostile) through r1 rewards score in " << scored.seconds
+                        << " s");
+  std::vector<uint32_t> uids;
+  for (int i = 0; i < 2; ++i) uids.push_back(static_cast<uint32_t>(uid_base + i));
+  r1::test::require_no_processes_of(uids);
+  host.check_untouched();
+  CHECK(std::llabs(free_bytes(std::filesystem::temp_directory_path()) - disk0) < (64ll << 20));
+  CHECK(shmem_bytes() - shm0 < (64ll << 20));
+}
+
 TEST_CASE("train with [rewards] endpoint: rewards and the eval both score through the remote service") {
   const std::string port = "18937";
   const auto dir = std::filesystem::temp_directory_path() / "r1_remote_train";
@@ -170,7 +235,7 @@ TEST_CASE("train with [rewards] endpoint: rewards and the eval both score throug
 TEST_CASE("config show prints defaults and --set overrides; --set errors exit 2") {
   Result r = run_r1("config show --set model.dtype=bfloat16 --set run.seed=7");
   CHECK(r.code == 0);
-  CHECK(has(r.out, "dtype = 'bfloat16'"));
+  CHECK(has(r.out, "dtype = \"bfloat16\""));
   CHECK(has(r.out, "seed = 7"));
   CHECK(has(r.out, "# parameter and compute dtype"));
   Result e = run_r1("config show --set model.dtype=float64");

@@ -99,6 +99,22 @@ TEST_CASE("unknown key: file:line:column and did-you-mean") {
   CHECK(e2.find("did you mean") == std::string::npos);
 }
 
+// A field whose default fails its check is required: absent from a table that is present, it is
+// an error (otherwise the file loads, and the config it prints does not load back).
+TEST_CASE("a required key absent from its table is an error naming it") {
+  std::string e;
+  try {
+    cfg::load<RunConfig>(cfg::parse_string("[[rewards.plugins]]\nname = \"kw\"\n", "run.toml"), {});
+  } catch (const r1::ConfigError& err) {
+    e = err.what();
+  }
+  CHECK(e.find("rewards.plugins[0].library") != std::string::npos);
+  CHECK(e.find("missing required key") != std::string::npos);
+  CHECK(e.find("run.toml:1") != std::string::npos);
+  CHECK_NOTHROW(cfg::load<RunConfig>(
+      cfg::parse_string("[[rewards.plugins]]\nname = \"kw\"\nlibrary = \"kw.so\"\n", "run.toml"), {}));
+}
+
 TEST_CASE("wrong type names the key, the expected type and the location") {
   std::string e = error_of("[train]\nsteps = \"ten\"\n");
   CHECK(e.find("run.toml:2:9") != std::string::npos);
@@ -145,6 +161,12 @@ TEST_CASE("--set overrides any field and is validated like the file") {
   CHECK(error_of("", {"train.stepz=3"}).find("did you mean 'train.steps'") != std::string::npos);
   CHECK(error_of("", {"nonsense"}).find("expected section.key=value") != std::string::npos);
   CHECK(error_of("name = \"a\"\n", {"name.x=1"}).find("'name' is not a table") != std::string::npos);
+  // A bare string keeps a leading newline and control characters; bytes that are not UTF-8 are
+  // a ConfigError (never TOML++'s own exception).
+  auto t2 = cfg::parse_string("", "run.toml");
+  cfg::apply_override(t2, "name=\ndef \x01'x'");
+  CHECK(cfg::from_table<Root>(t2).name == "\ndef \x01'x'");
+  CHECK(error_of("", {"name=\xff\xfe"}).find("--set name=") != std::string::npos);
 }
 
 TEST_CASE("to_toml prints every field with its doc and reads back identically") {
@@ -159,6 +181,18 @@ TEST_CASE("to_toml prints every field with its doc and reads back identically") 
   CHECK(back.train.lr == r.train.lr);
   REQUIRE(back.rewards.size() == 1);
   CHECK(back.rewards[0].weight == 0.25);
+}
+
+// TOML drops the newline that follows the opening ''' of a multi-line string: printed that way,
+// the code recipe's stop strings "\ndef " would read back as "def " (fuzz/fuzz_config.cpp).
+TEST_CASE("to_toml keeps strings that start with a newline, quotes and control characters") {
+  Root r;
+  r.name = "\ndef \"a\" 'b' \\ \t\x01 \u00e9\n";
+  r.rewards.push_back({"\nclass ", 1.0});
+  const Root back = cfg::from_table<Root>(cfg::parse_string(cfg::to_toml(r), "shown.toml"));
+  CHECK(back.name == r.name);
+  REQUIRE(back.rewards.size() == 1);
+  CHECK(back.rewards[0].checker == "\nclass ");
 }
 
 TEST_CASE("the run config: defaults, docs and the shipped configs are valid") {

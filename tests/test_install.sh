@@ -18,5 +18,5 @@ grep -q '"finish_reason":"length"' <<<"$out"
 grep -q '"step":1' "$prefix/run/metrics.jsonl"
 grep -q '"eval/accuracy"' "$prefix/run/metrics.jsonl"
 test -f "$prefix/run/model/model.safetensors"
-grep -q "^path = ''" <<<"$("$prefix/bin/r1" config show)"  # the default [model] path: the embedded tiny model
+grep -q '^path = ""' <<<"$("$prefix/bin/r1" config show)"  # the default [model] path: the embedded tiny model
 echo "installed r1 works from / (prefix $prefix)"

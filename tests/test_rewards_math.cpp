@@ -188,6 +188,41 @@ TEST_CASE("math: bounded work") {
   CHECK_THROWS_AS(m::parse(big + "1", past, lim), r1::rewards::DeadlineExceeded);
 }
 
+TEST_CASE("math: values beyond the extended range are never called equal") {
+  // Different values whose floats would agree (or both overflow / underflow) are not equal.
+  CHECK_FALSE(eqv("10^{10^{20}}", "10^{10^{21}}"));
+  CHECK_FALSE(eqv("2^{10^{30}}", "3^{10^{30}}"));
+  CHECK_FALSE(eqv("10^{-10^{20}}", "0"));
+  CHECK_FALSE(eqv("10000000!", "10000000!+1"));
+  CHECK_FALSE(eqv("\\frac{1}{10^{5000}}", "0"));
+  CHECK_FALSE(eqv("10^{4000}+1", "10^{4000}"));
+  CHECK_FALSE(eqv("1e400", "1e401"));
+  // Identical structure still matches; exact values that fit still compare numerically.
+  CHECK(eqv("10^{10^{20}}", "10^{10^{20}}"));
+  CHECK(eqv("10000000!", "10000000!"));
+  CHECK(eqv("2^{100}", "1267650600228229401496703205376"));
+  CHECK(eqv("1e400", "1e400"));
+}
+
+TEST_CASE("math: inputs that once overflowed the stack score 0 and return") {
+  std::string glued;
+  for (int i = 0; i < 80000; ++i) glued += "a1";
+  std::string base64;
+  const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  uint32_t x = 12345;
+  for (int i = 0; i < 800000; ++i) {
+    x = x * 1103515245u + 12345u;
+    base64 += alphabet[(x >> 16) % 64];
+  }
+  CHECK_FALSE(verdict("7", glued));
+  CHECK_FALSE(verdict("7", base64));
+  // Unbalanced brackets are skipped in linear time; the last number still counts.
+  CHECK(verdict("7", std::string(100000, '(') + "7"));
+  CHECK(verdict("7", std::string(100000, '{') + "7"));
+  CHECK_FALSE(verdict("7", "\\boxed{" + std::string(100000, '{') + "8"));
+  CHECK(verdict("7", glued + " so the answer is 7"));
+}
+
 namespace {
 
 // The lines of `fixture` where r1 and Math-Verify disagree must be exactly the ones

@@ -20,6 +20,7 @@
 
 #include <boost/json.hpp>
 
+#include "attack_corpus.hpp"
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
@@ -55,17 +56,7 @@ CodeOptions fast_options() {
 
 // No process of the sandbox's slot uids may survive a run (the kernel may need a moment to
 // finish tearing a killed pid namespace down, so poll briefly).
-void require_no_leftovers(Sandbox& sb) {
-  auto uids = sb.slot_uids();
-  if (uids.empty()) return;  // not root: runs keep the caller's uid, nothing to tell apart
-  std::vector<std::pair<int, uint32_t>> left;
-  for (int i = 0; i < 100; ++i) {
-    left = processes_of(uids);
-    if (left.empty()) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  FAIL("processes left behind: " << left.size() << " (first pid " << left[0].first << ")");
-}
+void require_no_leftovers(Sandbox& sb) { r1::test::require_no_processes_of(sb.slot_uids()); }
 
 const char* kAddTest = R"(
 def check(candidate):
@@ -281,82 +272,13 @@ TEST_CASE("code checker: HumanEval canonical solutions pass, `pass` bodies fail"
   require_no_leftovers(*sb);
 }
 
-namespace {
-
-// tests/fixtures/sandbox/attacks.jsonl with its placeholders filled (scripts/fixtures/make_attack_corpus.py).
-struct Attack {
-  std::string id, style;
-  r1::rewards::Sample sample;
-  double score = 0;
-  std::vector<std::string> verdicts;  // allowed; empty: any failure
-};
-
-std::vector<Attack> attack_corpus(const std::map<std::string, std::string>& fill) {
-  std::vector<Attack> out;
-  std::ifstream in(r1::test::fixtures() / "sandbox" / "attacks.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    for (const auto& [k, v] : fill)
-      for (size_t p; (p = line.find(k)) != std::string::npos;) line.replace(p, k.size(), v);
-    auto o = r1::json::parse(line, "attacks.jsonl").as_object();
-    Attack a;
-    a.id = std::string(o.at("id").as_string());
-    a.style = std::string(o.at("style").as_string());
-    a.sample.completion = std::string(o.at("completion").as_string());
-    a.sample.reference = o.at("reference").as_object();
-    a.score = o.at("score").to_number<double>();
-    for (const auto& v : o.at("verdicts").as_array()) a.verdicts.emplace_back(v.as_string());
-    out.push_back(std::move(a));
-  }
-  return out;
-}
-
-// A host listener on 127.0.0.1 that nothing from a sandbox may reach, and host canaries.
-struct HostCanaries {
-  fs::path dir = fs::temp_directory_path() / ("r1-canary-" + std::to_string(::getpid()));
-  fs::path file = dir / "keep.txt";
-  int listener = -1;
-  std::string port;
-  HostCanaries() {
-    fs::create_directories(dir);
-    r1::write_file_atomic(file, "canary");
-    listener = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(::listen(listener, 16) == 0);
-    socklen_t alen = sizeof addr;
-    ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &alen);
-    port = std::to_string(ntohs(addr.sin_port));
-  }
-  std::map<std::string, std::string> fill() const {
-    return {{"{CANARY_FILE}", file.string()},
-            {"{CANARY_DIR}", dir.string()},
-            {"{PORT}", port},
-            {"{SOURCE_FILE}", (r1::test::source_dir() / "CMakeLists.txt").string()}};
-  }
-  // The host is unaffected.
-  void check_untouched() {
-    CHECK(r1::read_file(file) == "canary");
-    CHECK_FALSE(fs::exists("/tmp/r1-escape-marker"));
-    CHECK(fs::exists("/usr/bin/python3"));
-    CHECK(::accept(listener, nullptr, nullptr) < 0);  // nothing ever connected
-  }
-  ~HostCanaries() {
-    ::close(listener);
-    fs::remove_all(dir);
-  }
-};
-
-}  // namespace
-
 TEST_CASE("code checker: every program of the adversarial corpus is contained and scores 0, honest ones 1") {
   auto sb = shared_sandbox();
-  HostCanaries host;
+  r1::test::HostCanaries host;
   CodeOptions o = fast_options();
   o.timeout_ms = 2000;  // honest runs take ~0.1 s; a hostile one may time out under load, and still scores 0
   auto checker = make_code_checker(sb, o);
-  auto corpus = attack_corpus(host.fill());
+  auto corpus = r1::test::attack_corpus(host.fill());
   REQUIRE(corpus.size() >= 70);
   std::map<std::string, int> by_verdict;
   for (const auto& a : corpus) {

@@ -6,21 +6,25 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <thread>
 
 #include <boost/json.hpp>
 
+#include "attack_corpus.hpp"
 #include "common/error.hpp"
 #include "rewards/backend.hpp"
 #include "rewards/sandbox/code_checker.hpp"
 #include "rewards/service/client.hpp"
+#include "rewards/service/handler.hpp"
 #include "rewards/service/service.hpp"
 #include "test_paths.hpp"
 
@@ -144,6 +148,32 @@ struct Raw {
   }
 };
 
+// The value of an unlabelled Prometheus sample in /metrics text.
+double metric(const std::string& text, const std::string& name) {
+  auto at = text.find("\n" + name + " ");
+  REQUIRE_MESSAGE(at != std::string::npos, "no metric " << name);
+  return std::stod(text.substr(at + name.size() + 2));
+}
+
+std::string post_head(size_t content_length) {
+  return "POST /v1/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(content_length) + "\r\n\r\n";
+}
+
+// A /v1/score body of exactly `size` bytes: two samples padded with spaces.
+std::string padded_body(size_t size) {
+  std::string b = score_body(2);
+  REQUIRE(size >= b.size());
+  return b + std::string(size - b.size(), ' ');
+}
+
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
+
 }  // namespace
 
 TEST_CASE("service: scores batches, serves health and metrics") {
@@ -215,6 +245,21 @@ TEST_CASE("service: concurrent clients") {
   srv.stop();
 }
 
+// Error messages quote the request target, whose bytes need not be UTF-8 (fuzz/fuzz_service.cpp).
+TEST_CASE("service: an error quoting request bytes that are not UTF-8 is still valid JSON") {
+  auto cfg = base_config();
+  service::Handler h(cfg, rewards::Registry::with_builtins(), nullptr);
+  for (std::string target : {"/v1\xff/score", "/\xc3", "/nope?\xed\xa0\x80"}) {
+    CAPTURE(target);
+    const auto r = service::answer_raw(h, "PUT " + target + " HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+    CHECK(r.status == 404);
+    boost::system::error_code ec;
+    const auto v = boost::json::parse(r.body, ec);
+    REQUIRE_FALSE(ec);
+    CHECK(std::string(v.at("error").as_string()).find("no such endpoint") == 0);
+  }
+}
+
 TEST_CASE("service: malformed, unknown and oversize requests get 4xx JSON errors") {
   auto cfg = base_config();
   service::Server srv(cfg, test_registry(cfg));
@@ -239,6 +284,11 @@ TEST_CASE("service: malformed, unknown and oversize requests get 4xx JSON errors
       {"POST", "/v1/score", std::string(100 * 1024, ' '), 413, "over 64 KiB"},
       {"GET", "/v1/score", "", 405, "POST"},
       {"GET", "/nope", "", 404, "no such endpoint"},
+      {"GET", "/nope?healthz", "", 404, "no such endpoint: /nope "},
+      {"POST", "/v1/score", "{\"samples\": [{\"completion\": \"x\", \"completion_tokens\": -1}]}", 400,
+       "samples[0]: \"completion_tokens\" must be a non-negative integer"},
+      {"POST", "/v1/score", "{\"samples\": [{\"completion\": \"x\", \"completion_tokens\": 1e3}]}", 400,
+       "non-negative integer"},
   };
   for (const auto& k : cases) {
     auto [st, body] = c.request(k.method, k.target, k.body);
@@ -254,6 +304,11 @@ TEST_CASE("service: malformed, unknown and oversize requests get 4xx JSON errors
   service::RewardClient rc(opts);
   CHECK_THROWS_AS(rc.score({math_sample(1, 1)}, "nope"), service::RequestError);
   CHECK(rc.stats().retries == 0);
+
+  // A query string is ignored: every route answers with one.
+  CHECK(c.request("GET", "/healthz?probe=1", "").first == 200);
+  CHECK(c.request("GET", "/metrics?x", "").first == 200);
+  CHECK(c.request("POST", "/v1/score?trace=abc", score_body(2)).first == 200);
 
   // Garbage that is not HTTP at all.
   {
@@ -473,4 +528,139 @@ TEST_CASE("service: config sections and the client's endpoint") {
   std::ofstream(run) << "[rewards]\nendpoint = \"https://x\"\n";
   CHECK_THROWS_AS(rewards::load_reward_setup(run), ConfigError);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("service: request bodies held at once are bounded by max_buffered_mb (503 + Retry-After)") {
+  auto cfg = base_config();
+  cfg.service.max_body_kb = 1024;
+  cfg.service.max_buffered_mb = 2;
+  cfg.service.read_timeout_ms = 5000;
+  service::Server srv(cfg, test_registry(cfg));
+  srv.start();
+  const size_t size = 900 * 1024;
+  const std::string body = padded_body(size);
+  // Two 900 KiB bodies are admitted and held half-sent; a third would pass 2 MiB.
+  Raw a(srv.port()), b(srv.port());
+  a.send(post_head(size) + body.substr(0, 1000));
+  b.send(post_head(size) + body.substr(0, 1000));
+  service::RewardClient c(client_for(srv.port()));
+  for (int i = 0; i < 100 && metric(srv.metrics_text(), "r1_buffered_request_bytes") < 2.0 * size; ++i)
+    std::this_thread::sleep_for(10ms);
+  CHECK(metric(srv.metrics_text(), "r1_buffered_request_bytes") == doctest::Approx(2.0 * size));
+  {
+    Raw third(srv.port());
+    third.send(post_head(size));
+    std::string resp = third.recv_all();
+    CHECK(resp.rfind("HTTP/1.1 503", 0) == 0);
+    CHECK(resp.find("Retry-After: 1") != std::string::npos);
+    CHECK(resp.find("max_buffered_mb") != std::string::npos);
+  }
+  CHECK(c.request("GET", "/healthz", "").first == 200);  // small requests still pass
+  // The held bodies complete and are scored; their bytes go back to the budget.
+  a.send(body.substr(1000));
+  b.send(body.substr(1000));
+  CHECK(a.recv_all().rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(b.recv_all().rfind("HTTP/1.1 200", 0) == 0);
+  // (released when the write completes, which may be just after the client has read it)
+  for (int i = 0; i < 100 && metric(srv.metrics_text(), "r1_buffered_request_bytes") > 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  const std::string text = srv.metrics_text();
+  CHECK(metric(text, "r1_buffered_request_bytes") == 0);
+  CHECK(metric(text, "r1_requests_over_budget_total") == 1);
+  // A chunked body is held at the body limit, a declared length over the limit gets 413 unread.
+  Raw big(srv.port());
+  big.send(post_head(2 << 20));
+  CHECK(big.recv_all().rfind("HTTP/1.1 413", 0) == 0);
+  // One body must fit the budget.
+  auto bad = cfg;
+  bad.service.max_buffered_mb = 1;
+  bad.service.max_body_kb = 2048;
+  CHECK_THROWS_AS(service::Server(bad, test_registry(bad)), ConfigError);
+  srv.stop();
+}
+
+TEST_CASE("service: out of descriptors, the accept loop backs off, then serves again") {
+  auto cfg = base_config();
+  service::Server srv(cfg, test_registry(cfg));
+  srv.start();
+  std::vector<int> pending;
+  for (int i = 0; i < 3; ++i) pending.push_back(::socket(AF_INET, SOCK_STREAM, 0));
+  int top = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+    top = std::max(top, std::stoi(e.path().filename().string()));
+  rlimit old{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &old) == 0);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(top + 1);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  std::vector<int> fillers;  // every free descriptor below the limit
+  for (int fd; (fd = ::dup(0)) >= 0;) fillers.push_back(fd);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(srv.port());
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int fd : pending) CHECK(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  // The connections wait in the backlog; the server cannot accept them. It must not spin.
+  const double cpu0 = cpu_seconds();
+  std::this_thread::sleep_for(1s);
+  const double cpu = cpu_seconds() - cpu0;
+  for (int fd : fillers) ::close(fd);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &old) == 0);
+  MESSAGE("CPU while out of descriptors: " << cpu << " s in 1 s");
+  CHECK(cpu < 0.25);
+  const std::string text = srv.metrics_text();
+  CHECK(metric(text, "r1_accept_errors_total") >= 1);
+  CHECK(metric(text, "r1_accept_errors_total") < 100);
+  // With descriptors back, the waiting connections are served.
+  const std::string body = score_body(1);
+  for (int fd : pending) {
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    const std::string req = post_head(body.size()) + body;
+    REQUIRE(::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size()));
+    char buf[16] = {};
+    CHECK(::read(fd, buf, 12) == 12);
+    CHECK(std::string(buf, 12) == "HTTP/1.1 200");
+    ::close(fd);
+  }
+  srv.stop();
+}
+
+TEST_CASE("service: every program of the adversarial corpus scores what it must through POST /v1/score") {
+  r1::test::HostCanaries host;
+  const auto corpus = r1::test::attack_corpus(host.fill());
+  REQUIRE(corpus.size() >= 70);
+  auto cfg = base_config();
+  cfg.service.max_body_kb = 4096;
+  cfg.service.request_timeout_ms = 300000;
+  cfg.rewards.deadline_ms = 10000;
+  rewards::RewardEntry code;
+  code.checker = "code";
+  code.code.emplace();
+  code.code->timeout_ms = 2000;
+  cfg.rewards.checkers = {code};
+  service::Server srv(cfg, test_registry(cfg));
+  srv.start();
+  boost::json::array samples;
+  for (const auto& a : corpus) samples.push_back(service::sample_to_json(a.sample));
+  auto opts = client_for(srv.port());
+  opts.timeout_ms = 300000;
+  service::RewardClient c(opts);
+  auto t0 = Clock::now();
+  auto [st, body] = c.request("POST", "/v1/score", boost::json::serialize(boost::json::object{{"samples", samples}}));
+  REQUIRE_MESSAGE(st == 200, body.substr(0, 500));
+  const auto results = boost::json::parse(body).as_object().at("results").as_array();
+  REQUIRE(results.size() == corpus.size());
+  int hostile = 0;
+  for (size_t i = 0; i < corpus.size(); ++i) {
+    INFO(corpus[i].id << ": " << results[i].as_object().at("reason").as_string());
+    CHECK(results[i].as_object().at("score").to_number<double>() == doctest::Approx(corpus[i].score));
+    hostile += corpus[i].score < 1;
+  }
+  MESSAGE(corpus.size() << " samples (" << hostile << " hostile) in one request: "
+                        << std::chrono::duration<double>(Clock::now() - t0).count() << " s");
+  r1::test::require_no_processes_of(test_sandbox()->slot_uids());
+  host.check_untouched();
+  CHECK(c.healthy());
+  srv.stop();
 }

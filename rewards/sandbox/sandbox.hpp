@@ -4,9 +4,14 @@
 // Each run is one bubblewrap (bwrap) process tree:
 //   - its own process group and session, new user, pid, net, mount, ipc and uts namespaces, no
 //     nested user namespaces, --die-with-parent;
-//   - a root that shows only the read-only binds of `ro_binds` (what the interpreter needs), an
-//     empty /dev, no /proc, the run's files read-only under /sandbox (copied from sealed memfds:
-//     nothing is written on the host), and a private size-capped tmpfs at /tmp (the working dir);
+//   - a root that shows only the read-only binds of `ro_binds` (what the interpreter needs), a
+//     read-only /dev of device nodes only, no /proc, the run's files read-only under /sandbox
+//     (copied from sealed memfds: nothing is written on the host), and a private size-capped
+//     tmpfs at /tmp (the working dir);
+//   - a seccomp filter (seccomp.hpp) that denies ptrace, process_vm_readv/writev, pidfd_getfd,
+//     io_uring and the other system calls that reach another process or the kernel's state;
+//   - the descriptors the host passes (stdio, fd 3 the channel, fd 4 the secret) moved into place
+//     through copies above the highest target, so any open-file limit works;
 //   - rlimits on CPU time, address space, file size, processes and open files, set in the forked
 //     child before bwrap is exec'd; as root each parallel slot also runs under its own host uid
 //     (uid_base + slot), so the process limit is per slot and nothing in the sandbox is host root.

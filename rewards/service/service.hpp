@@ -7,11 +7,14 @@
 //   GET  /metrics                                            -> Prometheus text
 //
 // Requests are read asynchronously (a slow client only holds its own connection), parsed and
-// validated on the I/O threads, and scored on `max_inflight` worker threads behind a queue of at
-// most `max_queue` requests (full: 503). Each request has a deadline (504 past it); bodies over
-// `max_body_kb` get 413. Every error is a JSON {"error": ...} with a 4xx/5xx status; a handler
-// exception never takes the server down. stop() (SIGTERM under `r1 rewards serve`) stops
-// accepting, closes idle connections and returns once the requests in flight are answered.
+// validated on the I/O threads (handler.hpp), and scored on `max_inflight` worker threads behind a
+// queue of at most `max_queue` requests (full: 503). Each request has a deadline (504 past it);
+// bodies over `max_body_kb` get 413, and a body that would take the bytes held over all
+// connections past `max_buffered_mb` gets 503 before it is read; freed bodies go back to the OS.
+// Out of descriptors, the accept loop backs off instead of spinning. Every error is a JSON
+// {"error": ...} with a 4xx/5xx status; a handler exception never takes the server down. stop()
+// (SIGTERM under `r1 rewards serve`) stops accepting, closes idle connections and returns once the
+// requests in flight are answered.
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -30,17 +33,19 @@ class Registry;
 namespace r1::service {
 
 struct ServiceOptions {
-#define R1_SERVICE_FIELDS(F)                                                                            \
-  F(std::string, host, "127.0.0.1", "address to listen on (0.0.0.0: all interfaces)", !x.empty())       \
-  F(int64_t, port, 8000, "TCP port (0: any free port)", x >= 0 && x <= 65535)                           \
-  F(int64_t, io_threads, 2, "threads reading and writing HTTP", x >= 1 && x <= 256)                     \
-  F(int64_t, max_inflight, 16, "requests scored at once", x >= 1 && x <= 4096)                          \
-  F(int64_t, max_queue, 256, "requests waiting for a scoring slot; more get 503", x >= 0)               \
-  F(int64_t, max_body_kb, 16384, "largest request body; larger gets 413", x >= 1)                       \
-  F(int64_t, max_batch, 8192, "most samples in one request", x >= 1)                                    \
-  F(int64_t, request_timeout_ms, 60000, "per-request deadline, queueing included; past it 504", x >= 1) \
-  F(int64_t, read_timeout_ms, 15000,                                                                    \
-    "time a client has to send a whole request (and an idle keep-alive connection stays open)", x >= 1) \
+#define R1_SERVICE_FIELDS(F)                                                                                \
+  F(std::string, host, "127.0.0.1", "address to listen on (0.0.0.0: all interfaces)", !x.empty())           \
+  F(int64_t, port, 8000, "TCP port (0: any free port)", x >= 0 && x <= 65535)                               \
+  F(int64_t, io_threads, 2, "threads reading and writing HTTP", x >= 1 && x <= 256)                         \
+  F(int64_t, max_inflight, 16, "requests scored at once", x >= 1 && x <= 4096)                              \
+  F(int64_t, max_queue, 256, "requests waiting for a scoring slot; more get 503", x >= 0)                   \
+  F(int64_t, max_body_kb, 16384, "largest request body; larger gets 413", x >= 1)                           \
+  F(int64_t, max_buffered_mb, 512,                                                                          \
+    "request bytes held at once over all connections (bodies read or being scored); beyond it 503", x >= 1) \
+  F(int64_t, max_batch, 8192, "most samples in one request", x >= 1)                                        \
+  F(int64_t, request_timeout_ms, 60000, "per-request deadline, queueing included; past it 504", x >= 1)     \
+  F(int64_t, read_timeout_ms, 15000,                                                                        \
+    "time a client has to send a whole request (and an idle keep-alive connection stays open)", x >= 1)     \
   F(int64_t, drain_timeout_ms, 30000, "on shutdown, longest wait for requests in flight", x >= 0)
   R1_CONFIG(ServiceOptions, R1_SERVICE_FIELDS)
 };
