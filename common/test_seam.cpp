@@ -18,4 +18,16 @@ void crash_point(Point point, int64_t step, int64_t rank) {
   if (n == step && rank_ok) std::raise(SIGKILL);
 }
 
+bool fault_point(Fault fault, int64_t step, int64_t rank) {
+  const char* spec = std::getenv("R1_TEST_FAULT");
+  if (!spec || fault != Fault::nan_grad) return false;
+  const std::string s = spec, name = "nan_grad:";
+  if (s.rfind(name, 0) != 0) return false;
+  const size_t plus = s.find('+'), at = s.find('@');
+  const int64_t first = std::atoll(s.c_str() + name.size());
+  const int64_t count = plus == std::string::npos ? 1 : std::atoll(s.c_str() + plus + 1);
+  const bool rank_ok = at == std::string::npos || std::atoll(s.c_str() + at + 1) == rank;
+  return rank_ok && step >= first && step < first + count;
+}
+
 }  // namespace r1::test_seam

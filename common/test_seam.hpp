@@ -5,7 +5,14 @@
 //   R1_TEST_CRASH=in_save:N        die halfway through writing step N's checkpoint
 //   R1_TEST_CRASH=after_step:N@R   only on rank R (data parallel runs); default: every rank
 //
-// tests/test_resume.cpp and tests/test_distributed.cpp use it; nothing else should.
+// and, for the trainer's guards, faults it injects the same way:
+//
+//   R1_TEST_FAULT=nan_grad:N        NaN gradients in step N's backward passes (the loss times NaN);
+//                                   with several ranks the all-reduce carries them to every rank
+//   R1_TEST_FAULT=nan_grad:N+K@R    steps N to N+K-1, on rank R only
+//
+// tests/test_resume.cpp, tests/test_distributed.cpp and tests/test_precision.cpp use it; nothing
+// else should.
 #pragma once
 #include <cstdint>
 
@@ -15,5 +22,10 @@ enum class Point { after_step, in_save };
 
 // Kills the process when R1_TEST_CRASH names this point, step and rank.
 void crash_point(Point point, int64_t step, int64_t rank = 0);
+
+enum class Fault { nan_grad };
+
+// True when R1_TEST_FAULT names this fault for this step and rank.
+bool fault_point(Fault fault, int64_t step, int64_t rank = 0);
 
 }  // namespace r1::test_seam

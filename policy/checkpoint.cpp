@@ -83,7 +83,15 @@ void write_pretrained(CausalLM& model, const fs::path& dir, const SaveOptions& o
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   at::ScalarType out_type = model->options().dtype().toScalarType();
   if (options.dtype) out_type = scalar_type(*options.dtype);
-  for (auto& p : model->named_parameters()) tensors.emplace_back(p.key(), p.value().detach().to(at::kCPU, out_type));
+  auto named = model->named_parameters();
+  R1_CHECK(!options.values || options.values->size() == named.size(), "save: {} values for {} parameters",
+           options.values ? options.values->size() : 0, named.size());
+  for (size_t i = 0; i < named.size(); ++i) {
+    const at::Tensor& v = options.values ? (*options.values)[i] : named[i].value();
+    R1_CHECK(v.sizes() == named[i].value().sizes(), "save: the value for {} has shape {}, the parameter {}",
+             named[i].key(), v.sizes(), named[i].value().sizes());
+    tensors.emplace_back(named[i].key(), v.detach().to(at::kCPU, out_type));
+  }
   SafetensorsSaveOptions so;
   so.max_shard_bytes = options.max_shard_bytes;
   save_safetensors(dir, tensors, so);

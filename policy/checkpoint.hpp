@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "policy/model.hpp"
 #include "policy/options.hpp"
@@ -23,6 +24,9 @@ struct SaveOptions {
   int64_t max_shard_bytes = int64_t{5} << 30;  // shard above this size
   std::optional<Dtype> dtype;                  // none: the model's dtype
   std::filesystem::path copy_tokenizer_from;   // copy tokenizer files from this folder if set
+  // Saved instead of the model's parameters, in named_parameters() order (a trainer's float32
+  // masters of a bfloat16 model); null: the parameters.
+  const std::vector<at::Tensor>* values = nullptr;
 };
 
 // Writes config.json, model.safetensors (or shards + index) and tokenizer files into `dir`:

@@ -43,10 +43,31 @@ TrainerState parse_state(const fs::path& f) {
   return s;
 }
 
+// The AdamW state of each optimized tensor, by parameter name.
+std::vector<std::pair<std::string, at::Tensor>> adam_state(const TrainWeights& w, torch::optim::AdamW& opt) {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (size_t i = 0; i < w.params().size(); ++i) {
+    auto it = opt.state().find(w.params()[i].unsafeGetTensorImpl());
+    if (it == opt.state().end()) continue;
+    auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    const std::string& name = w.names()[i];
+    tensors.emplace_back(name + ".exp_avg", st.exp_avg());
+    tensors.emplace_back(name + ".exp_avg_sq", st.exp_avg_sq());
+    tensors.emplace_back(name + ".step", at::tensor({st.step()}, at::kLong));
+  }
+  return tensors;
+}
+
+const std::vector<at::Tensor>* masters_of(const TrainWeights& w) { return w.mixed() ? &w.params() : nullptr; }
+
 }  // namespace
 
-fs::path save_checkpoint(const fs::path& run_dir, CausalLM& policy, torch::optim::AdamW& opt, const CausalLM* ref,
-                         const TrainerState& state, const CheckpointSave& o) {
+fs::path save_checkpoint(const fs::path& run_dir, CausalLM& policy, const TrainWeights& w, torch::optim::AdamW& opt,
+                         const CausalLM* ref, const TrainerState& state, const CheckpointSave& o) {
+  R1_CHECK(w.finite(),
+           "not saving the checkpoint of step {}: the weights hold NaN or inf (the last good "
+           "checkpoint is kept)",
+           state.step);
   const fs::path root = run_dir / "checkpoints";
   fs::create_directories(root);
   const std::string name = fmt::format("step-{:06d}", state.step);
@@ -55,20 +76,14 @@ fs::path save_checkpoint(const fs::path& run_dir, CausalLM& policy, torch::optim
   fs::remove_all(tmp);
   try {
     // Policy: a Hugging Face folder; tmp/ as a whole is what becomes visible atomically.
-    write_pretrained(policy, tmp, {.copy_tokenizer_from = o.tokenizer_from});
+    write_pretrained(policy, tmp, {.dtype = o.dtype, .copy_tokenizer_from = o.tokenizer_from, .values = masters_of(w)});
     test_seam::crash_point(test_seam::Point::in_save, state.step);
-    // AdamW state by parameter name.
-    std::vector<std::pair<std::string, at::Tensor>> tensors;
-    for (auto& p : policy->named_parameters()) {
-      auto it = opt.state().find(p.value().unsafeGetTensorImpl());
-      if (it == opt.state().end()) continue;
-      auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
-      tensors.emplace_back(p.key() + ".exp_avg", st.exp_avg());
-      tensors.emplace_back(p.key() + ".exp_avg_sq", st.exp_avg_sq());
-      tensors.emplace_back(p.key() + ".step", at::tensor({st.step()}, at::kLong));
-    }
     fs::create_directories(tmp / "optimizer");
-    save_safetensors(tmp / "optimizer", tensors);
+    save_safetensors(tmp / "optimizer", adam_state(w, opt));
+    // The float32 weights bit for bit when the Hugging Face copy is of another dtype.
+    const at::ScalarType hf_type = o.dtype ? scalar_type(*o.dtype) : policy->options().dtype().toScalarType();
+    if (hf_type != at::kFloat)
+      write_pretrained(policy, tmp / "masters", {.dtype = Dtype::float32, .values = &w.params()});
     if (ref) write_pretrained(*const_cast<CausalLM*>(ref), tmp / "reference");
     write_file_atomic(tmp / "trainer_state.json", state_json(state));
     boost::json::object files;
@@ -132,19 +147,30 @@ std::optional<FoundCheckpoint> find_checkpoint(const fs::path& run_dir, std::vec
   return std::nullopt;
 }
 
-void load_checkpoint(const fs::path& dir, CausalLM& policy, torch::optim::AdamW& opt, CausalLM* ref) {
+void load_checkpoint(const fs::path& dir, CausalLM& policy, TrainWeights& w, torch::optim::AdamW& opt, CausalLM* ref) {
   at::NoGradGuard ng;
   CausalLM saved = load_pretrained(dir, policy->options());
   auto from = saved->named_parameters();
   for (auto& p : policy->named_parameters()) p.value().copy_(from[p.key()]);
+  if (fs::exists(dir / "masters")) {  // the float32 weights, when the Hugging Face copy is of another dtype
+    SafetensorsReader m(dir / "masters");
+    for (size_t i = 0; i < w.params().size(); ++i) w.params()[i].detach().copy_(m.get(w.names()[i]));
+  } else if (w.mixed()) {  // no masters/: the Hugging Face copy is float32, and it is the masters
+    CausalLM exact = load_pretrained(dir, policy->options().dtype(at::kFloat));
+    auto ef = exact->named_parameters();
+    for (size_t i = 0; i < w.params().size(); ++i) w.params()[i].detach().copy_(ef[w.names()[i]]);
+  }
+  w.refresh_policy();
   SafetensorsReader r(dir / "optimizer");
-  for (auto& p : policy->named_parameters()) {
-    if (!r.contains(p.key() + ".exp_avg")) continue;
+  for (size_t i = 0; i < w.params().size(); ++i) {
+    const std::string& name = w.names()[i];
+    const at::Tensor& p = w.params()[i];
+    if (!r.contains(name + ".exp_avg")) continue;
     auto st = std::make_unique<torch::optim::AdamWParamState>();
-    st->exp_avg(r.get(p.key() + ".exp_avg").clone().to(p.value().device()));
-    st->exp_avg_sq(r.get(p.key() + ".exp_avg_sq").clone().to(p.value().device()));
-    st->step(r.get(p.key() + ".step").item<int64_t>());
-    opt.state()[p.value().unsafeGetTensorImpl()] = std::move(st);
+    st->exp_avg(r.get(name + ".exp_avg").clone().to(p.device()));
+    st->exp_avg_sq(r.get(name + ".exp_avg_sq").clone().to(p.device()));
+    st->step(r.get(name + ".step").item<int64_t>());
+    opt.state()[p.unsafeGetTensorImpl()] = std::move(st);
   }
   if (ref) {
     R1_CHECK(fs::exists(dir / "reference"), "{}: the run keeps a reference model but the checkpoint has none",

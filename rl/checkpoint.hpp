@@ -1,9 +1,11 @@
 // Training checkpoints that resume exactly. A checkpoint folder holds the policy in Hugging Face
-// format (loadable by transformers), the AdamW state, the frozen reference when one is kept, and
+// format (loadable by transformers, in [train] save_dtype), the AdamW state of what the optimizer
+// updates, in bf16-mixed the float32 masters (masters/), the frozen reference when one is kept, and
 // trainer_state.json (step, weight version, records consumed, RNG state), plus MANIFEST.json with
 // every file's size and checksum. It is written into a temp folder, fsynced and renamed, so a
 // crash mid-save never damages the last good checkpoint; on resume a checkpoint that fails its
-// manifest is reported and the previous good one is used.
+// manifest is reported and the previous good one is used. Weights that hold NaN or inf are never
+// written, so rotation never removes the last finite checkpoint.
 #pragma once
 #include <filesystem>
 #include <optional>
@@ -11,6 +13,8 @@
 #include <vector>
 
 #include "policy/model.hpp"
+#include "policy/options.hpp"
+#include "rl/precision.hpp"
 
 namespace torch::optim {
 class AdamW;
@@ -29,12 +33,15 @@ struct TrainerState {
 struct CheckpointSave {
   std::filesystem::path tokenizer_from;  // folder whose tokenizer files are copied
   int64_t keep = 2;                      // checkpoints kept (oldest removed after a good save)
+  std::optional<Dtype> dtype;            // of the Hugging Face weights; none: the policy's
 };
 
 // Writes run_dir/checkpoints/step-NNNNNN atomically; returns its path.
+// Throws r1::Error, writing nothing, when the weights are not all finite.
 std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, CausalLM& policy,
-                                      torch::optim::AdamW& optimizer, const CausalLM* reference,
-                                      const TrainerState& state, const CheckpointSave& options);
+                                      const TrainWeights& weights, torch::optim::AdamW& optimizer,
+                                      const CausalLM* reference, const TrainerState& state,
+                                      const CheckpointSave& options);
 
 struct FoundCheckpoint {
   std::filesystem::path dir;
@@ -46,8 +53,9 @@ struct FoundCheckpoint {
 // which is removed.
 std::optional<FoundCheckpoint> find_checkpoint(const std::filesystem::path& run_dir, std::vector<std::string>* skipped);
 
-// Loads weights, optimizer state and the reference (if given) from a checkpoint folder.
-void load_checkpoint(const std::filesystem::path& dir, CausalLM& policy, torch::optim::AdamW& optimizer,
-                     CausalLM* reference);
+// Loads weights (and in bf16-mixed the masters, bit for bit), optimizer state and the reference
+// (if given) from a checkpoint folder.
+void load_checkpoint(const std::filesystem::path& dir, CausalLM& policy, TrainWeights& weights,
+                     torch::optim::AdamW& optimizer, CausalLM* reference);
 
 }  // namespace r1

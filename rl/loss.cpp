@@ -25,6 +25,30 @@ at::Tensor compute_advantages(const at::Tensor& rewards, const GrpoOptions& o) {
   return a;
 }
 
+TisWeights tis_weights(const at::Tensor& trainer, const at::Tensor& sampler, const at::Tensor& mask,
+                       const GrpoOptions& o) {
+  at::NoGradGuard ng;
+  const double C = o.tis_cap;
+  TORCH_CHECK(C >= 1, "tis_weights: tis_cap must be >= 1, got ", C);
+  at::Tensor log_r = (trainer - sampler) * mask;  // [B, T]
+  at::Tensor r = at::exp(log_r);
+  at::Tensor w, dropped;
+  switch (o.tis_mode) {
+    case TisMode::truncate:
+      w = at::clamp_max(r, C);
+      dropped = r > C;
+      break;
+    case TisMode::mask_token: dropped = (r > C).logical_or(r < 1.0 / C); break;
+    case TisMode::mask_sequence: {
+      at::Tensor seq = at::exp(log_r.sum(-1) / mask.sum(-1).clamp_min(1.0)).unsqueeze(-1);  // [B, 1]
+      dropped = (seq > C).logical_or(seq < 1.0 / C).expand_as(r);
+      break;
+    }
+  }
+  if (!w.defined()) w = at::where(dropped, at::zeros_like(r), r);
+  return {w, (dropped.to(at::kFloat) * mask).sum(), (w * mask).sum()};
+}
+
 LossOutput grpo_loss(const LossInputs& in, const GrpoOptions& o, const LossNorm& norm) {
   const at::Tensor& m = in.mask;
   at::Tensor log_ratio = in.logprobs - in.old_logprobs;  // [B, T]
@@ -38,6 +62,7 @@ LossOutput grpo_loss(const LossInputs& in, const GrpoOptions& o, const LossNorm&
   at::Tensor per_token = at::maximum(loss1, loss2);
   if (o.dual_clip > 0)  // bound the loss of negative advantages by -c * A
     per_token = at::where(adv < 0, at::minimum(per_token, -adv * o.dual_clip), per_token);
+  if (in.tis_weight.defined()) per_token = per_token * in.tis_weight;  // the policy-gradient term only (TRL, verl)
 
   at::Tensor kl;
   if (o.kl_coef > 0) {

@@ -21,7 +21,24 @@ struct LossInputs {
   at::Tensor entropy;       // [B, T] current policy entropy; undefined when not needed
   at::Tensor advantages;    // [B]
   at::Tensor mask;          // [B, T] float: 1 for completion tokens that count
+  at::Tensor tis_weight;    // [B, T] off-policy weight of each token's policy-gradient term; undefined: 1
 };
+
+// The sampler/trainer correction of [grpo] tis_cap = C > 0 and tis_mode, from the trainer's
+// log-probs of the sampling weights (`trainer`) and the sampler's (`sampler`), both [B, T], with
+// r = exp(trainer - sampler) per token:
+//   truncate       w = min(r, C)                                      (TIS, as verl and TRL)
+//   mask-token     w = r where 1/C <= r <= C, else 0
+//   mask-sequence  w = r where the sequence's geometric-mean ratio
+//                  exp(sum(mask * log r) / sum(mask)) is in [1/C, C], else 0
+// Masked-out tokens keep their place in the loss normalisers.
+struct TisWeights {
+  at::Tensor weight;   // [B, T]
+  at::Tensor clipped;  // 0-dim: masked tokens whose weight was capped (truncate) or dropped (masks)
+  at::Tensor sum;      // 0-dim: the weights summed over masked tokens
+};
+TisWeights tis_weights(const at::Tensor& trainer, const at::Tensor& sampler, const at::Tensor& mask,
+                       const GrpoOptions& o);
 
 // Totals over the whole optimizer step (all micro-batches, all ranks).
 struct LossNorm {

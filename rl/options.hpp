@@ -26,6 +26,12 @@ enum class LrSchedule { constant, cosine };
 constexpr std::array<const char*, 2> enum_names(LrSchedule) { return {"constant", "cosine"}; }
 enum class OldLogprobs { rollout, recompute };
 constexpr std::array<const char*, 2> enum_names(OldLogprobs) { return {"rollout", "recompute"}; }
+enum class Precision { fp32, bf16_mixed };
+constexpr std::array<const char*, 2> enum_names(Precision) { return {"fp32", "bf16-mixed"}; }
+enum class SaveDtype { original, float32, bfloat16 };
+constexpr std::array<const char*, 3> enum_names(SaveDtype) { return {"original", "float32", "bfloat16"}; }
+enum class TisMode { truncate, mask_token, mask_sequence };
+constexpr std::array<const char*, 3> enum_names(TisMode) { return {"truncate", "mask-token", "mask-sequence"}; }
 enum class DistBackend { automatic, gloo, nccl };
 constexpr std::array<const char*, 3> enum_names(DistBackend) { return {"auto", "gloo", "nccl"}; }
 
@@ -49,36 +55,54 @@ struct GrpoOptions {
   F(double, entropy_coef, 0.0, "entropy bonus weight (entropy is always logged)", x >= 0)                              \
   F(bool, dynamic_sampling, false, "drop groups whose rewards all agree and refill the batch (DAPO)", true)            \
   F(int64_t, max_refill_rounds, 4, "dynamic sampling: extra generation rounds per step at most", x >= 0)               \
-  F(bool, mask_truncated, false, "exclude completions cut at max_new_tokens from the loss", true)
+  F(bool, mask_truncated, false, "exclude completions cut at max_new_tokens from the loss", true)                      \
+  F(double, tis_cap, 0.0,                                                                                              \
+    "off-policy correction between sampler and trainer (C; 0: off): each token's ratio r = pi_trainer/pi_sampler "     \
+    "(the recomputed old log-probs against the sampler's) weights the loss as min(r, C), or masks, see tis_mode",      \
+    x == 0 || x >= 1)                                                                                                  \
+  F(TisMode, tis_mode, TisMode::truncate,                                                                              \
+    "truncate: weight min(r, C) (TIS); mask-token: drop tokens with r outside [1/C, C]; mask-sequence: drop "          \
+    "sequences whose geometric-mean r is outside [1/C, C]",                                                            \
+    true)
   R1_CONFIG(GrpoOptions, R1_GRPO_FIELDS)
 };
 
 struct TrainOptions {
-#define R1_TRAIN_FIELDS(F)                                                                                         \
-  F(int64_t, steps, 100, "training steps (one step = prompts_per_step groups)", x >= 1)                            \
-  F(double, lr, 1e-6, "peak learning rate (AdamW)", x > 0 && x < 1)                                                \
-  F(int64_t, warmup_steps, 0, "linear warmup from 0 to lr over this many steps", x >= 0)                           \
-  F(LrSchedule, lr_schedule, LrSchedule::constant, "after warmup: constant or cosine (down to min_lr_ratio * lr)", \
-    true)                                                                                                          \
-  F(double, min_lr_ratio, 0.0, "cosine floor as a fraction of lr", x >= 0 && x <= 1)                               \
-  F(double, weight_decay, 0.0, "AdamW weight decay", x >= 0)                                                       \
-  F(double, adam_beta1, 0.9, "AdamW beta1", x >= 0 && x < 1)                                                       \
-  F(double, adam_beta2, 0.999, "AdamW beta2", x >= 0 && x < 1)                                                     \
-  F(double, adam_eps, 1e-8, "AdamW epsilon", x > 0)                                                                \
-  F(double, max_grad_norm, 1.0, "clip the global gradient norm to this (0: no clipping)", x >= 0)                  \
-  F(int64_t, inner_epochs, 1, "mu: passes over each step's samples against the stored old log-probs", x >= 1)      \
-  F(int64_t, minibatches, 1, "optimizer updates per pass (the step's samples split evenly)", x >= 1)               \
-  F(int64_t, micro_batch, 16, "sequences per forward/backward (gradient accumulation inside a minibatch)", x >= 1) \
-  F(OldLogprobs, old_logprobs, OldLogprobs::rollout,                                                               \
-    "rollout: use the sampler's log-probs (tested equal to the trainer's forward); recompute: run a forward "      \
-    "with the weights that sampled each group",                                                                    \
-    true)                                                                                                          \
-  F(std::string, accuracy_part, "",                                                                                \
-    "the reward part (a [[rewards.checkers]] name) whose score >= 1 makes a completion correct: training "         \
-    "accuracy, eval/accuracy and r1 eval's pass@k all use it; empty: the first part",                              \
-    true)                                                                                                          \
-  F(int64_t, save_every, 0, "save a Hugging Face checkpoint every N steps (0: only at the end)", x >= 0)           \
-  F(int64_t, keep_checkpoints, 2, "checkpoints kept in the run directory", x >= 1)                                 \
+#define R1_TRAIN_FIELDS(F)                                                                                          \
+  F(int64_t, steps, 100, "training steps (one step = prompts_per_step groups)", x >= 1)                             \
+  F(double, lr, 1e-6, "peak learning rate (AdamW)", x > 0 && x < 1)                                                 \
+  F(int64_t, warmup_steps, 0, "linear warmup from 0 to lr over this many steps", x >= 0)                            \
+  F(LrSchedule, lr_schedule, LrSchedule::constant, "after warmup: constant or cosine (down to min_lr_ratio * lr)",  \
+    true)                                                                                                           \
+  F(double, min_lr_ratio, 0.0, "cosine floor as a fraction of lr", x >= 0 && x <= 1)                                \
+  F(double, weight_decay, 0.0, "AdamW weight decay", x >= 0)                                                        \
+  F(double, adam_beta1, 0.9, "AdamW beta1", x >= 0 && x < 1)                                                        \
+  F(double, adam_beta2, 0.999, "AdamW beta2", x >= 0 && x < 1)                                                      \
+  F(double, adam_eps, 1e-8, "AdamW epsilon", x > 0)                                                                 \
+  F(double, max_grad_norm, 1.0, "clip the global gradient norm to this (0: no clipping)", x >= 0)                   \
+  F(Precision, precision, Precision::fp32,                                                                          \
+    "fp32: float32 weights, gradients and AdamW state; bf16-mixed: bfloat16 forward and backward ([model] dtype "   \
+    "= \"bfloat16\") with float32 master weights, gradient accumulation and AdamW moments",                         \
+    true)                                                                                                           \
+  F(SaveDtype, save_dtype, SaveDtype::original,                                                                     \
+    "dtype of saved models and checkpoints' Hugging Face weights: original (the loaded checkpoint's torch_dtype), " \
+    "float32 or bfloat16; bf16-mixed checkpoints also keep the float32 masters for an exact resume",                \
+    true)                                                                                                           \
+  F(int64_t, max_skipped_steps, 3,                                                                                  \
+    "optimizer steps skipped in a row for a non-finite gradient norm before the run stops with an error", x >= 1)   \
+  F(int64_t, inner_epochs, 1, "mu: passes over each step's samples against the stored old log-probs", x >= 1)       \
+  F(int64_t, minibatches, 1, "optimizer updates per pass (the step's samples split evenly)", x >= 1)                \
+  F(int64_t, micro_batch, 16, "sequences per forward/backward (gradient accumulation inside a minibatch)", x >= 1)  \
+  F(OldLogprobs, old_logprobs, OldLogprobs::rollout,                                                                \
+    "rollout: use the sampler's log-probs (tested equal to the trainer's forward); recompute: run a forward "       \
+    "with the weights that sampled each group",                                                                     \
+    true)                                                                                                           \
+  F(std::string, accuracy_part, "",                                                                                 \
+    "the reward part (a [[rewards.checkers]] name) whose score >= 1 makes a completion correct: training "          \
+    "accuracy, eval/accuracy and r1 eval's pass@k all use it; empty: the first part",                               \
+    true)                                                                                                           \
+  F(int64_t, save_every, 0, "save a Hugging Face checkpoint every N steps (0: only at the end)", x >= 0)            \
+  F(int64_t, keep_checkpoints, 2, "checkpoints kept in the run directory", x >= 1)                                  \
   F(int64_t, log_samples_every, 1, "write the step's completions to samples.jsonl every N steps (0: never)", x >= 0)
   R1_CONFIG(TrainOptions, R1_TRAIN_FIELDS)
 };

@@ -35,6 +35,26 @@ void check_objective(const RunConfig& cfg) {
            cfg.rollout.group_size, cfg.rollout.max_batch);
 }
 
+// The precision rules: AdamW never updates bf16 or fp16 weights in place (updates below 2^-8 of a
+// weight round away, and fp16 overflows without loss scaling).
+void check_precision(const RunConfig& cfg) {
+  const Dtype d = cfg.model.dtype;
+  R1_CHECK(d != Dtype::float16,
+           "model.dtype = \"float16\" cannot be trained: without loss scaling its gradients overflow to inf/NaN; "
+           "use model.dtype = \"bfloat16\" with train.precision = \"bf16-mixed\"");
+  if (cfg.train.precision == Precision::bf16_mixed)
+    R1_CHECK(d == Dtype::bfloat16,
+             "train.precision = \"bf16-mixed\" computes in bfloat16: set model.dtype = \"bfloat16\" (the float32 "
+             "masters are kept by the trainer)");
+  else
+    R1_CHECK(d == Dtype::float32,
+             "model.dtype = \"bfloat16\" with train.precision = \"fp32\" would let AdamW update bfloat16 weights in "
+             "place, where small updates round to nothing: set train.precision = \"bf16-mixed\"");
+  R1_CHECK(cfg.grpo.tis_cap == 0 || cfg.train.old_logprobs == OldLogprobs::recompute,
+           "grpo.tis_cap needs the trainer's own log-probs of the sampling weights: set train.old_logprobs = "
+           "\"recompute\"");
+}
+
 void check_accuracy_part(const RunConfig& cfg) {
   const std::vector<std::string> parts = rewards::part_names(cfg.rewards);
   if (std::find(parts.begin(), parts.end(), cfg.accuracy_part()) == parts.end())
@@ -57,6 +77,7 @@ void check_run_config(const RunConfig& cfg) {
     }
   };
   check("", [&] { check_objective(cfg); });
+  check("", [&] { check_precision(cfg); });
   check("", [&] { rewards::check_rewards_config(cfg.rewards); });
   if (!cfg.rewards.checkers.empty()) check("", [&] { check_accuracy_part(cfg); });
   check("", [&] { check_model(cfg.model); });

@@ -56,6 +56,9 @@ struct Stat {
   F(mismatch_mean, "mismatch/logprob_abs_mean", mean,                                                 \
     "|log-prob(sampler) - log-prob(trainer)| per completion token, before the step's first update")   \
   F(mismatch_max, "mismatch/logprob_abs_max", max, "its largest value")                               \
+  F(tis_weight, "tis/weight_mean", mean, "sampler/trainer correction weight per token (first pass)")  \
+  F(tis_clipped, "tis/clipped", mean, "share of tokens whose weight was capped or dropped")           \
+  F(skipped_steps, "guard/skipped_steps", max, "optimizer updates skipped for a non-finite gradient") \
   F(loss, "loss", mean, "the objective, per optimizer update")                                        \
   F(grad_norm, "grad_norm", mean, "global gradient norm before clipping, per optimizer update")       \
   F(lr, "lr", max, "learning rate of the step")                                                       \

@@ -20,6 +20,7 @@
 #include "rl/batch.hpp"
 #include "rl/checkpoint.hpp"
 #include "rl/eval.hpp"
+#include "rl/precision.hpp"
 #include "rl/progress.hpp"
 #include "rl/resume.hpp"
 #include "rl/run_checks.hpp"
@@ -95,6 +96,9 @@ class Trainer {
   fs::path run_dir_;
   std::optional<ResumePoint> resume_;
   CausalLM policy_;
+  std::unique_ptr<TrainWeights> weights_;   // what AdamW updates: the policy, or its float32 masters
+  std::optional<Dtype> save_dtype_;         // of saved weights; none: the policy's
+  SkipGuard guard_;                         // optimizer steps skipped for a non-finite gradient norm
   std::optional<CausalLM> ref_, behavior_;  // the frozen reference; older weights for recomputed log-probs
   Tokenizer tok_;
   std::unique_ptr<rewards::RewardBackend> rewards_;
@@ -110,6 +114,15 @@ class Trainer {
   int64_t first_step_ = 0, version_ = 0, consumed_ = 0;  // consumed_: dataset records this rank drew
   std::mt19937_64 shuffle_rng_;
 };
+
+// What AdamW updates: in bf16-mixed, float32 masters loaded from the checkpoint in float32 (exact
+// even for a float32 checkpoint), on the policy's device.
+std::unique_ptr<TrainWeights> make_train_weights(const RunConfig& cfg, CausalLM& policy) {
+  CausalLM masters{nullptr};
+  if (cfg.train.precision == Precision::bf16_mixed)
+    masters = load_pretrained(cfg.model.model_dir(), policy->options().dtype(at::kFloat));
+  return std::make_unique<TrainWeights>(policy, cfg.train.precision, masters);
+}
 
 // `cfg` after every check, before anything is made from it.
 const RunConfig& checked(const RunConfig& cfg, const LaunchEnv& launch) {
@@ -137,6 +150,8 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
   pin_cpu_threads(cfg_.model.threads > 0 ? static_cast<int>(cfg_.model.threads) : at::get_num_threads());
   policy_ = load_pretrained(cfg_.model);
   policy_->train();
+  weights_ = make_train_weights(cfg_, policy_);
+  save_dtype_ = saved_dtype(cfg_.train.save_dtype, policy_->config().dtype);
   if (cfg_.grpo.kl_coef > 0) ref_ = frozen(cfg_.model);
   rewards_ = rewards::make_reward_backend(cfg_.rewards, rewards::sandbox_from(cfg_.sandbox));
   dataset_ = std::make_shared<Dataset>(cfg_.data, rank_, world_);
@@ -153,10 +168,10 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
                          .stream_offset = rank_,
                          .threads = cfg_.rollout.threads > 0 ? cfg_.rollout.threads : cfg_.model.threads});
   const TrainOptions& t = cfg_.train;
-  opt_ = std::make_unique<torch::optim::AdamW>(policy_->parameters(), torch::optim::AdamWOptions(t.lr)
-                                                                          .betas({t.adam_beta1, t.adam_beta2})
-                                                                          .eps(t.adam_eps)
-                                                                          .weight_decay(t.weight_decay));
+  opt_ = std::make_unique<torch::optim::AdamW>(weights_->params(), torch::optim::AdamWOptions(t.lr)
+                                                                       .betas({t.adam_beta1, t.adam_beta2})
+                                                                       .eps(t.adam_eps)
+                                                                       .weight_decay(t.weight_decay));
   if (setup_.resume)
     resume_ = plan_resume(run_dir_, rank_, world_, static_cast<int64_t>(dataset_->size()),
                           static_cast<uint64_t>(cfg_.run.seed));
@@ -172,7 +187,7 @@ void Trainer::open_run_dir() {
 }
 
 void Trainer::restore(const ResumePoint& p) {
-  load_checkpoint(p.checkpoint.dir, policy_, *opt_, ref_ ? &*ref_ : nullptr);
+  load_checkpoint(p.checkpoint.dir, policy_, *weights_, *opt_, ref_ ? &*ref_ : nullptr);
   first_step_ = p.checkpoint.state.step, version_ = p.checkpoint.state.version;
   consumed_ = p.consumed;
   shuffle_rng_ = p.shuffle_rng;
@@ -193,9 +208,11 @@ void Trainer::start() {
     fmt::print(stderr, "r1 train: before RL: eval accuracy {:.3f}, format {:.3f} on {} held-out prompts\n",
                summary_.before.accuracy, summary_.before.part("format"), eval_prompts_.size());
   }
-  std::vector<at::Tensor> params = policy_->parameters();
-  dist_.broadcast(params);  // every replica starts from rank 0's weights
-  dist_.attach_grads(params);
+  dist_.broadcast(weights_->params());  // every replica starts from rank 0's weights
+  weights_->refresh_policy();
+  // bf16-mixed: the hooks sit on the masters, outside the autograd graph, so the float32 sums all
+  // start in finish_grad_sync, after the micro-batches' gradients are accumulated.
+  dist_.attach_grads(weights_->params());
   pool_->publish(*policy_, version_);
   pool_->start_at(consumed_);
   pool_->start();
@@ -278,12 +295,14 @@ double Trainer::update(const std::vector<Sequence>& seqs, int64_t step, StepMetr
   const Distributed::GradSyncStats before = dist_.grad_sync_stats();
   const double lr = lr_at(cfg_.train, step);
   m.lr.add(lr);
-  const double tokens = PolicyUpdate(policy_, *opt_, dist_,
+  const double tokens = PolicyUpdate(policy_, *weights_, *opt_, dist_, guard_,
                                      {.grpo = cfg_.grpo,
                                       .train = cfg_.train,
                                       .temperature = cfg_.sampling.temperature,
                                       .max_new_tokens = cfg_.sampling.max_new_tokens,
-                                      .old_is_sampler = cfg_.train.old_logprobs == OldLogprobs::rollout})
+                                      .old_is_sampler = cfg_.train.old_logprobs == OldLogprobs::rollout,
+                                      .step = step,
+                                      .rank = rank_})
                             .run(seqs, version_, lr, shuffle_rng_, m);
   if (dist_.active()) {  // the share of gradient buckets whose all-reduce overlapped backward
     const Distributed::GradSyncStats after = dist_.grad_sync_stats();
@@ -330,9 +349,10 @@ void Trainer::checkpoint_if_due(int64_t step) {
   std::ostringstream rng_state;
   rng_state << shuffle_rng_;
   log_->sync();
-  save_checkpoint(run_dir_, policy_, *opt_, ref_ ? &*ref_ : nullptr,
-                  {step + 1, version_, by_rank, rng_state.str(), world_},
-                  {.tokenizer_from = cfg_.model.model_dir(), .keep = cfg_.train.keep_checkpoints});
+  save_checkpoint(
+      run_dir_, policy_, *weights_, *opt_, ref_ ? &*ref_ : nullptr,
+      {step + 1, version_, by_rank, rng_state.str(), world_},
+      {.tokenizer_from = cfg_.model.model_dir(), .keep = cfg_.train.keep_checkpoints, .dtype = save_dtype_});
 }
 
 TrainSummary Trainer::finish() {
@@ -340,7 +360,11 @@ TrainSummary Trainer::finish() {
   summary_.run_dir = run_dir_;
   if (rank_ == 0) {
     summary_.model_dir = run_dir_ / "model";
-    save_pretrained(policy_, summary_.model_dir, {.copy_tokenizer_from = cfg_.model.model_dir()});
+    R1_CHECK(weights_->finite(), "not saving the final model: its weights hold NaN or inf");
+    save_pretrained(policy_, summary_.model_dir,
+                    {.dtype = save_dtype_,
+                     .copy_tokenizer_from = cfg_.model.model_dir(),
+                     .values = weights_->mixed() ? &weights_->params() : nullptr});
     log_->sync();
   }
   summary_.steps = cfg_.train.steps;

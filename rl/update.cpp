@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "common/error.hpp"
+#include "common/test_seam.hpp"
 #include "policy/completions.hpp"
 #include "rl/distributed.hpp"
 #include "rl/loss.hpp"
@@ -32,11 +33,17 @@ struct MicroForward {
   at::Tensor logprobs, entropy;           // [b, T] current policy (differentiable)
   at::Tensor mask;                        // [b, T] 1 for completion tokens that count
   at::Tensor old_logprobs, ref_logprobs;  // [b, T]
+  at::Tensor sampler_logprobs;            // [b, T] when the sampler/trainer correction needs them
   at::Tensor advantages;                  // [b]
 };
 
-MicroForward forward_micro(CausalLM& model, const std::vector<const Sequence*>& seqs, double temperature, bool with_ref,
-                           bool entropy) {
+// Which inputs besides the current log-probs a micro-batch needs.
+struct MicroNeeds {
+  bool ref = false, sampler = false, entropy = true;
+};
+
+MicroForward forward_micro(CausalLM& model, const std::vector<const Sequence*>& seqs, double temperature,
+                           MicroNeeds need) {
   const int64_t b = static_cast<int64_t>(seqs.size());
   std::vector<CompletionRef> rows;
   int64_t T = 1;
@@ -44,28 +51,32 @@ MicroForward forward_micro(CausalLM& model, const std::vector<const Sequence*>& 
     rows.push_back({s->ids.data(), s->prompt_len, s->comp_len, s->group});  // a group's samples share its prompt
     T = std::max(T, s->comp_len);
   }
-  at::Tensor mask = at::zeros({b, T}), old = at::zeros({b, T}), ref = at::zeros({b, T}), adv = at::zeros({b});
+  at::Tensor mask = at::zeros({b, T}), old = at::zeros({b, T}), ref = at::zeros({b, T}), samp = at::zeros({b, T});
+  at::Tensor adv = at::zeros({b});
   auto m_a = mask.accessor<float, 2>();
   auto o_a = old.accessor<float, 2>();
   auto r_a = ref.accessor<float, 2>();
+  auto s_a = samp.accessor<float, 2>();
   for (int64_t i = 0; i < b; ++i) {
     const Sequence& s = *seqs[i];
     for (int64_t t = 0; t < s.comp_len; ++t) {
       m_a[i][t] = s.counted ? 1.f : 0.f;
       o_a[i][t] = s.old_logprobs[t];
-      if (with_ref) r_a[i][t] = s.ref_logprobs[t];
+      if (need.ref) r_a[i][t] = s.ref_logprobs[t];
+      if (need.sampler) s_a[i][t] = s.sampler_logprobs[t];
     }
     adv[i] = s.advantage;
   }
   const auto dev = model->options().device();
   CompletionLogprobs lp =
-      completion_logprobs(*model, rows, {.temperature = temperature, .chunk_rows = 1024, .entropy = entropy});
+      completion_logprobs(*model, rows, {.temperature = temperature, .chunk_rows = 1024, .entropy = need.entropy});
   MicroForward f;
   f.logprobs = lp.logprobs;
   f.entropy = lp.entropy;
   f.mask = mask.to(dev);
   f.old_logprobs = old.to(dev);
-  if (with_ref) f.ref_logprobs = ref.to(dev);
+  if (need.ref) f.ref_logprobs = ref.to(dev);
+  if (need.sampler) f.sampler_logprobs = samp.to(dev);
   f.advantages = adv.to(dev);
   return f;
 }
@@ -111,15 +122,15 @@ struct PolicyUpdate::Pass {
   int64_t version = 0;     // the weights the step starts from
   at::Tensor kl, entropy, clip_low, clip_high, ratio, ratio_max, tokens;
   at::Tensor mismatch, mismatch_max, mismatch_tokens;
-  at::Tensor loss;  // the updates' objectives, summed (each is the sum over its micro-batches)
+  at::Tensor tis_sum, tis_clipped;  // the correction's weights and capped or dropped tokens (first pass)
+  at::Tensor loss;                  // the updates' objectives, summed (each is the sum over its micro-batches)
   double train_tokens = 0, grad_norm = 0;
-  int64_t updates = 0;
+  int64_t updates = 0, skipped = 0;  // optimizer updates taken, and skipped by the guard
 };
 
-PolicyUpdate::PolicyUpdate(CausalLM& model, torch::optim::AdamW& optimizer, Distributed& dist, UpdateSettings s)
-    : model_(model), opt_(optimizer), dist_(dist), s_(s) {
-  for (auto& p : model_->parameters()) params_.push_back(p);
-}
+PolicyUpdate::PolicyUpdate(CausalLM& model, TrainWeights& weights, torch::optim::AdamW& optimizer, Distributed& dist,
+                           SkipGuard& guard, UpdateSettings s)
+    : model_(model), weights_(weights), opt_(optimizer), dist_(dist), guard_(guard), s_(s) {}
 
 double PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, double lr, std::mt19937_64& rng,
                          StepMetrics& m) {
@@ -157,10 +168,15 @@ double PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, dou
     m.mismatch_mean.add_total(value(pass.mismatch), value(pass.mismatch_tokens));
     m.mismatch_max.add(value(pass.mismatch_max));
   }
+  if (pass.tis_sum.defined()) {
+    m.tis_weight.add_total(value(pass.tis_sum), tokens);
+    m.tis_clipped.add_total(value(pass.tis_clipped), tokens);
+  }
   if (pass.updates) {
     m.grad_norm.add_total(pass.grad_norm, static_cast<double>(pass.updates));
     m.loss.add_total(value(pass.loss), static_cast<double>(pass.updates));
   }
+  m.skipped_steps.add(static_cast<double>(pass.skipped));  // the same on every rank: reduced by max
   return pass.train_tokens;
 }
 
@@ -180,17 +196,43 @@ void PolicyUpdate::minibatch(const std::vector<const Sequence*>& mb, Pass& pass)
     micro_step(part, norm, pass);
   }
   dist_.finish_grad_sync();
-  pass.grad_norm += clip_gradients();  // reads the norm back: one host sync per optimizer update
+  optimizer_step(clip_gradients(), pass);  // the norm is read back: one host sync per optimizer update
+}
+
+// The all-reduced gradients, and so their norm, are the same on every rank: every rank takes or
+// skips the step alike without a collective.
+void PolicyUpdate::optimizer_step(double grad_norm, Pass& pass) {
+  if (!std::isfinite(grad_norm)) {
+    ++pass.skipped, ++guard_.total;
+    if (++guard_.in_a_row >= s_.train.max_skipped_steps)
+      fail(
+          "train: {} optimizer steps in a row had a non-finite gradient norm ({}) and were skipped "
+          "([train] max_skipped_steps = {}); stopping. The weights are those before the first of them, and no "
+          "checkpoint holds non-finite values",
+          guard_.in_a_row, grad_norm, s_.train.max_skipped_steps);
+    return;
+  }
+  guard_.in_a_row = 0;
+  pass.grad_norm += grad_norm;
   opt_.step();
+  weights_.refresh_policy();
   ++pass.updates;
 }
 
 void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const LossNorm& norm, Pass& pass) {
-  const bool with_ref = s_.grpo.kl_coef > 0;
-  MicroForward f = forward_micro(model_, part, s_.temperature, with_ref, /*entropy=*/true);  // entropy is always logged
-  LossOutput out =
-      grpo_loss({f.logprobs, f.old_logprobs, f.ref_logprobs, f.entropy, f.advantages, f.mask}, s_.grpo, norm);
-  out.loss.backward();
+  const bool tis = s_.grpo.tis_cap > 0;
+  MicroForward f =
+      forward_micro(model_, part, s_.temperature,
+                    {.ref = s_.grpo.kl_coef > 0, .sampler = tis, .entropy = true});  // entropy is always logged
+  TisWeights tw;
+  if (tis) tw = tis_weights(f.old_logprobs, f.sampler_logprobs, f.mask, s_.grpo);
+  LossOutput out = grpo_loss({f.logprobs, f.old_logprobs, f.ref_logprobs, f.entropy, f.advantages, f.mask, tw.weight},
+                             s_.grpo, norm);
+  if (test_seam::fault_point(test_seam::Fault::nan_grad, s_.step + 1, s_.rank))
+    (out.loss * NAN).backward();  // the trainer's guards under test
+  else
+    out.loss.backward();
+  weights_.accumulate_grads();
   accumulate(pass.loss, out.loss.detach());
   for (const Sequence* q : part) pass.train_tokens += static_cast<double>(q->ids.size());
   if (pass.first) {  // statistics of the policy the samples came from
@@ -201,6 +243,8 @@ void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const Lo
     accumulate(pass.ratio, out.stats.ratio);
     accumulate_max(pass.ratio_max, out.stats.ratio_max);
     accumulate(pass.tokens, out.stats.tokens);
+    accumulate(pass.tis_sum, tw.sum);
+    accumulate(pass.tis_clipped, tw.clipped);
   }
   if (pass.pre_update && s_.old_is_sampler) {  // rows sampled by these very weights: any gap is numerics
     std::vector<float> same;
@@ -215,12 +259,15 @@ void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const Lo
   }
 }
 
+// The global gradient norm of what the optimizer updates (float32 masters in bf16-mixed), clipped
+// to max_grad_norm when that is set. A non-finite norm leaves gradients that the step skips.
 double PolicyUpdate::clip_gradients() {
-  if (s_.train.max_grad_norm > 0) return torch::nn::utils::clip_grad_norm_(params_, s_.train.max_grad_norm);
-  double sq = 0;
-  for (auto& p : params_)
-    if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
-  return std::sqrt(sq);
+  const std::vector<at::Tensor>& params = weights_.params();
+  if (s_.train.max_grad_norm > 0) return torch::nn::utils::clip_grad_norm_(params, s_.train.max_grad_norm);
+  at::Tensor sq;
+  for (const auto& p : params)
+    if (p.grad().defined()) sq = sq.defined() ? sq + p.grad().pow(2).sum() : p.grad().pow(2).sum();
+  return sq.defined() ? std::sqrt(sq.item<double>()) : 0.0;
 }
 
 }  // namespace r1

@@ -1,8 +1,11 @@
 // The policy update of one step: μ passes over the step's sequences, each split into minibatch
 // optimizer updates accumulated over micro-batches (each distinct prompt of a micro-batch runs
 // once), the GRPO-family loss with step-wide normalisers, the overlapped gradient all-reduce, and
-// global grad-norm clipping. Also the no-gradient log-prob passes (recomputed old log-probs, the
-// reference's) and the learning-rate schedule.
+// global grad-norm clipping, the non-finite guard (an update whose all-reduced gradient norm is
+// not finite is skipped on every rank alike), and the sampler/trainer correction (tis_cap). The
+// optimizer updates TrainWeights (rl/precision.hpp): the policy itself, or its float32 masters.
+// Also the no-gradient log-prob passes (recomputed old log-probs, the reference's) and the
+// learning-rate schedule.
 #pragma once
 #include <cstdint>
 #include <random>
@@ -12,6 +15,7 @@
 #include "policy/tokenizer.hpp"
 #include "rl/loss.hpp"
 #include "rl/options.hpp"
+#include "rl/precision.hpp"
 #include "rl/step_metrics.hpp"
 
 namespace torch::optim {
@@ -51,11 +55,19 @@ struct UpdateSettings {
   double temperature = 1.0;
   int64_t max_new_tokens = 0;  // Dr. GRPO's normaliser
   bool old_is_sampler = true;  // old log-probs are the sampler's: measure the mismatch in the first update
+  int64_t step = 0, rank = 0;  // where the update runs (the test seam's nan_grad point)
+};
+
+// Optimizer updates skipped for a non-finite gradient norm: in a row (reset by a good update) and
+// in all. Outlives the steps; more than [train] max_skipped_steps in a row stops the run.
+struct SkipGuard {
+  int64_t in_a_row = 0, total = 0;
 };
 
 class PolicyUpdate {
  public:
-  PolicyUpdate(CausalLM& model, torch::optim::AdamW& optimizer, Distributed& dist, UpdateSettings settings);
+  PolicyUpdate(CausalLM& model, TrainWeights& weights, torch::optim::AdamW& optimizer, Distributed& dist,
+               SkipGuard& guard, UpdateSettings settings);
 
   // Trains on `seqs`, starting from weight version `version`, at learning rate `lr`; the minibatch
   // order comes from `rng`. Feeds the loss, ratio and grad-norm metrics of `m`, and, when the old
@@ -69,12 +81,14 @@ class PolicyUpdate {
   void minibatch(const std::vector<const Sequence*>& mb, Pass& pass);
   void micro_step(const std::vector<const Sequence*>& part, const LossNorm& norm, Pass& pass);
   double clip_gradients();
+  void optimizer_step(double grad_norm, Pass& pass);
 
   CausalLM& model_;
+  TrainWeights& weights_;
   torch::optim::AdamW& opt_;
   Distributed& dist_;
+  SkipGuard& guard_;
   UpdateSettings s_;
-  std::vector<at::Tensor> params_;
 };
 
 }  // namespace r1

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -88,6 +89,41 @@ TEST_CASE("a rank killed mid-run makes the others fail with a clear error within
   CHECK(r.out.find("data parallel") != std::string::npos);  // rank 0's own error, not the launcher's kill
   CHECK(r.out.find("killed the ranks still running") == std::string::npos);
   CHECK(r.seconds < 40);  // timeout_s = 10, plus start-up
+}
+
+// The non-finite guard on two ranks: NaN gradients on rank 1 alone reach rank 0 through the
+// all-reduce, both skip that optimizer step (checksum_every = 1 compares the weights after every
+// step, so a rank that stepped would fail the run), and guard/skipped_steps counts it. NaN in
+// max_skipped_steps updates in a row stops the run with a clear error and no checkpoint of them.
+TEST_CASE("bf16-mixed on two ranks: a NaN gradient on one rank skips the step on both; 3 in a row stop the run") {
+  fs::path d = setup_dir();
+  const std::string cfg = (d / "run.toml").string() +
+                          " --set model.dtype=bfloat16 --set train.precision=bf16-mixed --set train.save_every=1";
+  Run once = sh("R1_TEST_FAULT=nan_grad:2@1 " + r1_exe() + " launch --nproc 2 --master-port 29737 -- train " + cfg +
+                " --quiet --run-dir " + (d / "nan_once").string());
+  CAPTURE(once.out);
+  REQUIRE(once.code == 0);
+  std::ifstream in(d / "nan_once" / "metrics.jsonl");
+  std::vector<double> skipped;
+  for (std::string line; std::getline(in, line);)
+    if (line.find("\"guard/skipped_steps\"") != std::string::npos)
+      skipped.push_back(std::stod(line.substr(line.find("\"guard/skipped_steps\":") + 22)));
+  CHECK(skipped == std::vector<double>({0, 1, 0}));
+
+  Run stop =
+      sh("R1_TEST_FAULT=nan_grad:2+5@1 " + r1_exe() + " launch --nproc 2 --master-port 29739 --grace 30 -- train " +
+         cfg + " --set train.max_skipped_steps=2 --set train.steps=5 --quiet --run-dir " + (d / "nan_stop").string());
+  CAPTURE(stop.out);
+  CHECK(stop.code != 0);
+  CHECK(stop.out.find("2 optimizer steps in a row had a non-finite gradient norm") != std::string::npos);
+  // Step 2 skipped its update, so its checkpoint holds step 1's weights; step 3 stopped the run.
+  std::vector<std::string> ckpts;
+  for (const auto& e : fs::directory_iterator(d / "nan_stop" / "checkpoints")) ckpts.push_back(e.path().filename());
+  std::sort(ckpts.begin(), ckpts.end());
+  REQUIRE(ckpts == std::vector<std::string>({"step-000001", "step-000002"}));
+  const fs::path c = d / "nan_stop" / "checkpoints";
+  CHECK(r1::read_file(c / "step-000001" / "model.safetensors") ==
+        r1::read_file(c / "step-000002" / "model.safetensors"));
 }
 
 TEST_CASE("resume with a different number of ranks: two ranks save, one rank continues") {

@@ -130,7 +130,9 @@ TEST_CASE("one whole GRPO step equals TRL's GRPOTrainer: advantages, loss, gradi
     Distributed one_rank(LaunchEnv{}, DistributedOptions{}, at::kCPU);
     StepMetrics m;
     std::mt19937_64 rng(1);
-    PolicyUpdate(model, opt, one_rank,
+    TrainWeights weights(model, Precision::fp32);
+    SkipGuard guard;
+    PolicyUpdate(model, weights, opt, one_rank, guard,
                  {.grpo = grpo,
                   .train = train,
                   .temperature = 1.0,

@@ -1,7 +1,7 @@
 // Every run config in configs/recipes/ runs: `r1 config check` accepts it and `r1 train` runs one
-// step and its eval, on the tiny model with the recipe's data and eval paths pointed at a tiny
-// dataset in the same record format (tests/fixtures/recipes/). A recipe whose checkers, template or
-// fields cannot run fails here, not on a user's GPU.
+// step and its eval in the recipe's own precision (bf16-mixed), on the tiny model with the recipe's
+// data and eval paths pointed at a tiny dataset in the same record format (tests/fixtures/recipes/).
+// A recipe whose checkers, template or fields cannot run fails here, not on a user's GPU.
 #include <doctest/doctest.h>
 
 #include <toml++/toml.h>
@@ -36,11 +36,11 @@ fs::path dataset_for(const toml::table& recipe) {
 std::string tiny_overrides(const fs::path& data, const fs::path& run_dir) {
   std::string s;
   for (const std::string& kv : std::vector<std::string>{
-           "model.path=" + (r1::test::source_dir() / "models" / "tiny").string(), "model.dtype=float32",
-           "model.device=cpu", "model.threads=1", "data.path=" + data.string(), "eval.path=" + data.string(),
-           "eval.limit=2", "eval.max_new_tokens=8", "train.steps=1", "train.warmup_steps=0", "train.micro_batch=4",
-           "rollout.group_size=2", "rollout.prompts_per_step=2", "rollout.prompts_per_batch=2", "rollout.max_batch=4",
-           "rollout.workers=1", "sampling.max_new_tokens=8", "run.out_dir=" + run_dir.parent_path().string(),
+           "model.path=" + (r1::test::source_dir() / "models" / "tiny").string(), "model.device=cpu", "model.threads=1",
+           "data.path=" + data.string(), "eval.path=" + data.string(), "eval.limit=2", "eval.max_new_tokens=8",
+           "train.steps=1", "train.warmup_steps=0", "train.micro_batch=4", "rollout.group_size=2",
+           "rollout.prompts_per_step=2", "rollout.prompts_per_batch=2", "rollout.max_batch=4", "rollout.workers=1",
+           "sampling.max_new_tokens=8", "run.out_dir=" + run_dir.parent_path().string(),
            "run.name=" + run_dir.filename().string()})
     s += " --set '" + kv + "'";
   return s;

@@ -75,6 +75,31 @@ TEST_CASE("kill -9 after a step, then --resume: the same metrics and weights as 
         r1::read_file(d / "full" / "model" / "model.safetensors"));
 }
 
+// bf16-mixed with bfloat16 checkpoints: the float32 masters (masters/) and AdamW moments come back
+// bit for bit, so the resumed run's last checkpoint equals the uninterrupted run's, file by file.
+TEST_CASE("bf16-mixed: kill -9, then --resume restores the float32 masters and moments exactly") {
+  fs::path d = scratch();
+  const std::string cfg =
+      (d / "run.toml").string() +
+      " --set model.dtype=bfloat16 --set train.precision=bf16-mixed --set train.save_dtype=bfloat16";
+  REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "mixed_full").string())).code == 0);
+  Run killed = sh(r1_train(cfg + " --run-dir " + (d / "mixed_killed").string(), "R1_TEST_CRASH=after_step:2"));
+  CHECK(killed.code != 0);
+  Run resumed = sh(r1_train("--resume " + (d / "mixed_killed").string()));
+  CAPTURE(resumed.out);
+  REQUIRE(resumed.code == 0);
+  CHECK(deterministic_metrics(d / "mixed_killed") == deterministic_metrics(d / "mixed_full"));
+  const fs::path last = fs::path("checkpoints") / "step-000004";
+  for (const char* f : {"masters/model.safetensors", "optimizer/model.safetensors", "model.safetensors"}) {
+    CAPTURE(f);
+    REQUIRE(fs::exists(d / "mixed_full" / last / f));
+    CHECK(r1::read_file(d / "mixed_killed" / last / f) == r1::read_file(d / "mixed_full" / last / f));
+  }
+  const std::string config = r1::read_file(d / "mixed_full" / last / "config.json");
+  CHECK(config.find("\"bfloat16\"") != std::string::npos);  // the Hugging Face copy in save_dtype
+  CHECK(r1::read_file(d / "mixed_full" / last / "masters" / "config.json").find("\"float32\"") != std::string::npos);
+}
+
 TEST_CASE("a crash while writing a checkpoint leaves the previous one good; resume uses it") {
   fs::path d = scratch();
   const std::string cfg = (d / "run.toml").string();

@@ -1,6 +1,6 @@
 // rl/loss against the oracle: TRL's and verl's formulas in PyTorch (scripts/fixtures/
-// make_loss_fixtures.py) on fixed random inputs. Every case's advantages, loss value and
-// gradients (w.r.t. log-probs and entropy) must match.
+// make_loss_fixtures.py) on fixed random inputs. Every case's advantages, sampler/trainer
+// correction weights, loss value and gradients (w.r.t. log-probs and entropy) must match.
 #include <doctest/doctest.h>
 
 #include <torch/csrc/autograd/autograd.h>
@@ -30,6 +30,8 @@ GrpoOptions options_from(const boost::json::object& o) {
   g.kl_coef = j.number("kl_coef");
   g.kl_estimator = *cfg::parse_enum<KlEstimator>(j.string("kl_estimator"));
   g.entropy_coef = j.number("entropy_coef");
+  g.tis_cap = j.number("tis_cap");
+  g.tis_mode = *cfg::parse_enum<TisMode>(j.string("tis_mode"));
   return g;
 }
 
@@ -51,7 +53,8 @@ TEST_CASE("every GRPO-family loss equals the TRL / verl oracle, value and gradie
   auto cases = json::parse(std::string(meta.at("cases").as_string()), "cases").as_array();
   const int64_t max_new = std::stoll(std::string(meta.at("max_new").as_string()));
   at::Tensor mask = r.get("mask").clone(), rewards = r.get("rewards").clone();
-  REQUIRE(cases.size() >= 10);
+  REQUIRE(cases.size() >= 14);
+  int corrected = 0;
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i].as_object();
     std::string ref = std::string(c.at("reference").as_string());
@@ -66,6 +69,15 @@ TEST_CASE("every GRPO-family loss equals the TRL / verl oracle, value and gradie
     at::Tensor logp = r.get("logprobs").clone().requires_grad_(true);
     at::Tensor ent = r.get("entropy").clone().requires_grad_(true);
     LossInputs in{logp, r.get("old_logprobs").clone(), r.get("ref_logprobs").clone(), ent, adv, mask};
+    if (o.tis_cap > 0) {
+      TisWeights tw = tis_weights(in.old_logprobs, r.get("sampler_logprobs").clone(), mask, o);
+      const at::Tensor want_w = r.get(k + "tis_weight");
+      CHECK(((tw.weight - want_w) * mask).abs().max().item<double>() <= 1e-6);
+      CHECK(tw.sum.item<double>() == doctest::Approx((want_w * mask).sum().item<double>()).epsilon(1e-5));
+      CHECK(tw.clipped.item<double>() > 0);  // the inputs reach the cap or the mask
+      in.tis_weight = tw.weight;
+      ++corrected;
+    }
     LossNorm norm{static_cast<double>(mask.size(0)), mask.sum().item<double>(), max_new};
     LossOutput out = grpo_loss(in, o, norm);
     auto grads = torch::autograd::grad({out.loss}, {logp, ent}, {}, /*retain_graph=*/false, /*create_graph=*/false,
@@ -77,6 +89,7 @@ TEST_CASE("every GRPO-family loss equals the TRL / verl oracle, value and gradie
     CHECK((ge - r.get(k + "grad_entropy")).abs().max().item<double>() <= 1e-6);
     CHECK(out.stats.tokens.item<double>() == doctest::Approx(mask.sum().item<double>()));
   }
+  CHECK(corrected == 3);  // truncate, mask-token, mask-sequence
 }
 
 TEST_CASE("micro-batches with step-wide normalisers add up to the full-batch loss and gradient") {
