@@ -61,7 +61,9 @@ CompletionLogprobs completion_logprobs(CausalLMImpl& model, const std::vector<Co
       model.hidden_shared({prefix_ids.to(dev), prefix_len.to(dev), suffix_ids.to(dev), lng(prefix_of)});
   const int64_t H = h.prefix.size(2);
   at::Tensor all = at::cat({h.prefix.reshape({U * P, H}), h.suffix.reshape({B * Ts, H})});  // [U P + B Ts, H]
-  TokenLogprobs lp = token_logprobs(all.index_select(0, lng(src)), model.lm_head_weight(), lng(targets), options);
+  LogprobOptions lo = options;
+  if (!lo.banned.defined()) lo.banned = model.banned_ids();
+  TokenLogprobs lp = token_logprobs(all.index_select(0, lng(src)), model.lm_head_weight(), lng(targets), lo);
   const at::Tensor d = lng(dst);
   CompletionLogprobs out;
   out.logprobs = at::zeros({B * T}, lp.logprobs.options()).index_copy(0, d, lp.logprobs).view({B, T});

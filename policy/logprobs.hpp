@@ -15,6 +15,7 @@ struct LogprobOptions {
   double temperature = 1.0;
   int64_t chunk_rows = 1024;  // rows of logits alive at once
   bool entropy = false;
+  at::Tensor banned;  // [V] bool: ids that are never produced (CausalLM::banned_ids()); undefined: none
 };
 
 // hidden [N, H], weight [V, H], targets [N] int64. Differentiable w.r.t. hidden and weight.

@@ -1,6 +1,7 @@
 #include "policy/model.hpp"
 
 #include <cmath>
+#include <limits>
 
 #include "common/error.hpp"
 #include "policy/cpu_kernels.hpp"
@@ -228,7 +229,20 @@ SharedPrefixHidden CausalLMImpl::hidden_shared(const SharedPrefixInput& in) {
   return out;
 }
 
-at::Tensor CausalLMImpl::logits(const at::Tensor& h) { return cpu::linear(h, lm_head_weight(), {}).to(at::kFloat); }
+at::Tensor CausalLMImpl::logits(const at::Tensor& h) {
+  at::Tensor z = cpu::linear(h, lm_head_weight(), {}).to(at::kFloat);
+  return banned_.defined() ? z.masked_fill(banned_, -std::numeric_limits<float>::infinity()) : z;
+}
+
+void CausalLMImpl::ban_ids_without_token(const Tokenizer& tok) {
+  const int64_t V = config_.vocab_size;
+  at::Tensor banned = at::zeros({V}, at::kBool);
+  auto b = banned.accessor<bool, 1>();
+  int64_t n = 0;
+  for (int64_t id = 0; id < V; ++id)
+    if (!tok.has_id(static_cast<TokenId>(id))) b[id] = true, ++n;
+  banned_ = n > 0 ? banned.to(opts_.device()) : at::Tensor();
+}
 
 at::Tensor causal_mask(const at::Tensor& key_valid, int64_t query_len) {
   const int64_t S = key_valid.size(1);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "policy/model_config.hpp"
+#include "policy/tokenizer.hpp"
 
 namespace r1 {
 
@@ -146,10 +147,15 @@ class CausalLMImpl : public torch::nn::Module {
   // Whether decode() runs the fused CPU kernels (float32 on CPU with AVX2 and a supported head_dim,
   // outside grad mode). Shared-prefix caches pay off there; elsewhere they are materialized per step.
   bool fused_decode_available() const;
-  // Logits [.., V] in float32 for hidden states [.., H].
+  // Logits [.., V] in float32 for hidden states [.., H]; banned ids get -inf.
   at::Tensor logits(const at::Tensor& hidden);
   // The output projection [V, H] (the embedding matrix when tied).
   const at::Tensor& lm_head_weight() const;
+  // Ids that must never be produced: those with no token in `tok` (checkpoints pad the output
+  // layer past the tokenizer: Qwen2.5's 151,936 logits for 151,665 tokens). logits() gives them
+  // -inf, and completion log-probs are over the other ids, so sampler and trainer agree.
+  void ban_ids_without_token(const Tokenizer& tok);
+  const at::Tensor& banned_ids() const { return banned_; }  // [V] bool on the model's device; undefined: none
 
   const ModelConfig& config() const { return config_; }
   at::TensorOptions options() const { return opts_; }
@@ -164,6 +170,7 @@ class CausalLMImpl : public torch::nn::Module {
   ModelConfig config_;
   at::TensorOptions opts_;
   RopeTable rope_;
+  at::Tensor banned_;
 };
 TORCH_MODULE(CausalLM);
 

@@ -774,6 +774,10 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, SpecialTokens spec
   return ids;
 }
 
+bool Tokenizer::has_id(TokenId id) const {
+  return id >= 0 && static_cast<size_t>(id) < impl_->present.size() && impl_->present[id];
+}
+
 std::string Tokenizer::decode(std::span<const TokenId> ids, bool skip_special) const {
   std::string out;
   const Impl& m = *impl_;

@@ -47,6 +47,7 @@ class Tokenizer {
   std::optional<TokenId> token_to_id(std::string_view token) const;
   std::optional<std::string> id_to_token(TokenId id) const;
   size_t vocab_size() const;          // one past the largest id, added tokens included
+  bool has_id(TokenId id) const;      // a token (base or added) has this id: decode() accepts it
   bool is_special(TokenId id) const;  // an added token marked "special" (skipped by decode(skip_special))
   std::optional<TokenId> bos_id() const;
   std::optional<TokenId> eos_id() const;

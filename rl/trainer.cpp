@@ -149,10 +149,14 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
   // Pinned even at LibTorch's default count: workers pin theirs later and must not leak into this thread.
   pin_cpu_threads(cfg_.model.threads > 0 ? static_cast<int>(cfg_.model.threads) : at::get_num_threads());
   policy_ = load_pretrained(cfg_.model);
+  policy_->ban_ids_without_token(tok_);  // as the workers' engines do: trainer and sampler agree
   policy_->train();
   weights_ = make_train_weights(cfg_, policy_);
   save_dtype_ = saved_dtype(cfg_.train.save_dtype, policy_->config().dtype);
-  if (cfg_.grpo.kl_coef > 0) ref_ = frozen(cfg_.model);
+  if (cfg_.grpo.kl_coef > 0) {
+    ref_ = frozen(cfg_.model);
+    (*ref_)->ban_ids_without_token(tok_);
+  }
   rewards_ = rewards::make_reward_backend(cfg_.rewards, rewards::sandbox_from(cfg_.sandbox));
   dataset_ = std::make_shared<Dataset>(cfg_.data, rank_, world_);
   eval_prompts_ = eval_records(cfg_);
@@ -262,7 +266,10 @@ StepGroups Trainer::collect(StepMetrics& m) {
 // The weights that sampled `version`: the policy itself, or an older snapshot (max_policy_lag = 1).
 CausalLM& Trainer::weights_of(int64_t version) {
   if (version == version_) return policy_;
-  if (!behavior_) behavior_ = CausalLM(policy_->config(), policy_->options());
+  if (!behavior_) {
+    behavior_ = CausalLM(policy_->config(), policy_->options());
+    (*behavior_)->ban_ids_without_token(tok_);
+  }
   int64_t installed = -1;
   install_weights(**behavior_, *store_->get(version), &installed);
   (*behavior_)->eval();

@@ -125,6 +125,7 @@ struct PolicyUpdate::Pass {
   at::Tensor tis_sum, tis_clipped;  // the correction's weights and capped or dropped tokens (first pass)
   at::Tensor loss;                  // the updates' objectives, summed (each is the sum over its micro-batches)
   double train_tokens = 0, grad_norm = 0;
+  double slots = 0, real_slots = 0;  // completion slots of the micro-batches' [b, T] tensors, and the real ones
   int64_t updates = 0, skipped = 0;  // optimizer updates taken, and skipped by the guard
 };
 
@@ -177,6 +178,7 @@ double PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, dou
     m.loss.add_total(value(pass.loss), static_cast<double>(pass.updates));
   }
   m.skipped_steps.add(static_cast<double>(pass.skipped));  // the same on every rank: reduced by max
+  if (pass.slots > 0) m.padding_frac.add_total(pass.slots - pass.real_slots, pass.slots);
   return pass.train_tokens;
 }
 
@@ -234,7 +236,13 @@ void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const Lo
     out.loss.backward();
   weights_.accumulate_grads();
   accumulate(pass.loss, out.loss.detach());
-  for (const Sequence* q : part) pass.train_tokens += static_cast<double>(q->ids.size());
+  int64_t longest = 0, real = 0;
+  for (const Sequence* q : part) {
+    pass.train_tokens += static_cast<double>(q->ids.size());
+    longest = std::max(longest, q->comp_len), real += q->comp_len;
+  }
+  pass.slots += static_cast<double>(longest * static_cast<int64_t>(part.size()));  // [b, T] padded completion slots
+  pass.real_slots += static_cast<double>(real);
   if (pass.first) {  // statistics of the policy the samples came from
     accumulate(pass.kl, out.stats.kl);
     accumulate(pass.entropy, out.stats.entropy);

@@ -44,6 +44,7 @@ std::optional<size_t> find_stop(const Tokenizer& tok, const std::vector<TokenId>
 Engine::Engine(CausalLM model, const Tokenizer* tokenizer, EngineOptions options)
     : model_(std::move(model)), tokenizer_(tokenizer), options_(options) {
   R1_CHECK(options_.max_batch >= 1, "engine: max_batch must be >= 1");
+  if (tokenizer_) model_->ban_ids_without_token(*tokenizer_);  // every sampled id decodes
 }
 
 std::vector<Completion> Engine::generate(const std::vector<GenerationRequest>& requests, const SamplingOptions& s) {

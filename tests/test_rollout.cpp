@@ -385,3 +385,67 @@ TEST_CASE("rollout workers: groups in request order, reward stage, versions pinn
   pool.stop();
   CHECK(pool.engine_stats().decode_tokens > 0);
 }
+
+// Checkpoints pad the output layer past the tokenizer (Qwen2.5: 151,936 logits, 151,665 tokens).
+// Here models/tiny gets 40 extra output rows, each 3x a real row so that they would win often:
+// without a tokenizer the engine samples them; with one it never does, and the trainer's
+// log-probs equal the unpadded model's (the padded rows carry no probability on either side).
+TEST_CASE("a model whose vocab_size exceeds the tokenizer's never samples an id the tokenizer lacks") {
+  const Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
+  CausalLM base = load_f32(tiny());
+  ModelConfig cfg = base->config();
+  const int64_t V = cfg.vocab_size, extra = 40;
+  REQUIRE(static_cast<int64_t>(tok.vocab_size()) == V);
+  cfg.vocab_size = V + extra;
+  auto padded_model = [&] {
+    CausalLM m(cfg, base->options());
+    at::NoGradGuard ng;
+    auto from = base->named_parameters();
+    for (auto& p : m->named_parameters()) {
+      const at::Tensor& src = from[p.key()];
+      if (src.sizes() == p.value().sizes()) {
+        p.value().copy_(src);
+      } else {  // the embedding / output rows: real ones, then 3x copies of the first `extra`
+        p.value().narrow(0, 0, V).copy_(src);
+        p.value().narrow(0, V, extra).copy_(src.narrow(0, 0, extra) * 3);
+      }
+    }
+    return m;
+  };
+  SamplingOptions s;
+  s.temperature = 1.0;
+  s.ignore_eos = true;
+  s.max_new_tokens = 24;
+  const std::vector<TokenId> prompt = tok.encode("What is 12 + 30? Answer:");
+  auto max_id = [&](Engine& e) {
+    TokenId m = 0;
+    for (const auto& c : e.generate({{prompt, 16, 1}}, s))
+      for (TokenId t : c.tokens) m = std::max(m, t);
+    return m;
+  };
+  Engine unguarded(padded_model(), nullptr, {.max_batch = 16});
+  CHECK(max_id(unguarded) >= V);  // the setup would produce padded ids
+  CausalLM guarded_model = padded_model();
+  Engine guarded(guarded_model, &tok, {.max_batch = 16});
+  CHECK(max_id(guarded) < V);
+  auto out = guarded.generate({{prompt, 4, 2}}, s);
+  for (const auto& c : out) CHECK_NOTHROW(tok.decode(c.tokens));
+
+  std::vector<CompletionRef> rows;
+  std::vector<std::vector<TokenId>> seqs;
+  for (const auto& c : out) {
+    seqs.push_back(prompt);
+    seqs.back().insert(seqs.back().end(), c.tokens.begin(), c.tokens.end());
+  }
+  for (size_t i = 0; i < seqs.size(); ++i)
+    rows.push_back(
+        {seqs[i].data(), static_cast<int64_t>(prompt.size()), static_cast<int64_t>(out[i].tokens.size()), 0});
+  at::NoGradGuard ng;
+  at::Tensor lp_padded = completion_logprobs(*guarded_model, rows, {.entropy = true}).logprobs;
+  at::Tensor lp_base = completion_logprobs(*base, rows, {.entropy = true}).logprobs;
+  CHECK((lp_padded - lp_base).abs().max().item<double>() < 1e-5);
+  for (size_t i = 0; i < out.size(); ++i)  // the sampler's recorded log-probs agree too
+    for (size_t t = 0; t < out[i].tokens.size(); ++t)
+      CHECK(out[i].logprobs[t] ==
+            doctest::Approx(lp_base[static_cast<int64_t>(i)][static_cast<int64_t>(t)].item<double>()).epsilon(1e-4));
+}
