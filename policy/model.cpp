@@ -235,6 +235,8 @@ at::Tensor CausalLMImpl::logits(const at::Tensor& h) {
 }
 
 void CausalLMImpl::ban_ids_without_token(const Tokenizer& tok) {
+  if (banned_checked_) return;  // once: engines on a module that workers share call it again
+  banned_checked_ = true;
   const int64_t V = config_.vocab_size;
   at::Tensor banned = at::zeros({V}, at::kBool);
   auto b = banned.accessor<bool, 1>();

@@ -154,6 +154,7 @@ class CausalLMImpl : public torch::nn::Module {
   // Ids that must never be produced: those with no token in `tok` (checkpoints pad the output
   // layer past the tokenizer: Qwen2.5's 151,936 logits for 151,665 tokens). logits() gives them
   // -inf, and completion log-probs are over the other ids, so sampler and trainer agree.
+  // The first call decides; later ones (engines created on the same module) change nothing.
   void ban_ids_without_token(const Tokenizer& tok);
   const at::Tensor& banned_ids() const { return banned_; }  // [V] bool on the model's device; undefined: none
 
@@ -171,6 +172,7 @@ class CausalLMImpl : public torch::nn::Module {
   at::TensorOptions opts_;
   RopeTable rope_;
   at::Tensor banned_;
+  bool banned_checked_ = false;
 };
 TORCH_MODULE(CausalLM);
 

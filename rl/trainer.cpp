@@ -87,6 +87,7 @@ class Trainer {
   TrainSummary finish();
   EvalScore evaluate_heldout();
   CausalLM& weights_of(int64_t version);
+  CausalLM worker_model();
   bool last(int64_t step) const { return step + 1 == cfg_.train.steps; }
 
   const RunConfig cfg_;
@@ -163,7 +164,8 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
   store_ = std::make_shared<WeightStore>(3);
   pool_ = std::make_unique<RolloutPool>(
       cfg_.rollout, cfg_.sampling,
-      RolloutPool::Parts{.make_model = [this](int64_t) { return CausalLM(policy_->config(), policy_->options()); },
+      RolloutPool::Parts{.make_model = [this](int64_t) { return worker_model(); },
+                         .shared_model = cfg_.rollout.max_policy_lag == 0,
                          .tokenizer = &tok_,
                          .dataset = dataset_,
                          .weights = store_,
@@ -261,6 +263,14 @@ StepGroups Trainer::collect(StepMetrics& m) {
   m.time_reward.add(g.reward_seconds);
   m.gen_tokens_per_s.add_rate(g.tokens, std::max(t_rollout, g.generate_seconds / workers));
   return g;
+}
+
+// A rollout worker's model. With max_policy_lag = 0 the trainer only updates while no worker
+// generates, so every worker samples from the policy itself: no copy of the weights per worker
+// and no host snapshots. With lag 1 each worker keeps its own copy, synced by snapshot.
+CausalLM Trainer::worker_model() {
+  if (cfg_.rollout.max_policy_lag == 0) return policy_;
+  return CausalLM(policy_->config(), policy_->options());
 }
 
 // The weights that sampled `version`: the policy itself, or an older snapshot (max_policy_lag = 1).

@@ -48,13 +48,15 @@ std::vector<std::pair<std::string, at::Tensor>> sorted_params(torch::nn::Module&
 
 uint64_t weights_checksum(torch::nn::Module& model) { return checksum_of(sorted_params(model)); }
 
-uint64_t WeightStore::publish(torch::nn::Module& trainer_model, int64_t version) {
+uint64_t WeightStore::publish(torch::nn::Module& trainer_model, int64_t version, bool copy) {
   auto snap = std::make_shared<WeightSnapshot>();
   snap->version = version;
   at::NoGradGuard ng;
-  for (auto& [name, t] : sorted_params(trainer_model))
-    snap->tensors.emplace_back(name, t.detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));
-  snap->checksum = checksum_of(snap->tensors);
+  if (copy) {
+    for (auto& [name, t] : sorted_params(trainer_model))
+      snap->tensors.emplace_back(name, t.detach().to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));
+    snap->checksum = checksum_of(snap->tensors);
+  }
   std::lock_guard<std::mutex> lock(mu_);
   R1_CHECK(snaps_.empty() || version > snaps_.rbegin()->first, "weight sync: version {} is not newer than {}", version,
            snaps_.rbegin()->first);

@@ -30,8 +30,10 @@ class WeightStore {
  public:
   // Keeps the newest `keep` snapshots, so work requested against an older version can still get it.
   explicit WeightStore(int64_t keep = 2) : keep_(keep) {}
-  // Copies the trainer's parameters into a new snapshot; returns its checksum.
-  uint64_t publish(torch::nn::Module& trainer_model, int64_t version);
+  // Copies the trainer's parameters into a new snapshot; returns its checksum. With copy = false
+  // (workers that sample from the trainer's own module) the snapshot records the version alone:
+  // no tensors, checksum 0.
+  uint64_t publish(torch::nn::Module& trainer_model, int64_t version, bool copy = true);
   std::shared_ptr<const WeightSnapshot> latest() const;
   std::shared_ptr<const WeightSnapshot> get(int64_t version) const;  // throws if no longer kept
   int64_t version() const;                                           // -1 before the first publish

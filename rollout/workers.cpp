@@ -45,7 +45,7 @@ void RolloutPool::stop() {
 }
 
 uint64_t RolloutPool::publish(torch::nn::Module& trainer_model, int64_t version) {
-  uint64_t checksum = parts_.weights->publish(trainer_model, version);
+  uint64_t checksum = parts_.weights->publish(trainer_model, version, /*copy=*/!parts_.shared_model);
   { std::lock_guard<std::mutex> lock(mu_); }  // order the publish before waiters re-check
   cv_.notify_all();
   return checksum;
@@ -96,7 +96,9 @@ void RolloutPool::worker_loop(int64_t w) {
         for (int64_t i = 0; i < n; ++i) prompts.push_back(parts_.dataset->next());
         next_sequence_ += n;
       }
-      if (installed != version) {
+      if (parts_.shared_model) {
+        installed = version;  // the trainer's module holds the newest version: nothing to install
+      } else if (installed != version) {
         installed = -1;  // versions are pinned per request; a worker may go back to an older one
         install_weights(*engine.model(), *parts_.weights->get(version), &installed);
       }

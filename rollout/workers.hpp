@@ -45,6 +45,9 @@ class RolloutPool {
  public:
   struct Parts {
     std::function<CausalLM(int64_t worker)> make_model;  // each worker's own policy (weights come by sync)
+    // make_model returns the trainer's own module (max_policy_lag = 0, where the trainer never
+    // updates while workers generate): no per-worker copy, no host snapshots, nothing to install.
+    bool shared_model = false;
     const Tokenizer* tokenizer = nullptr;
     std::shared_ptr<Dataset> dataset;
     std::shared_ptr<WeightStore> weights;

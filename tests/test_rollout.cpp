@@ -449,3 +449,80 @@ TEST_CASE("a model whose vocab_size exceeds the tokenizer's never samples an id 
       CHECK(out[i].logprobs[t] ==
             doctest::Approx(lp_base[static_cast<int64_t>(i)][static_cast<int64_t>(t)].item<double>()).epsilon(1e-4));
 }
+
+// max_policy_lag = 0: every worker samples from the trainer's own module. No worker holds a copy
+// of the weights (their parameters are the trainer's storages), the weight store keeps no host
+// snapshot, and a change to the trainer's weights is what the next request samples with.
+TEST_CASE("rollout workers on the trainer's own module keep no copy of the weights") {
+  Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
+  DatasetOptions d;
+  d.path = (test::source_dir() / "data" / "arith" / "heldout.jsonl").string();
+  d.limit = 20;
+  RolloutOptions ro;
+  ro.workers = 2;
+  ro.group_size = 2;
+  ro.prompts_per_batch = 2;
+  ro.max_batch = 4;
+  SamplingOptions s;
+  s.max_new_tokens = 5;
+  s.ignore_eos = true;
+  CausalLM trainer = load_f32(tiny());
+  std::set<const void*> storages;
+  for (const auto& p : trainer->parameters()) storages.insert(p.data_ptr());
+  std::vector<CausalLM> handed_out;
+  auto store = std::make_shared<WeightStore>();
+  RolloutPool pool(ro, s,
+                   {.make_model =
+                        [&](int64_t) {
+                          handed_out.push_back(trainer);
+                          return trainer;
+                        },
+                    .shared_model = true,
+                    .tokenizer = &tok,
+                    .dataset = std::make_shared<Dataset>(d),
+                    .weights = store,
+                    .reward = [](ScoredGroup& g) { g.rewards.assign(g.completions.size(), 0.0); }});
+  pool.publish(*trainer, 0);
+  pool.start();
+  REQUIRE(handed_out.size() == 2);
+  for (auto& m : handed_out)
+    for (const auto& p : m->parameters()) CHECK(storages.count(p.data_ptr()) == 1);  // no parameter storage of its own
+  CHECK(store->latest()->tensors.empty());                                           // no host snapshot
+  pool.request(2);
+  auto before = pool.take(2);
+  {
+    at::NoGradGuard ng;  // the trainer's update, while no worker generates
+    trainer->lm_head_weight().mul_(-1);
+  }
+  pool.publish(*trainer, 1);
+  pool.request(2);
+  auto after = pool.take(2);
+  pool.stop();
+  // The recorded log-probs are the trainer's forward with the new weights.
+  std::vector<CompletionRef> rows;
+  std::vector<std::vector<TokenId>> seqs;
+  for (const auto& g : after)
+    for (const auto& c : g.completions) {
+      seqs.push_back(g.prompt_ids);
+      seqs.back().insert(seqs.back().end(), c.tokens.begin(), c.tokens.end());
+    }
+  size_t k = 0;
+  for (const auto& g : after)
+    for (const auto& c : g.completions) {
+      rows.push_back(
+          {seqs[k++].data(), static_cast<int64_t>(g.prompt_ids.size()), static_cast<int64_t>(c.tokens.size()), 0});
+      rows.back().prompt_key = static_cast<int64_t>(k);
+    }
+  at::NoGradGuard ng;
+  at::Tensor lp = completion_logprobs(*trainer, rows).logprobs;
+  k = 0;
+  for (const auto& g : after) {
+    CHECK(g.policy_version == 1);
+    for (const auto& c : g.completions) {
+      for (size_t t = 0; t < c.tokens.size(); ++t)
+        CHECK(c.logprobs[t] ==
+              doctest::Approx(lp[static_cast<int64_t>(k)][static_cast<int64_t>(t)].item<double>()).epsilon(1e-4));
+      ++k;
+    }
+  }
+}
