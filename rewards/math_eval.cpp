@@ -152,6 +152,51 @@ long double eval_ld(const Expr& x, Ctx& c) {
   return v.x.ld();
 }
 
+Val floor_ceil(const Val& a, bool floor) {
+  if (a.exact) {
+    i128 q = a.q.n / a.q.d, r = a.q.n % a.q.d;
+    if (floor && r < 0) --q;
+    if (!floor && r > 0) ++q;
+    return Val::of(Q{q, 1});
+  }
+  long double v = a.x.ld();
+  return Val::of(XF::of(floor ? std::floor(v) : std::ceil(v)), a.lossy);
+}
+
+Val binomial(const Val& a, const Val& k, Ctx& c) {
+  if (!(a.exact && k.exact && a.q.is_int() && k.q.is_int())) throw EvalError("binomial of non-integers");
+  i128 n = a.q.n, kk = k.q.n;
+  if (kk < 0 || kk > n) return Val::of(Q{0, 1});
+  if (n > 100000) throw EvalError("binomial too large");
+  kk = std::min(kk, n - kk);
+  Val r = Val::of(Q{1, 1});
+  for (i128 i = 1; i <= kk; ++i) {
+    c.dl.tick(c.ticks);
+    r = divv(mul(r, Val::of(Q{n - kk + i, 1})), Val::of(Q{i, 1}));
+  }
+  return r;
+}
+
+// Trigonometric, hyperbolic, exp and log functions of v, in long double.
+long double elementary(const std::string& f, long double v) {
+  if (f == "sin") return std::sin(v);
+  if (f == "cos") return std::cos(v);
+  if (f == "tan") return std::tan(v);
+  if (f == "cot") return 1 / std::tan(v);
+  if (f == "sec") return 1 / std::cos(v);
+  if (f == "csc") return 1 / std::sin(v);
+  if (f == "arcsin") return std::asin(v);
+  if (f == "arccos") return std::acos(v);
+  if (f == "arctan") return std::atan(v);
+  if (f == "sinh") return std::sinh(v);
+  if (f == "cosh") return std::cosh(v);
+  if (f == "tanh") return std::tanh(v);
+  if (f == "exp") return std::exp(v);
+  if (f == "ln" || f == "log") return std::log(v);
+  if (f == "log10") return std::log10(v);
+  throw EvalError("unknown function " + f);
+}
+
 Val eval_func(const Expr& x, Ctx& c) {
   const std::string& f = x.name;
   Val a = eval(*x.kids[0], c);
@@ -162,30 +207,8 @@ Val eval_func(const Expr& x, Ctx& c) {
     return powv(a, divv(Val::of(Q{1, 1}), n), c);
   }
   if (f == "abs") return (a.exact ? (a.q.n < 0 ? neg(a) : a) : Val::of(XF{std::fabs(a.x.m), a.x.e}, a.lossy));
-  if (f == "floor" || f == "ceil") {
-    if (a.exact) {
-      i128 q = a.q.n / a.q.d, r = a.q.n % a.q.d;
-      if (f == "floor" && r < 0) --q;
-      if (f == "ceil" && r > 0) ++q;
-      return Val::of(Q{q, 1});
-    }
-    long double v = a.x.ld();
-    return Val::of(XF::of(f == "floor" ? std::floor(v) : std::ceil(v)), a.lossy);
-  }
-  if (f == "binom") {
-    Val k = eval(*x.kids[1], c);
-    if (!(a.exact && k.exact && a.q.is_int() && k.q.is_int())) throw EvalError("binomial of non-integers");
-    i128 n = a.q.n, kk = k.q.n;
-    if (kk < 0 || kk > n) return Val::of(Q{0, 1});
-    if (n > 100000) throw EvalError("binomial too large");
-    kk = std::min(kk, n - kk);
-    Val r = Val::of(Q{1, 1});
-    for (i128 i = 1; i <= kk; ++i) {
-      c.dl.tick(c.ticks);
-      r = divv(mul(r, Val::of(Q{n - kk + i, 1})), Val::of(Q{i, 1}));
-    }
-    return r;
-  }
+  if (f == "floor" || f == "ceil") return floor_ceil(a, f == "floor");
+  if (f == "binom") return binomial(a, eval(*x.kids[1], c), c);
   if (f == "log" && x.kids.size() == 2) {
     long double v = a.x.ld(), b = eval_ld(*x.kids[1], c);
     if (a.exact && a.q.n == 1 && a.q.d == 1) return Val::of(Q{0, 1});
@@ -196,40 +219,7 @@ Val eval_func(const Expr& x, Ctx& c) {
     // log of an extended-range value: ln(m * 2^e) = ln m + e ln 2.
     return Val::of(XF::of(std::log(a.x.m) + static_cast<long double>(a.x.e) * std::log(2.0L)), a.lossy);
   }
-  long double v = a.x.ld();
-  long double r;
-  if (f == "sin")
-    r = std::sin(v);
-  else if (f == "cos")
-    r = std::cos(v);
-  else if (f == "tan")
-    r = std::tan(v);
-  else if (f == "cot")
-    r = 1 / std::tan(v);
-  else if (f == "sec")
-    r = 1 / std::cos(v);
-  else if (f == "csc")
-    r = 1 / std::sin(v);
-  else if (f == "arcsin")
-    r = std::asin(v);
-  else if (f == "arccos")
-    r = std::acos(v);
-  else if (f == "arctan")
-    r = std::atan(v);
-  else if (f == "sinh")
-    r = std::sinh(v);
-  else if (f == "cosh")
-    r = std::cosh(v);
-  else if (f == "tanh")
-    r = std::tanh(v);
-  else if (f == "exp")
-    r = std::exp(v);
-  else if (f == "ln" || f == "log")
-    r = std::log(v);
-  else if (f == "log10")
-    r = std::log10(v);
-  else
-    throw EvalError("unknown function " + f);
+  const long double r = elementary(f, a.x.ld());
   if (std::isnan(r)) throw EvalError("outside the function's domain");
   // sin(0) = 0 exactly, so 0-valued trig stays exact for integer-comparison rules.
   if (r == 0 && a.exact && a.q.n == 0) return Val::of(Q{0, 1});

@@ -270,6 +270,48 @@ CodeResult run_assert_tests(Sandbox& sb, const std::string& code, const std::str
   return res;
 }
 
+namespace {
+
+struct IoCaseResult {
+  bool ran = false, pass = false;
+  Verdict v = Verdict::passed;
+  std::string detail;
+};
+
+// The verdict of one stdin/stdout case from its run, decided on the host.
+IoCaseResult judge_io_case(const RunResult& run, const Report& rep, const IoCase& want, const CodeOptions& o,
+                           int64_t wall_ms) {
+  IoCaseResult c;
+  c.ran = true;
+  if (run.ending == Ending::spawn_failed) {
+    c.v = Verdict::sandbox_error;
+    c.detail = "sandbox: " + run.detail;
+  } else if (!rep.started && run.ending != Ending::timeout) {
+    c.v = Verdict::sandbox_error;
+    c.detail = "the sandbox did not start the harness (exit " + std::to_string(run.exit_code) + "): " + tail(run.err);
+  } else if (run.ending == Ending::timeout || run.cpu_limit) {
+    c.v = Verdict::timeout;
+    c.detail = run.cpu_limit ? "CPU time limit" : "wall-clock limit (" + std::to_string(wall_ms) + " ms)";
+  } else if (run.ending == Ending::output_limit) {
+    c.v = Verdict::runtime_error;
+    c.detail = "output limit exceeded";
+  } else if (rep.abort_kind == "memory") {
+    c.v = Verdict::memory_limit;
+    c.detail = "MemoryError";
+  } else if (run.exit_code != 0) {
+    c.v = Verdict::runtime_error;
+    c.detail = "exit " + std::to_string(run.exit_code) + (run.err.empty() ? "" : ": " + tail(run.err));
+  } else if (outputs_match(run.out, want.output, o.compare, o.float_tolerance)) {
+    c.pass = true;
+  } else {
+    c.v = Verdict::wrong_answer;
+    c.detail = "output " + tail(run.out, 80) + " expected " + tail(want.output, 80);
+  }
+  return c;
+}
+
+}  // namespace
+
 CodeResult run_io_tests(Sandbox& sb, const std::string& code, const std::vector<IoCase>& all_cases,
                         const CodeOptions& o, int64_t wall_ms_cap) {
   std::vector<IoCase> cases(
@@ -281,12 +323,7 @@ CodeResult run_io_tests(Sandbox& sb, const std::string& code, const std::vector<
     res.detail = "no stdin/stdout cases";
     return res;
   }
-  struct CaseResult {
-    bool ran = false, pass = false;
-    Verdict v = Verdict::passed;
-    std::string detail;
-  };
-  std::vector<CaseResult> out(cases.size());
+  std::vector<IoCaseResult> out(cases.size());
   std::atomic<size_t> next{0};
   std::atomic<bool> stop{false};
   const auto started = std::chrono::steady_clock::now();
@@ -305,35 +342,8 @@ CodeResult run_io_tests(Sandbox& sb, const std::string& code, const std::vector<
       spec.stdin_data = cases[i].input;
       spec.limits = limits_for(o, cap);
       RunResult run = sb.run(spec);
-      Report rep = parse_channel(run.channel, "");
-      CaseResult& c = out[i];
-      c.ran = true;
-      if (run.ending == Ending::spawn_failed) {
-        c.v = Verdict::sandbox_error;
-        c.detail = "sandbox: " + run.detail;
-      } else if (!rep.started && run.ending != Ending::timeout) {
-        c.v = Verdict::sandbox_error;
-        c.detail =
-            "the sandbox did not start the harness (exit " + std::to_string(run.exit_code) + "): " + tail(run.err);
-      } else if (run.ending == Ending::timeout || run.cpu_limit) {
-        c.v = Verdict::timeout;
-        c.detail =
-            run.cpu_limit ? "CPU time limit" : "wall-clock limit (" + std::to_string(spec.limits.wall_ms) + " ms)";
-      } else if (run.ending == Ending::output_limit) {
-        c.v = Verdict::runtime_error;
-        c.detail = "output limit exceeded";
-      } else if (rep.abort_kind == "memory") {
-        c.v = Verdict::memory_limit;
-        c.detail = "MemoryError";
-      } else if (run.exit_code != 0) {
-        c.v = Verdict::runtime_error;
-        c.detail = "exit " + std::to_string(run.exit_code) + (run.err.empty() ? "" : ": " + tail(run.err));
-      } else if (outputs_match(run.out, cases[i].output, o.compare, o.float_tolerance)) {
-        c.pass = true;
-      } else {
-        c.v = Verdict::wrong_answer;
-        c.detail = "output " + tail(run.out, 80) + " expected " + tail(cases[i].output, 80);
-      }
+      IoCaseResult& c = out[i];
+      c = judge_io_case(run, parse_channel(run.channel, ""), cases[i], o, spec.limits.wall_ms);
       if (c.v == Verdict::timeout && o.stop_on_timeout) stop = true;
     }
   };
