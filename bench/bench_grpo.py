@@ -96,6 +96,9 @@ def run_r1(a, total_steps):
             f"rollout.max_batch={per_step}", f"rollout.threads={worker_threads}",
             f"train.micro_batch={a.micro_batch}", "train.inner_epochs=1", "train.minibatches=1",
             "train.save_every=0", "train.log_samples_every=0"]
+    if a.checkpointing:
+        sets.append('train.activation_checkpointing="layers"')
+    sets += a.r1_set
     cmd = [str(a.bin), "train", str(DEMO), "--quiet", "--run-dir", str(run_dir / "run")]
     for s in sets:
         cmd += ["--set", s]
@@ -250,7 +253,7 @@ def run_trl(a, total_steps, cfg, template, rows, reward_url):
         max_completion_length=a.max_new_tokens, temperature=1.0, top_p=1.0, top_k=0,
         loss_type="dapo", beta=0.0, num_iterations=1, epsilon=0.2, epsilon_high=0.28, scale_rewards="group",
         learning_rate=2e-4, warmup_steps=5, lr_scheduler_type="cosine", max_grad_norm=1.0,
-        gradient_checkpointing=False,  # TRL defaults to True; r1 keeps activations, so TRL does too
+        gradient_checkpointing=a.checkpointing,  # r1's train.activation_checkpointing = "layers" when set
         weight_decay=0.0, reward_weights=[1.0], dataloader_num_workers=0, log_completions=False)
     trainer = GRPOTrainer(model=model, reward_funcs=[r1_rewards], args=args, train_dataset=ds,
                           processing_class=tok, callbacks=[Clock()])
@@ -270,6 +273,8 @@ def run_trl_child(a, cfg, tmp):
            "--reward-url", url, "--model", str(a.model), "--threads", str(a.threads), "--warmup", str(a.warmup),
            "--steps", str(a.steps), "--max-new-tokens", str(a.max_new_tokens), "--group-size", str(a.group_size),
            "--prompts-per-step", str(a.prompts_per_step), "--micro-batch", str(a.micro_batch)]
+    if a.checkpointing:
+        cmd.append("--checkpointing")
     try:
         proc = subprocess.Popen(cmd, cwd=ROOT)
         _, ru = wait_child(proc)
@@ -311,6 +316,10 @@ def main():
     ap.add_argument("--rollout-workers", type=int, default=0,
                     help="r1 rollout.workers (0: min(threads, prompts per step), one thread each)")
     ap.add_argument("--only", choices=["r1", "trl"], default=None)
+    ap.add_argument("--checkpointing", action="store_true",
+                    help="activation checkpointing on both sides (r1 train.activation_checkpointing = \"layers\", "
+                         "TRL gradient_checkpointing=True); default off on both")
+    ap.add_argument("--r1-set", action="append", default=[], help="extra --set for the r1 side (repeatable)")
     ap.add_argument("--child-json", default=None, help="internal: run the TRL side here and write its results")
     ap.add_argument("--reward-url", default=None, help="internal: the reward service the TRL child scores with")
     a = ap.parse_args()

@@ -8,6 +8,7 @@
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "common/install.hpp"
+#include "rl/memory_plan.hpp"
 #include "rl/trainer.hpp"
 
 namespace fs = std::filesystem;
@@ -32,6 +33,7 @@ void add_train(CLI::App& app) {
     std::string run_dir;
     std::string resume;
     bool quiet = false;
+    bool plan = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("train", "GRPO training from a TOML run config (default: the embedded R1-Zero demo)");
@@ -41,6 +43,9 @@ void add_train(CLI::App& app) {
   cmd->add_option("--resume", a->resume,
                   "continue RUN_DIR from its newest good checkpoint, with its config.toml (--set still applies)");
   cmd->add_flag("--quiet", a->quiet, "no live progress line");
+  cmd->add_flag("--plan", a->plan,
+                "print the expected peak memory per device by component and exit (r1 train refuses a run whose plan "
+                "exceeds the device's memory or [model] memory_limit_gb)");
   cmd->callback([a] {
     std::string file = a->config, run_dir = a->run_dir;
     if (!a->resume.empty()) {
@@ -49,6 +54,12 @@ void add_train(CLI::App& app) {
       if (!fs::exists(file)) throw ConfigError(a->resume + ": no config.toml (is this a run directory?)");
     }
     RunConfig cfg = load_run_config(file, a->sets);
+    if (a->plan) {
+      const MemoryPlan plan = plan_memory(cfg, plan_inputs(cfg));
+      fmt::print("{}", describe(plan));
+      check_memory(plan);
+      return;
+    }
     const LaunchEnv env = LaunchEnv::from_environment();
     if (cfg.model.device == "cuda" && env.world_size > 1) cfg.model.device = "cuda:" + std::to_string(env.local_rank);
     TrainSummary s = train(

@@ -10,4 +10,6 @@ void keep_freed_memory() {
   mallopt(M_TOP_PAD, 64 << 20);          // grow it in 64 MiB steps
 }
 
+void release_freed_memory() { malloc_trim(0); }
+
 }  // namespace r1

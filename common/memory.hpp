@@ -10,4 +10,10 @@ namespace r1 {
 // tcmalloc. Resident memory stays at its high-water mark instead of shrinking. Call once, early.
 void keep_freed_memory();
 
+// Hands every free page of every allocator arena back to the kernel (malloc_trim). The trainer
+// calls it once per step, so that what one phase freed (the rollout's KV caches, the update's
+// activations and gradients) is not kept beside what the next phase allocates: the peak stays
+// the largest phase, not the sum of every arena's high-water mark. Costs a few milliseconds.
+void release_freed_memory();
+
 }  // namespace r1

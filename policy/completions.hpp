@@ -1,6 +1,9 @@
 // Per-token log-probs of sampled completions under the model, as the trainer scores them: each
 // distinct prompt runs once and its completions continue its keys and values
-// (CausalLM::hidden_shared), so a GRPO group of G samples costs one prompt, not G.
+// (CausalLM::hidden_shared), so a GRPO group of G samples costs one prompt, not G. Completions are
+// packed back to back into rows as long as the longest of the call (first-fit decreasing,
+// preferring a row that already continues the same prompt), so short completions fill the rows
+// that long ones leave empty; a row that continues several prompts attends to each of them.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -21,6 +24,8 @@ struct CompletionRef {
 struct CompletionLogprobs {
   at::Tensor logprobs;  // [B, T] float32, T = longest completion (>= 1); zero past each row's end
   at::Tensor entropy;   // [B, T] float32; undefined unless requested
+  int64_t slots = 0;    // continuation slots the forward ran: packed rows x their length
+  int64_t tokens = 0;   // the real tokens among them (slots - tokens were padding)
 };
 
 // Differentiable w.r.t. the model's parameters. Throws if rows with one key have different prompts.

@@ -2,6 +2,9 @@
 
 #include <ATen/Parallel.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "common/error.hpp"
 
 #ifdef R1_WITH_CUDA
@@ -16,6 +19,26 @@ void pin_cpu_threads(int n) {
   at::internal::lazy_init_num_threads();  // this program's copy of LibTorch's lazy initializer
   at::zeros({1 << 16}).add_(1.0);         // LibTorch's own copy: the op runs at::parallel_for inside it
   at::set_num_threads(n);                 // whatever global count the initializers read, this thread has n
+}
+
+double device_memory_bytes(const std::string& device) {
+  if (device.rfind("cuda", 0) == 0) {
+#ifdef R1_WITH_CUDA
+    const c10::Device d = parse_device(device);
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, d.has_index() ? d.index() : 0) == cudaSuccess)
+      return static_cast<double>(prop.totalGlobalMem);
+#endif
+    return 0;
+  }
+  double total = 0;
+  std::ifstream meminfo("/proc/meminfo");
+  for (std::string line; std::getline(meminfo, line);)
+    if (line.rfind("MemTotal:", 0) == 0) total = std::stod(line.substr(9)) * 1024.0;  // "MemTotal:  N kB"
+  std::ifstream cg("/sys/fs/cgroup/memory.max");
+  std::string limit;
+  if (cg >> limit && limit != "max" && (total == 0 || std::stod(limit) < total)) total = std::stod(limit);
+  return total;
 }
 
 bool cuda_compiled() {

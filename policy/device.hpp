@@ -11,6 +11,9 @@ c10::Device parse_device(const std::string& name);
 bool cuda_compiled();          // built with R1_CUDA
 bool cuda_available();         // compiled in and a GPU is visible
 std::string device_summary();  // one line for logs: build flavour and visible devices
+// Memory of a device in bytes: "cpu": MemTotal, or the cgroup's memory.max when lower; "cuda[:N]":
+// the GPU's total memory. 0 when it cannot be read.
+double device_memory_bytes(const std::string& device);
 
 // Gives the calling thread n CPU threads for its ops, for good. LibTorch keeps one global count that
 // each thread adopts lazily, the first time it runs parallel code in a library, so another thread's

@@ -1,5 +1,7 @@
 #include "policy/logprobs.hpp"
 
+#include <algorithm>
+
 #include <torch/csrc/autograd/custom_function.h>
 
 #include "policy/onednn.hpp"
@@ -93,6 +95,10 @@ struct SelectiveLogSoftmax : public torch::autograd::Function<SelectiveLogSoftma
 
 }  // namespace
 
+int64_t logit_chunk_rows(int64_t vocab) {
+  return std::clamp<int64_t>(kLogitChunkBytes / (4 * std::max<int64_t>(1, vocab)), 16, 1024);
+}
+
 TokenLogprobs token_logprobs(const at::Tensor& hidden, const at::Tensor& weight, const at::Tensor& targets,
                              const LogprobOptions& o) {
   TORCH_CHECK(hidden.dim() == 2 && weight.dim() == 2 && targets.dim() == 1 && hidden.size(0) == targets.size(0) &&
@@ -103,7 +109,7 @@ TokenLogprobs token_logprobs(const at::Tensor& hidden, const at::Tensor& weight,
   // Autograd functions take defined tensors only: no banned ids is an empty one.
   const at::Tensor banned = o.banned.defined() ? o.banned : at::empty({0}, hidden.options().dtype(at::kBool));
   auto out = SelectiveLogSoftmax::apply(hidden, weight, targets.to(at::kLong), banned, o.temperature,
-                                        std::max<int64_t>(1, o.chunk_rows), o.entropy);
+                                        o.chunk_rows > 0 ? o.chunk_rows : logit_chunk_rows(weight.size(0)), o.entropy);
   return {out[0], o.entropy ? out[1] : at::Tensor()};
 }
 

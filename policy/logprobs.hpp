@@ -11,9 +11,14 @@ struct TokenLogprobs {
   at::Tensor entropy;   // [N] float32; undefined unless requested
 };
 
+// One chunk's float32 logits [rows, V] at most (backward keeps about four such tensors alive).
+constexpr int64_t kLogitChunkBytes = int64_t{64} << 20;
+// Rows per chunk for a vocabulary of `vocab`: kLogitChunkBytes / (4 V), in [16, 1024].
+int64_t logit_chunk_rows(int64_t vocab);
+
 struct LogprobOptions {
   double temperature = 1.0;
-  int64_t chunk_rows = 1024;  // rows of logits alive at once
+  int64_t chunk_rows = 0;  // rows of logits alive at once; 0: as many as fit kLogitChunkBytes
   bool entropy = false;
   at::Tensor banned;  // [V] bool: ids that are never produced (CausalLM::banned_ids()); undefined: none
 };

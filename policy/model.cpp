@@ -6,6 +6,7 @@
 #include "common/error.hpp"
 #include "policy/cpu_kernels.hpp"
 #include "policy/fused_ops.hpp"
+#include "policy/recompute.hpp"
 
 namespace r1 {
 
@@ -174,6 +175,15 @@ const at::Tensor& CausalLMImpl::lm_head_weight() const {
   return config_.tie_word_embeddings ? model->embed_tokens->weight : lm_head->weight;
 }
 
+void CausalLMImpl::set_activation_checkpointing(int64_t every) {
+  TORCH_CHECK(every >= 0, "activation checkpointing: every must be >= 0, got ", every);
+  checkpoint_every_ = every;
+}
+
+bool CausalLMImpl::recomputes_layer(int64_t layer) const {
+  return checkpoint_every_ > 0 && layer % checkpoint_every_ == 0 && at::GradMode::is_enabled();
+}
+
 at::Tensor CausalLMImpl::hidden(const ForwardInput& in, KVCache* cache) {
   TORCH_CHECK(in.input_ids.dim() == 2, "input_ids must be [B, T], got ", in.input_ids.sizes());
   const int64_t B = in.input_ids.size(0), T = in.input_ids.size(1);
@@ -187,45 +197,108 @@ at::Tensor CausalLMImpl::hidden(const ForwardInput& in, KVCache* cache) {
 
   at::Tensor x = model->embed_tokens(in.input_ids);  // [B, T, H]
   auto [cos, sin] = rope_.cos_sin(positions, x.scalar_type());
-  for (size_t i = 0; i < model->layers->size(); ++i)
-    x = model->layers[i]->as<DecoderLayer>()->forward(x, cos, sin, mask, cache, static_cast<int64_t>(i));
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    auto layer = model->layers->ptr<DecoderLayerImpl>(i);
+    if (!cache && recomputes_layer(static_cast<int64_t>(i)))
+      x = recompute_in_backward(
+          [layer, cos, sin, mask](const std::vector<at::Tensor>& v) -> std::vector<at::Tensor> {
+            return {layer->forward(v[0], cos, sin, mask, nullptr, 0)};
+          },
+          {x})[0];
+    else
+      x = layer->forward(x, cos, sin, mask, cache, static_cast<int64_t>(i));
+  }
   if (cache) cache->length += T;
   return model->norm(x);
 }
+
+namespace {
+
+// What every layer of a shared-prefix forward sees besides its inputs.
+struct SharedLayerContext {
+  at::Tensor cos_p, sin_p;  // [U, P, D] the prefixes' RoPE
+  at::Tensor cos_s, sin_s;  // [B, T, D] the continuations' RoPE
+  at::Tensor mask;          // [B, 1, T, M P + T] what each continuation token attends to
+  at::Tensor of;            // [B, M] int64 in [0, U): the prefixes each row's keys start with
+};
+
+// One decoder layer over the prefixes xp [U, P, H] and the rows continuing them xs [B, T, H]:
+// the prefixes causally, then each row against its prefixes' keys and values (whose gradients sum
+// back per prefix). Returns {yp [U, P, H], ys [B, T, H]}.
+std::vector<at::Tensor> shared_layer(DecoderLayerImpl& layer, const SharedLayerContext& c, const at::Tensor& xp,
+                                     const at::Tensor& xs) {
+  const int64_t U = xp.size(0), P = xp.size(1), B = xs.size(0), T = xs.size(1), M = c.of.size(1);
+  const int64_t kv_heads = layer.self_attn->kv_heads, D = layer.self_attn->head_dim;
+  KVCache kv;  // one layer: [U, Hkv, P, D]
+  kv.k = {at::empty({U, kv_heads, P, D}, xp.options())};
+  kv.v = {at::empty({U, kv_heads, P, D}, xp.options())};
+  at::Tensor yp = layer.forward(xp, c.cos_p, c.sin_p, {}, &kv, 0);  // causal: right padding reaches no valid token
+  // Each row's keys: its M prefixes, then room for its own T tokens (written before they are read).
+  KVCache rows;
+  for (auto [src, dst] : {std::pair{&kv.k, &rows.k}, std::pair{&kv.v, &rows.v}}) {
+    std::vector<at::Tensor> parts;
+    for (int64_t m = 0; m < M; ++m) parts.push_back((*src)[0].index_select(0, c.of.select(1, m)));  // [B, Hkv, P, D]
+    parts.push_back(at::empty({B, kv_heads, T, D}, xp.options()));
+    dst->push_back(at::cat(parts, 2));  // [B, Hkv, M P + T, D]
+  }
+  rows.length = M * P;
+  return {yp, layer.forward(xs, c.cos_s, c.sin_s, c.mask, &rows, 0)};
+}
+
+}  // namespace
 
 SharedPrefixHidden CausalLMImpl::hidden_shared(const SharedPrefixInput& in) {
   TORCH_CHECK(in.prefix_ids.dim() == 2 && in.suffix_ids.dim() == 2, "hidden_shared: prefix_ids and suffix_ids must be ",
               "[U, P] and [B, T], got ", in.prefix_ids.sizes(), " and ", in.suffix_ids.sizes());
   const int64_t U = in.prefix_ids.size(0), P = in.prefix_ids.size(1);
   const int64_t B = in.suffix_ids.size(0), T = in.suffix_ids.size(1);
-  TORCH_CHECK(
-      in.prefix_len.dim() == 1 && in.prefix_len.size(0) == U && in.prefix_of.dim() == 1 && in.prefix_of.size(0) == B,
-      "hidden_shared: prefix_len must be [U = ", U, "] and prefix_of [B = ", B, "], got ", in.prefix_len.sizes(),
-      " and ", in.prefix_of.sizes());
+  const at::Tensor of = in.prefix_of.dim() == 1 ? in.prefix_of.unsqueeze(1).to(at::kLong) : in.prefix_of.to(at::kLong);
+  TORCH_CHECK(in.prefix_len.dim() == 1 && in.prefix_len.size(0) == U && of.dim() == 2 && of.size(0) == B,
+              "hidden_shared: prefix_len must be [U = ", U, "] and prefix_of [B = ", B, "] or [B, M], got ",
+              in.prefix_len.sizes(), " and ", in.prefix_of.sizes());
   TORCH_CHECK(U > 0 && in.prefix_len.min().item<int64_t>() >= 1 && in.prefix_len.max().item<int64_t>() <= P,
               "hidden_shared: prefix_len must be in [1, P = ", P, "]");
-  TORCH_CHECK(B == 0 || (in.prefix_of.min().item<int64_t>() >= 0 && in.prefix_of.max().item<int64_t>() < U),
-              "hidden_shared: prefix_of must index the ", U, " prefixes");
-  const auto ids_opts = in.prefix_ids.options().dtype(at::kLong);
-  // The prefixes' keys and values land in [0, P) of a cache with room for the suffix behind them
-  // (whose slots are written before they are read).
-  KVCache cache = KVCache::allocate(config_, U, P + T, opts_);
+  TORCH_CHECK(B == 0 || (of.select(1, 0).min().item<int64_t>() >= 0 && of.max().item<int64_t>() < U),
+              "hidden_shared: prefix_of must index the ", U, " prefixes (each row at least one)");
+  for (const at::Tensor* t : {&in.suffix_pos, &in.suffix_seg, &in.suffix_src})
+    TORCH_CHECK(!t->defined() || t->sizes() == in.suffix_ids.sizes(),
+                "hidden_shared: suffix_pos, suffix_seg and suffix_src must be [B, T] like suffix_ids, got ",
+                t->sizes());
   SharedPrefixHidden out;
-  out.prefix = hidden({in.prefix_ids}, &cache);  // causal: right padding never reaches a valid token
-  if (T == 0) {
-    out.suffix = at::empty({B, 0, config_.hidden_size}, out.prefix.options());
+  if (T == 0 || B == 0) {
+    out.prefix = hidden({in.prefix_ids});
+    out.suffix = at::empty({B, T, config_.hidden_size}, out.prefix.options());
     return out;
   }
-  const at::Tensor of = in.prefix_of.to(at::kLong);
-  cache.select_rows(of);  // [B, Hkv, P + T, D]: gradients sum back per prefix
-  const at::Tensor len = in.prefix_len.to(at::kLong).index_select(0, of).unsqueeze(1);  // [B, 1]
-  const at::Tensor t = at::arange(T, ids_opts).unsqueeze(0);                            // [1, T]
-  const at::Tensor k = at::arange(P + T, ids_opts);                                     // [S]
-  // Key j < P is the row's prefix token j (valid below its length); key P + s is suffix token s (causal).
-  const at::Tensor prefix_ok = (k < P).unsqueeze(0) & (k.unsqueeze(0) < len);                   // [B, S]
-  const at::Tensor suffix_ok = (k >= P).unsqueeze(0) & (k.unsqueeze(0) - P <= t.view({T, 1}));  // [T, S]
-  const at::Tensor mask = (prefix_ok.unsqueeze(1) | suffix_ok.unsqueeze(0)).unsqueeze(1);       // [B, 1, T, S]
-  out.suffix = hidden({in.suffix_ids, len + t, mask}, &cache);
+  const auto ids_opts = in.prefix_ids.options().dtype(at::kLong);
+  const int64_t M = of.size(1);
+  SharedLayerContext c;
+  c.of = of.clamp_min(0);  // unused list slots read prefix 0, masked out below
+  const at::Tensor pos = in.suffix_pos.defined() ? in.suffix_pos.to(at::kLong)
+                                                 : at::arange(T, ids_opts).unsqueeze(0).expand({B, T});  // [B, T]
+  const at::Tensor seg = in.suffix_seg.defined() ? in.suffix_seg.to(at::kLong) : at::zeros({B, T}, ids_opts);
+  const at::Tensor src = in.suffix_src.defined() ? in.suffix_src.to(at::kLong) : at::zeros({B, T}, ids_opts);
+  const at::Tensor lens = in.prefix_len.to(at::kLong).index_select(0, c.of.flatten()).view({B, M});  // [B, M]
+  const at::Tensor len = lens.gather(1, src);  // [B, T]: the length of each token's prefix
+  // Key (m, j): prefix m's token j, seen by the tokens continuing prefix m while j is below its
+  // length. Key M P + s: suffix token s, seen by its own continuation's tokens from its offset on.
+  const at::Tensor m_of_key = at::arange(M, ids_opts).repeat_interleave(P);                     // [M P]
+  const at::Tensor j_of_key = at::arange(P, ids_opts).repeat({M});                              // [M P]
+  const at::Tensor prefix_ok = (src.unsqueeze(2) == m_of_key) & (j_of_key < len.unsqueeze(2));  // [B, T, M P]
+  const at::Tensor suffix_ok = (seg.unsqueeze(2) == seg.unsqueeze(1)) & (pos.unsqueeze(1) <= pos.unsqueeze(2));
+  c.mask = at::cat({prefix_ok, suffix_ok}, 2).unsqueeze(1);  // [B, 1, T, M P + T]
+  at::Tensor xp = model->embed_tokens(in.prefix_ids), xs = model->embed_tokens(in.suffix_ids);
+  std::tie(c.cos_p, c.sin_p) = rope_.cos_sin(at::arange(P, ids_opts).unsqueeze(0).expand({U, P}), xp.scalar_type());
+  std::tie(c.cos_s, c.sin_s) = rope_.cos_sin(len + pos, xs.scalar_type());
+  for (size_t i = 0; i < model->layers->size(); ++i) {
+    auto layer = model->layers->ptr<DecoderLayerImpl>(i);
+    auto run = [layer, c](const std::vector<at::Tensor>& v) { return shared_layer(*layer, c, v[0], v[1]); };
+    std::vector<at::Tensor> y =
+        recomputes_layer(static_cast<int64_t>(i)) ? recompute_in_backward(run, {xp, xs}) : run({xp, xs});
+    xp = y[0], xs = y[1];
+  }
+  out.prefix = model->norm(xp);
+  out.suffix = model->norm(xs);
   return out;
 }
 

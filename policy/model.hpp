@@ -120,11 +120,17 @@ struct ForwardInput {
 
 // Rows that continue shared prefixes (a GRPO group's G completions of one prompt): each prefix
 // runs once, and its keys and values, with their gradients, are shared by the rows continuing it.
+// A row may also hold several continuations back to back (packing, so that short completions fill
+// what long ones leave empty), even of different prefixes: each token sees its own prefix and the
+// earlier tokens of its own continuation only, at the positions it would have alone.
 struct SharedPrefixInput {
   at::Tensor prefix_ids;  // [U, P] int64, right-padded
   at::Tensor prefix_len;  // [U] int64, valid tokens of each prefix, >= 1
   at::Tensor suffix_ids;  // [B, T] int64, right-padded; row b continues prefix prefix_of[b]
-  at::Tensor prefix_of;   // [B] int64 in [0, U)
+  at::Tensor prefix_of;   // [B] or [B, M] int64: the prefixes row b continues (index in [0, U); -1 after the last)
+  at::Tensor suffix_pos;  // [B, T] int64: each token's offset in its own continuation; undefined: 0 .. T-1
+  at::Tensor suffix_seg;  // [B, T] int64: which continuation of the row a token is in (-1: padding); undefined: one
+  at::Tensor suffix_src;  // [B, T] int64 in [0, M): which of the row's prefixes the token continues; undefined: 0
 };
 
 struct SharedPrefixHidden {
@@ -140,6 +146,11 @@ class CausalLMImpl : public torch::nn::Module {
   at::Tensor hidden(const ForwardInput& in, KVCache* cache = nullptr);
   // The same hidden states for rows sharing prefixes, with each prefix computed once. Differentiable.
   SharedPrefixHidden hidden_shared(const SharedPrefixInput& in);
+  // Activation checkpointing of differentiable forwards (hidden() without a cache, hidden_shared()):
+  // decoder layers 0, every, 2 every, ... keep only their inputs and are recomputed in backward
+  // (policy/recompute.hpp). 0: off. Results and gradients are unchanged.
+  void set_activation_checkpointing(int64_t every);
+  int64_t activation_checkpointing() const { return checkpoint_every_; }
   // One decoding step, the same math as hidden() with T = 1: ids [B] and RoPE positions [B] int64;
   // key_valid [B, >= cache.length + 1] bool, false for padding slots. Appends to `cache` and returns
   // final-norm hidden states [B, H]. float32 on CPU runs fused kernels (policy/cpu_kernels.hpp).
@@ -166,6 +177,7 @@ class CausalLMImpl : public torch::nn::Module {
 
  private:
   bool fused_decode_applies(const KVCache& cache) const;
+  bool recomputes_layer(int64_t layer) const;
   at::Tensor fused_decode(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_valid,
                           KVCache& cache);
   ModelConfig config_;
@@ -173,6 +185,7 @@ class CausalLMImpl : public torch::nn::Module {
   RopeTable rope_;
   at::Tensor banned_;
   bool banned_checked_ = false;
+  int64_t checkpoint_every_ = 0;
 };
 TORCH_MODULE(CausalLM);
 

@@ -55,15 +55,12 @@ ModelConfig ModelConfig::from_json(const boost::json::object& obj, const std::st
     R1_CHECK(!o.boolean_or("use_sliding_window").value_or(false),
              "{}: use_sliding_window = true is not supported; set it to false (Qwen2.5 ships it false)", where);
   }
-  if (o.has("layer_types")) {
+  if (o.has("layer_types"))
     for (const auto& t : o.at("layer_types").as_array())
       R1_CHECK(t.is_string() && t.get_string() == "full_attention",
                "{}: layer_types holds '{}'; only full_attention layers are supported", where,
                t.is_string() ? std::string(t.get_string()) : std::string("?"));
-  } else {
-    bool ab = o.boolean("attention_bias");
-    c.qkv_bias = c.o_bias = ab;
-  }
+  if (c.model_type != "qwen2") c.qkv_bias = c.o_bias = o.boolean("attention_bias");  // Qwen2: q/k/v bias, always
   if (c.model_type == "llama") c.mlp_bias = o.boolean_or("mlp_bias").value_or(false);
   if (c.model_type == "qwen3") c.qk_norm = true;
   if (o.has("attention_dropout"))

@@ -20,7 +20,11 @@ struct PolicyOptions {
     true)                                                                                               \
   F(Dtype, dtype, Dtype::float32, "parameter and compute dtype: float32 | bfloat16 | float16", true)    \
   F(std::string, device, "cpu", "cpu | cuda | cuda:N", x == "cpu" || x.rfind("cuda", 0) == 0)           \
-  F(int64_t, threads, 0, "CPU threads for LibTorch (0: all cores)", x >= 0)
+  F(int64_t, threads, 0, "CPU threads for LibTorch (0: all cores)", x >= 0)                             \
+  F(double, memory_limit_gb, 0,                                                                         \
+    "r1 train refuses a run whose memory plan (r1 train --plan) exceeds this many GB per device "       \
+    "(0: the device's memory)",                                                                         \
+    x >= 0)
   R1_CONFIG(PolicyOptions, R1_POLICY_FIELDS)
   // The model folder: `path`, or the embedded tiny model when it is empty.
   std::filesystem::path model_dir() const {

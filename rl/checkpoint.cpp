@@ -2,6 +2,7 @@
 
 #include <torch/optim/adamw.h>
 #include <boost/json.hpp>
+#include <fstream>
 #include <random>
 
 #include "common/error.hpp"
@@ -17,10 +18,16 @@ namespace r1 {
 
 namespace {
 
+// FNV-1a of a file, read in 1 MiB pieces (checkpoint files run to gigabytes).
 uint64_t file_checksum(const fs::path& f) {
-  std::string bytes = read_file(f);
+  std::ifstream in(f, std::ios::binary);
+  R1_CHECK(in.good(), "cannot read {}", f.string());
+  std::vector<char> buf(size_t{1} << 20);
   uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    for (std::streamsize i = 0; i < in.gcount(); ++i) h = (h ^ static_cast<unsigned char>(buf[i])) * 0x100000001b3ULL;
+  }
   return h;
 }
 

@@ -32,6 +32,8 @@ enum class SaveDtype { original, float32, bfloat16 };
 constexpr std::array<const char*, 3> enum_names(SaveDtype) { return {"original", "float32", "bfloat16"}; }
 enum class TisMode { truncate, mask_token, mask_sequence };
 constexpr std::array<const char*, 3> enum_names(TisMode) { return {"truncate", "mask-token", "mask-sequence"}; }
+enum class ActivationCheckpointing { none, layers };
+constexpr std::array<const char*, 2> enum_names(ActivationCheckpointing) { return {"none", "layers"}; }
 enum class DistBackend { automatic, gloo, nccl };
 constexpr std::array<const char*, 3> enum_names(DistBackend) { return {"auto", "gloo", "nccl"}; }
 
@@ -93,6 +95,12 @@ struct TrainOptions {
   F(int64_t, inner_epochs, 1, "mu: passes over each step's samples against the stored old log-probs", x >= 1)       \
   F(int64_t, minibatches, 1, "optimizer updates per pass (the step's samples split evenly)", x >= 1)                \
   F(int64_t, micro_batch, 16, "sequences per forward/backward (gradient accumulation inside a minibatch)", x >= 1)  \
+  F(ActivationCheckpointing, activation_checkpointing, ActivationCheckpointing::none,                               \
+    "none: backward keeps every decoder layer's activations; layers: checkpointed layers keep only their input "    \
+    "and run their forward again in backward (activation memory of one layer instead of all, ~1/3 more compute)",   \
+    true)                                                                                                           \
+  F(int64_t, checkpoint_every, 1, "with activation_checkpointing = \"layers\": checkpoint layers 0, k, 2k, ...",    \
+    x >= 1)                                                                                                         \
   F(OldLogprobs, old_logprobs, OldLogprobs::rollout,                                                                \
     "rollout: use the sampler's log-probs (tested equal to the trainer's forward); recompute: run a forward "       \
     "with the weights that sampled each group",                                                                     \

@@ -61,6 +61,8 @@ ModelConfig tiny_config(const PretrainOptions& o, const Tokenizer& tok) {
   return ModelConfig::from_json(c, "pretrain config");
 }
 
+}  // namespace
+
 void init_weights(CausalLM& m, uint64_t seed) {
   at::NoGradGuard ng;
   at::manual_seed(seed);
@@ -77,8 +79,6 @@ void init_weights(CausalLM& m, uint64_t seed) {
       p.value().normal_(0, std);
   }
 }
-
-}  // namespace
 
 PretrainSummary pretrain(const PretrainOptions& o, bool progress) {
   R1_CHECK(o.hidden_size % o.heads == 0 && o.heads % o.kv_heads == 0,

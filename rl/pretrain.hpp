@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/config_fields.hpp"
+#include "policy/model.hpp"
 
 namespace r1 {
 
@@ -36,6 +37,10 @@ struct PretrainSummary {
   double first_loss = 0, last_loss = 0, seconds = 0;
   int64_t tokens = 0;
 };
+
+// Random initial weights as transformers initialises a Qwen2/Llama model (normal, std 0.02; o_proj
+// and down_proj scaled by 1/sqrt(2 layers); norms 1, biases 0), from `seed`.
+void init_weights(CausalLM& model, uint64_t seed);
 
 // Writes the RL/eval problem files, pretrains, and saves the model with the tokenizer.
 PretrainSummary pretrain(const PretrainOptions& options, bool progress = true);

@@ -11,6 +11,7 @@
 #include "common/error.hpp"
 #include "policy/model_config.hpp"
 #include "rewards/backend.hpp"
+#include "rl/memory_plan.hpp"
 #include "rollout/dataset.hpp"
 
 namespace fs = std::filesystem;
@@ -87,6 +88,8 @@ void check_run_config(const RunConfig& cfg) {
     eo.path = cfg.eval.path;
     check("eval.path: ", [&] { check_first_record(eo); });
   }
+  // Last, as it reads the model's config and every prompt: the run must fit the device.
+  if (problems.empty()) check("", [&] { check_memory(plan_memory(cfg, plan_inputs(cfg))); });
   if (problems.empty()) return;
   std::string all =
       problems.size() == 1 ? "config error: " + problems[0] : fmt::format("{} config errors:", problems.size());

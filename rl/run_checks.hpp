@@ -2,7 +2,8 @@
 // makes the same: the objective's preconditions, the rewards (rewards::check_rewards_config: kinds,
 // options tables, plugins, commands), the accuracy part, the model folder (config.json parses,
 // tokenizer.json is there), and the data and eval files (the first record fills the prompt
-// template and has the reference fields). Nothing here loads weights, a plugin or a process.
+// template and has the reference fields), and the memory plan (rl/memory_plan.hpp: the run fits
+// the device or [model] memory_limit_gb). Nothing here loads weights, a plugin or a process.
 #pragma once
 #include "rl/run_config.hpp"
 

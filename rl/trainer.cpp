@@ -12,6 +12,7 @@
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "common/fs.hpp"
+#include "common/memory.hpp"
 #include "common/test_seam.hpp"
 #include "metrics/run_log.hpp"
 #include "policy/checkpoint.hpp"
@@ -152,6 +153,8 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
   policy_ = load_pretrained(cfg_.model);
   policy_->ban_ids_without_token(tok_);  // as the workers' engines do: trainer and sampler agree
   policy_->train();
+  if (cfg_.train.activation_checkpointing == ActivationCheckpointing::layers)
+    policy_->set_activation_checkpointing(cfg_.train.checkpoint_every);  // training forwards only
   weights_ = make_train_weights(cfg_, policy_);
   save_dtype_ = saved_dtype(cfg_.train.save_dtype, policy_->config().dtype);
   if (cfg_.grpo.kl_coef > 0) {
@@ -244,6 +247,7 @@ TrainSummary Trainer::run() {
     evaluate_if_due(step, line);                                 // 7. held-out eval
     if (log_) log_->log_step(line);
     checkpoint_if_due(step);  // 8. checkpoint
+    release_freed_memory();   // what this step freed goes back to the OS (common/memory.hpp)
     progress_.step(step + 1, line, since(t_step));
     test_seam::crash_point(test_seam::Point::after_step, step + 1, rank_);
   }
@@ -262,6 +266,7 @@ StepGroups Trainer::collect(StepMetrics& m) {
   m.time_generate.add(g.generate_seconds / workers);
   m.time_reward.add(g.reward_seconds);
   m.gen_tokens_per_s.add_rate(g.tokens, std::max(t_rollout, g.generate_seconds / workers));
+  release_freed_memory();  // the workers' KV caches, before the update allocates its activations
   return g;
 }
 

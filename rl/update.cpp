@@ -35,6 +35,7 @@ struct MicroForward {
   at::Tensor old_logprobs, ref_logprobs;  // [b, T]
   at::Tensor sampler_logprobs;            // [b, T] when the sampler/trainer correction needs them
   at::Tensor advantages;                  // [b]
+  int64_t slots = 0, tokens = 0;          // packed continuation slots of the forward, and the real ones
 };
 
 // Which inputs besides the current log-probs a micro-batch needs.
@@ -68,8 +69,7 @@ MicroForward forward_micro(CausalLM& model, const std::vector<const Sequence*>& 
     adv[i] = s.advantage;
   }
   const auto dev = model->options().device();
-  CompletionLogprobs lp =
-      completion_logprobs(*model, rows, {.temperature = temperature, .chunk_rows = 1024, .entropy = need.entropy});
+  CompletionLogprobs lp = completion_logprobs(*model, rows, {.temperature = temperature, .entropy = need.entropy});
   MicroForward f;
   f.logprobs = lp.logprobs;
   f.entropy = lp.entropy;
@@ -78,6 +78,7 @@ MicroForward forward_micro(CausalLM& model, const std::vector<const Sequence*>& 
   if (need.ref) f.ref_logprobs = ref.to(dev);
   if (need.sampler) f.sampler_logprobs = samp.to(dev);
   f.advantages = adv.to(dev);
+  f.slots = lp.slots, f.tokens = lp.tokens;
   return f;
 }
 
@@ -102,9 +103,8 @@ void score_logprobs(CausalLM& model, const std::vector<Sequence*>& seqs, double 
         seqs.begin() + static_cast<std::ptrdiff_t>(std::min(seqs.size(), s + static_cast<size_t>(micro))));
     std::vector<CompletionRef> rows;
     for (const Sequence* q : part) rows.push_back({q->ids.data(), q->prompt_len, q->comp_len, q->group});
-    at::Tensor lp = completion_logprobs(*model, rows, {.temperature = temperature, .chunk_rows = 1024})
-                        .logprobs.to(at::kCPU)
-                        .contiguous();  // [b, T]
+    at::Tensor lp =
+        completion_logprobs(*model, rows, {.temperature = temperature}).logprobs.to(at::kCPU).contiguous();  // [b, T]
     auto lp_a = lp.accessor<float, 2>();
     for (size_t i = 0; i < part.size(); ++i) {
       Sequence& q = *seqs[s + i];
@@ -236,13 +236,9 @@ void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const Lo
     out.loss.backward();
   weights_.accumulate_grads();
   accumulate(pass.loss, out.loss.detach());
-  int64_t longest = 0, real = 0;
-  for (const Sequence* q : part) {
-    pass.train_tokens += static_cast<double>(q->ids.size());
-    longest = std::max(longest, q->comp_len), real += q->comp_len;
-  }
-  pass.slots += static_cast<double>(longest * static_cast<int64_t>(part.size()));  // [b, T] padded completion slots
-  pass.real_slots += static_cast<double>(real);
+  for (const Sequence* q : part) pass.train_tokens += static_cast<double>(q->ids.size());
+  pass.slots += static_cast<double>(f.slots);  // packed completion rows x their length
+  pass.real_slots += static_cast<double>(f.tokens);
   if (pass.first) {  // statistics of the policy the samples came from
     accumulate(pass.kl, out.stats.kl);
     accumulate(pass.entropy, out.stats.entropy);

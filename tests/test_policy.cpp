@@ -604,6 +604,18 @@ TEST_CASE("config.json: required keys, unsupported features, transformers 4 and 
   CHECK(c4.rope_scaling.type == "default");
   CHECK(c4.dtype == "bfloat16");
 
+  // Qwen2/Qwen2.5 configs as the Hub ships them (no attention_bias, no layer_types): q/k/v biases.
+  auto qwen2 = json::parse(read_file(model_dir("qwen2") / "config.json"), "config.json").as_object();
+  qwen2.erase("attention_bias");
+  qwen2.erase("layer_types");
+  ModelConfig q2 = parse(qwen2);
+  CHECK(q2.qkv_bias);
+  CHECK(!q2.o_bias);
+  // Llama with layer_types (transformers 5) still reads attention_bias.
+  auto lb = json::parse(read_file(model_dir("llama-bias") / "config.json"), "config.json").as_object();
+  lb["layer_types"] = boost::json::array(static_cast<size_t>(lb["num_hidden_layers"].as_int64()), "full_attention");
+  CHECK(parse(lb).qkv_bias == lb["attention_bias"].as_bool());
+
   auto sliding = json::parse(read_file(model_dir("qwen2") / "config.json"), "config.json").as_object();
   sliding["use_sliding_window"] = true;
   CHECK(error_of([&] { parse(sliding); }).find("use_sliding_window") != std::string::npos);

@@ -1,0 +1,231 @@
+#include "rl/memory_plan.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/error.hpp"
+#include "policy/device.hpp"
+#include "policy/logprobs.hpp"
+#include "policy/tokenizer.hpp"
+#include "rollout/dataset.hpp"
+
+namespace r1 {
+
+namespace {
+
+constexpr double kGB = 1e9;
+
+// The process before any model: the r1 program's pages (LibTorch, oneDNN; `r1 --help` peaks at
+// 0.47 GB on CPU), the allocator's arenas, the reward backend and the datasets; a tokenizer takes
+// about 6x its JSON in memory.
+constexpr double kRuntimeBytes = 0.45 * kGB;
+constexpr double kTokenizerPerJsonByte = 6.0;
+
+double dtype_bytes(Dtype d) { return d == Dtype::float32 ? 4.0 : 2.0; }
+
+struct Shape {
+  double H, I, L, V, q, kv;  // hidden, MLP, layers, vocabulary, Hq * D, Hkv * D
+};
+
+Shape shape_of(const ModelConfig& m) {
+  return {static_cast<double>(m.hidden_size),
+          static_cast<double>(m.intermediate_size),
+          static_cast<double>(m.num_hidden_layers),
+          static_cast<double>(m.vocab_size),
+          static_cast<double>(m.num_attention_heads * m.head_dim),
+          static_cast<double>(m.num_key_value_heads * m.head_dim)};
+}
+
+// Bytes one token keeps for backward in one decoder layer, in elements of the compute dtype: the
+// norms' inputs and outputs, q/k/v before and after RoPE, the attention output and its reshaped
+// copy, the residual sums, and the MLP's gate, up, silu(gate) and product.
+double layer_elems_per_token(const Shape& s) { return 5 * s.H + 4 * s.q + 3 * s.kv + 4 * s.I; }
+
+struct Workload {
+  double micro_tokens;  // prompt + completion tokens of the largest training micro-batch
+  double micro_rows;    // packed completion rows
+  double width;         // tokens per packed row
+  double keys;          // keys each row attends to (its prompts, then itself)
+  double rollout_rows;  // sequences a rollout worker decodes together
+  double rollout_prompts;
+  double prompt, completion;
+};
+
+Workload workload(const RunConfig& cfg, const PlanInputs& in) {
+  Workload w;
+  w.prompt = static_cast<double>(std::max<int64_t>(1, in.longest_prompt));
+  w.completion = static_cast<double>(cfg.sampling.max_new_tokens);
+  const double G = static_cast<double>(cfg.rollout.group_size);
+  const double micro = static_cast<double>(cfg.train.micro_batch);
+  const double step_seqs = static_cast<double>(cfg.rollout.prompts_per_step) * G;
+  w.micro_rows = std::min(micro, step_seqs);  // at the longest, every completion fills its own row
+  const double prompts = std::min(w.micro_rows, std::ceil(w.micro_rows / G) + 1);
+  w.micro_tokens = w.micro_rows * w.completion + prompts * w.prompt;
+  w.width = w.completion;
+  w.keys = w.prompt + w.width;
+  w.rollout_rows =
+      std::min(static_cast<double>(cfg.rollout.max_batch), static_cast<double>(cfg.rollout.prompts_per_batch) * G);
+  w.rollout_prompts = std::ceil(w.rollout_rows / G);
+  return w;
+}
+
+void add(MemoryPlan& p, std::string name, double bytes, std::string detail, std::string setting,
+         MemoryPhase phase = MemoryPhase::resident) {
+  if (bytes > 0) p.parts.push_back({std::move(name), bytes, std::move(detail), std::move(setting), phase});
+}
+
+// What lives for the whole run.
+void resident_parts(MemoryPlan& p, const RunConfig& cfg, const PlanInputs& in) {
+  const double N = static_cast<double>(p.params), s = dtype_bytes(cfg.model.dtype);
+  const bool mixed = cfg.train.precision == Precision::bf16_mixed;
+  add(p, "runtime", kRuntimeBytes + kTokenizerPerJsonByte * static_cast<double>(in.tokenizer_bytes),
+      "LibTorch, allocator arenas, tokenizer, datasets", "");
+  add(p, "weights", N * s, fmt::format("{:.0f}M parameters x {} B", N / 1e6, s), "[model] dtype");
+  if (mixed) add(p, "masters", N * 4, "float32 master weights", "[train] precision");
+  add(p, "gradients", N * (mixed ? 6 : 4), mixed ? "float32 master gradients + one bf16 gradient" : "float32",
+      "[train] precision");
+  add(p, "optimizer", N * 8, "AdamW moments, float32", "");
+  if (cfg.grpo.kl_coef > 0) add(p, "reference", N * s, "frozen reference for the KL penalty", "[grpo] kl_coef = 0");
+  const int64_t lag = cfg.rollout.max_policy_lag;
+  if (lag >= 1) {
+    add(p, "worker copies", static_cast<double>(cfg.rollout.workers) * N * s, "one compute copy per rollout worker",
+        "[rollout] max_policy_lag = 0");
+    add(p, "weight-store copies", 3 * N * s, "host snapshots of the last 3 versions", "[rollout] max_policy_lag = 0");
+    if (cfg.train.old_logprobs == OldLogprobs::recompute)
+      add(p, "behaviour copy", N * s, "the weights that sampled a lagged group", "[train] old_logprobs = \"rollout\"");
+  }
+}
+
+// The training phase at the longest sequences: activations kept for backward, the transients of
+// one layer's backward, and the vocabulary's logit chunks.
+void training_parts(MemoryPlan& p, const RunConfig& cfg, const Shape& sh, const Workload& w) {
+  const double s = dtype_bytes(cfg.model.dtype), tok = w.micro_tokens;
+  const double per_layer = layer_elems_per_token(sh) * s * tok;
+  const bool ckpt = cfg.train.activation_checkpointing == ActivationCheckpointing::layers;
+  const double every = static_cast<double>(cfg.train.checkpoint_every);
+  const double kept_layers = ckpt ? std::floor((sh.L - 1) / every) + 1 : 0;  // layers 0, k, 2k, ...
+  const double full_layers = sh.L - kept_layers;
+  // The attention mask [rows, 1, W, keys] (bool) and the final hidden states gathered for the logits.
+  const double common = w.micro_rows * w.width * w.keys + 3 * tok * sh.H * s;
+  const double acts = full_layers * per_layer + kept_layers * tok * sh.H * s + (ckpt ? per_layer : 0) + common;
+  add(p, "activations", acts,
+      fmt::format("{:.0f} tokens (micro_batch {} at {} + prompts), {:.0f} of {:.0f} layers kept whole", tok,
+                  cfg.train.micro_batch, cfg.sampling.max_new_tokens, full_layers, sh.L),
+      ckpt ? "[train] micro_batch, [sampling] max_new_tokens" : "[train] activation_checkpointing = \"layers\"",
+      MemoryPhase::training);
+  const double chunk = static_cast<double>(logit_chunk_rows(static_cast<int64_t>(sh.V)));
+  add(p, "logit chunks", 4 * chunk * sh.V * 4, fmt::format("4 x [{:.0f}, {:.0f}] float32 in backward", chunk, sh.V), "",
+      MemoryPhase::training);
+}
+
+// The rollout phase: every worker's KV cache at the longest sequence, and its logits.
+void rollout_parts(MemoryPlan& p, const RunConfig& cfg, const Shape& sh, const Workload& w) {
+  const double s = dtype_bytes(cfg.model.dtype), workers = static_cast<double>(cfg.rollout.workers);
+  // The fused CPU decode (float32) keeps each prompt's keys once for its G samples.
+  const bool shared = cfg.model.device == "cpu" && cfg.model.dtype == Dtype::float32;
+  const double slots = shared ? w.rollout_prompts * w.prompt + w.rollout_rows * w.completion
+                              : w.rollout_rows * (w.prompt + w.completion);
+  add(p, "KV cache", workers * sh.L * 2 * sh.kv * s * slots,
+      fmt::format("{} worker(s) x {:.0f} sequences x {:.0f} + {:.0f} tokens", cfg.rollout.workers, w.rollout_rows,
+                  w.prompt, w.completion),
+      "[rollout] max_batch, [sampling] max_new_tokens", MemoryPhase::rollout);
+  add(p, "rollout logits", workers * (w.rollout_rows * sh.V * 4 * 3 + w.rollout_prompts * w.prompt * sh.I * s * 3),
+      "per decode step [sequences, V] float32, and the prefill's largest intermediates", "", MemoryPhase::rollout);
+}
+
+double sum_of(const MemoryPlan& p, MemoryPhase phase) {
+  double total = 0;
+  for (const auto& part : p.parts)
+    if (part.phase == phase) total += part.bytes;
+  return total;
+}
+
+}  // namespace
+
+int64_t parameter_count(const ModelConfig& m) {
+  const int64_t H = m.hidden_size, I = m.intermediate_size, q = m.num_attention_heads * m.head_dim,
+                kv = m.num_key_value_heads * m.head_dim;
+  int64_t layer = H * q + 2 * H * kv + q * H + 3 * H * I + 2 * H;
+  if (m.qkv_bias) layer += q + 2 * kv;
+  if (m.o_bias) layer += H;
+  if (m.mlp_bias) layer += 2 * I + H;
+  if (m.qk_norm) layer += 2 * m.head_dim;
+  return m.vocab_size * H * (m.tie_word_embeddings ? 1 : 2) + m.num_hidden_layers * layer + H;
+}
+
+PlanInputs plan_inputs(const RunConfig& cfg) {
+  PlanInputs in;
+  const auto dir = cfg.model.model_dir();
+  in.model = ModelConfig::from_file(dir / "config.json");
+  in.tokenizer_bytes = static_cast<int64_t>(std::filesystem::file_size(dir / "tokenizer.json"));
+  const Tokenizer tok = Tokenizer::load(dir / "tokenizer.json");
+  auto longest = [&](const DatasetOptions& o) {
+    Dataset d(o);
+    for (size_t i = 0; i < d.size(); ++i)
+      in.longest_prompt = std::max<int64_t>(in.longest_prompt, static_cast<int64_t>(tok.encode(d.at(i).prompt).size()));
+  };
+  longest(cfg.data);
+  if (!cfg.eval.path.empty()) {
+    DatasetOptions eo = cfg.data;
+    eo.path = cfg.eval.path;
+    eo.limit = cfg.eval.limit;
+    longest(eo);
+  }
+  return in;
+}
+
+MemoryPlan plan_memory(const RunConfig& cfg, const PlanInputs& in) {
+  MemoryPlan p;
+  p.params = parameter_count(in.model);
+  const Shape sh = shape_of(in.model);
+  const Workload w = workload(cfg, in);
+  resident_parts(p, cfg, in);
+  training_parts(p, cfg, sh, w);
+  rollout_parts(p, cfg, sh, w);
+  const double resident = sum_of(p, MemoryPhase::resident), train = sum_of(p, MemoryPhase::training),
+               rollout = sum_of(p, MemoryPhase::rollout);
+  p.peak = resident + (cfg.rollout.max_policy_lag >= 1 ? train + rollout : std::max(train, rollout));
+  if (cfg.model.memory_limit_gb > 0) {
+    p.limit = cfg.model.memory_limit_gb * kGB;
+    p.limit_source = "[model] memory_limit_gb";
+  } else {
+    p.limit = device_memory_bytes(cfg.model.device);
+    p.limit_source = cfg.model.device + " memory";
+  }
+  return p;
+}
+
+std::string describe(const MemoryPlan& plan) {
+  std::vector<const MemoryPart*> order;
+  for (const auto& part : plan.parts) order.push_back(&part);
+  std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->bytes > b->bytes; });
+  std::string out = fmt::format("memory plan per device ({:.0f}M parameters)\n", plan.params / 1e6);
+  for (const MemoryPart* part : order)
+    out += fmt::format("  {:<20} {:>8.2f} GB  {}{}\n", part->name, part->bytes / kGB, part->detail,
+                       part->phase == MemoryPhase::resident  ? ""
+                       : part->phase == MemoryPhase::rollout ? " [rollout]"
+                                                             : " [training]");
+  out += fmt::format("  {:<20} {:>8.2f} GB  resident + {} of the rollout and training phases\n", "expected peak",
+                     plan.peak / kGB, "the larger (max_policy_lag 0) or the sum");
+  if (plan.limit > 0) out += fmt::format("  {:<20} {:>8.2f} GB  {}\n", "limit", plan.limit / kGB, plan.limit_source);
+  return out;
+}
+
+void check_memory(const MemoryPlan& plan) {
+  if (plan.limit <= 0 || plan.peak <= plan.limit) return;
+  std::vector<const MemoryPart*> order;
+  for (const auto& part : plan.parts) order.push_back(&part);
+  std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) { return a->bytes > b->bytes; });
+  std::string largest;
+  for (size_t i = 0; i < std::min<size_t>(3, order.size()); ++i)
+    largest += fmt::format("{}{} {:.2f} GB{}", i ? ", " : "", order[i]->name, order[i]->bytes / kGB,
+                           order[i]->setting.empty() ? "" : " (" + order[i]->setting + ")");
+  throw ConfigError(fmt::format(
+      "memory: the run's plan needs {:.2f} GB per device, over the {:.2f} GB of {}; largest: {}. Change the settings "
+      "named, or see r1 train --plan CONFIG",
+      plan.peak / kGB, plan.limit / kGB, plan.limit_source, largest));
+}
+
+}  // namespace r1
