@@ -7,14 +7,10 @@
 
 namespace r1 {
 
-ModelConfig ModelConfig::from_json(const boost::json::object& obj, const std::string& where) {
-  json::Object o(obj, where);
-  ModelConfig c;
-  c.raw = obj;
-  c.model_type = o.string("model_type");
-  R1_CHECK(c.model_type == "llama" || c.model_type == "qwen2" || c.model_type == "qwen3",
-           "{}: model_type '{}' is not supported (supported: llama, qwen2, qwen3)", where, c.model_type);
+namespace {
 
+// The sizes: vocabulary, widths, layers and heads, all positive.
+void read_sizes(const json::Object& o, const std::string& where, ModelConfig& c) {
   c.vocab_size = o.integer("vocab_size");
   c.hidden_size = o.integer("hidden_size");
   c.intermediate_size = o.integer("intermediate_size");
@@ -34,10 +30,10 @@ ModelConfig ModelConfig::from_json(const boost::json::object& obj, const std::st
   R1_CHECK(c.num_attention_heads % c.num_key_value_heads == 0,
            "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", where, c.num_attention_heads,
            c.num_key_value_heads);
+}
 
-  std::string act = o.string("hidden_act");
-  R1_CHECK(act == "silu", "{}: hidden_act '{}' is not supported (only silu, as in SwiGLU)", where, act);
-
+// head_dim, stated or implied.
+void read_head_dim(const json::Object& o, const std::string& where, ModelConfig& c) {
   // head_dim: Qwen3 always states it; Llama and Qwen2 define it as hidden_size / num_attention_heads
   // when the key is absent (that is the architecture's definition, not a guess).
   if (c.model_type == "qwen3")
@@ -49,7 +45,10 @@ ModelConfig ModelConfig::from_json(const boost::json::object& obj, const std::st
     R1_CHECK(c.hidden_size % c.num_attention_heads == 0,
              "{}: hidden_size ({}) is not a multiple of num_attention_heads ({}); add an explicit head_dim", where,
              c.hidden_size, c.num_attention_heads);
+}
 
+// Biases, q/k norm, sliding window and layer types, by architecture.
+void read_attention(const json::Object& o, const std::string& where, ModelConfig& c) {
   if (c.model_type == "qwen2") {
     c.qkv_bias = true;
     R1_CHECK(!o.boolean_or("use_sliding_window").value_or(false),
@@ -65,7 +64,10 @@ ModelConfig ModelConfig::from_json(const boost::json::object& obj, const std::st
   if (c.model_type == "qwen3") c.qk_norm = true;
   if (o.has("attention_dropout"))
     R1_CHECK(o.number("attention_dropout") == 0.0, "{}: attention_dropout must be 0 for RL training", where);
+}
 
+// RoPE: theta and the scaling (default or llama3).
+void read_rope(const json::Object& o, const std::string& where, ModelConfig& c) {
   // RoPE: transformers < 5 writes rope_theta + rope_scaling; transformers 5 writes rope_parameters.
   std::optional<json::Object> rope;
   if (o.has("rope_parameters")) {
@@ -88,6 +90,25 @@ ModelConfig ModelConfig::from_json(const boost::json::object& obj, const std::st
     }
   }
   R1_CHECK(c.rope_theta > 0, "{}: rope_theta must be positive", where);
+}
+
+}  // namespace
+
+ModelConfig ModelConfig::from_json(const boost::json::object& obj, const std::string& where) {
+  json::Object o(obj, where);
+  ModelConfig c;
+  c.raw = obj;
+  c.model_type = o.string("model_type");
+  R1_CHECK(c.model_type == "llama" || c.model_type == "qwen2" || c.model_type == "qwen3",
+           "{}: model_type '{}' is not supported (supported: llama, qwen2, qwen3)", where, c.model_type);
+
+  read_sizes(o, where, c);
+  std::string act = o.string("hidden_act");
+  R1_CHECK(act == "silu", "{}: hidden_act '{}' is not supported (only silu, as in SwiGLU)", where, act);
+
+  read_head_dim(o, where, c);
+  read_attention(o, where, c);
+  read_rope(o, where, c);
 
   if (auto d = o.string_or("torch_dtype"))
     c.dtype = *d;

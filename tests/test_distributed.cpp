@@ -40,6 +40,15 @@ fs::path setup_dir() {
 
 using r1::test::r1_exe;
 
+// The largest difference between the weights of two saved models, over every tensor.
+double max_weight_gap(const fs::path& x, const fs::path& y) {
+  r1::SafetensorsReader a(x), b(y);
+  double worst = 0;
+  for (const auto& [name, e] : a.entries())
+    worst = std::max(worst, (a.get(name) - b.get(name)).abs().max().item<double>());
+  return worst;
+}
+
 }  // namespace
 
 TEST_CASE("two ranks over loopback equal one rank with the same global batch") {
@@ -88,10 +97,7 @@ TEST_CASE("activation checkpointing on two ranks: the weights of one rank withou
                (d / "ckpt").string() + " --set 'train.activation_checkpointing=\"layers\"'");
   CAPTURE(two.out);
   REQUIRE(two.code == 0);
-  r1::SafetensorsReader a(d / "plain" / "model"), b(d / "ckpt" / "model");
-  double worst = 0;
-  for (const auto& [name, e] : a.entries())
-    worst = std::max(worst, (a.get(name) - b.get(name)).abs().max().item<double>());
+  const double worst = max_weight_gap(d / "plain" / "model", d / "ckpt" / "model");
   MESSAGE("max |w(1 rank) - w(2 ranks, checkpointed)| = " << worst);
   CHECK(worst <= 1e-6);
   // The gradients produced inside the recomputed layers' nested backward still start their
@@ -161,10 +167,7 @@ TEST_CASE("resume with a different number of ranks: two ranks save, one rank con
   Run resumed = sh(r1_exe() + " train --quiet --resume " + (d / "two").string());
   CAPTURE(resumed.out);
   REQUIRE(resumed.code == 0);
-  r1::SafetensorsReader a(d / "one" / "model"), b(d / "two" / "model");
-  double worst = 0;
-  for (const auto& [name, e] : a.entries())
-    worst = std::max(worst, (a.get(name) - b.get(name)).abs().max().item<double>());
+  const double worst = max_weight_gap(d / "one" / "model", d / "two" / "model");
   MESSAGE("1 rank vs (2 ranks, then resumed on 1): max weight difference " << worst);
   CHECK(worst <= 1e-6);
   CHECK(r1::read_file(d / "two" / "metrics.jsonl").find("\"step\":3") !=
