@@ -22,8 +22,10 @@ Both sides: temperature 1.0 (no top-p/top-k), stop at the model's eos only (TRL'
 no stop strings, so r1's "</answer>" stop string is switched off too), token-mean (DAPO) loss, clip
 0.2 / 0.28, beta = 0 (no reference model), one inner iteration, group-scaled advantages, AdamW lr
 2e-4 with 5 warm-up steps then cosine decay, grad-norm clip 1.0, no weight decay, no gradient
-checkpointing (TRL's default is on; off is faster here, and r1 keeps activations), the same thread
-count.
+checkpointing (TRL's default is on; off is faster here, and r1 keeps activations; --checkpointing
+turns it on on both sides), the same thread count. --lora R trains LoRA adapters of rank R (alpha
+2R, no dropout) on every linear layer but the output on both sides: r1's [lora] and TRL with a
+PEFT LoraConfig (target_modules="all-linear"); the base weights are frozen on both.
 Rewards: r1's own checkers on both sides, as configs/demo.toml composes them (math with
 math.require_anchor = true, weight 1.0; format with format.think_prefilled = true, weight 0.2). r1
 scores in-process; for TRL this script starts `build/r1 rewards serve --port P --config TMP.toml`
@@ -98,6 +100,8 @@ def run_r1(a, total_steps):
             "train.save_every=0", "train.log_samples_every=0"]
     if a.checkpointing:
         sets.append('train.activation_checkpointing="layers"')
+    if a.lora:
+        sets += [f"lora.rank={a.lora}", f"lora.alpha={2 * a.lora}", 'lora.target_modules=["all-linear"]']
     sets += a.r1_set
     cmd = [str(a.bin), "train", str(DEMO), "--quiet", "--run-dir", str(run_dir / "run")]
     for s in sets:
@@ -255,8 +259,13 @@ def run_trl(a, total_steps, cfg, template, rows, reward_url):
         learning_rate=2e-4, warmup_steps=5, lr_scheduler_type="cosine", max_grad_norm=1.0,
         gradient_checkpointing=a.checkpointing,  # r1's train.activation_checkpointing = "layers" when set
         weight_decay=0.0, reward_weights=[1.0], dataloader_num_workers=0, log_completions=False)
+    peft_config = None
+    if a.lora:  # PEFT LoRA on every linear layer but the output, as r1's "all-linear"
+        from peft import LoraConfig
+        peft_config = LoraConfig(r=a.lora, lora_alpha=2 * a.lora, lora_dropout=0.0, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
     trainer = GRPOTrainer(model=model, reward_funcs=[r1_rewards], args=args, train_dataset=ds,
-                          processing_class=tok, callbacks=[Clock()])
+                          processing_class=tok, callbacks=[Clock()], peft_config=peft_config)
     t_start = time.perf_counter()
     trainer.train()
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -275,6 +284,8 @@ def run_trl_child(a, cfg, tmp):
            "--prompts-per-step", str(a.prompts_per_step), "--micro-batch", str(a.micro_batch)]
     if a.checkpointing:
         cmd.append("--checkpointing")
+    if a.lora:
+        cmd += ["--lora", str(a.lora)]
     try:
         proc = subprocess.Popen(cmd, cwd=ROOT)
         _, ru = wait_child(proc)
@@ -319,6 +330,9 @@ def main():
     ap.add_argument("--checkpointing", action="store_true",
                     help="activation checkpointing on both sides (r1 train.activation_checkpointing = \"layers\", "
                          "TRL gradient_checkpointing=True); default off on both")
+    ap.add_argument("--lora", type=int, default=0,
+                    help="LoRA of this rank on every linear layer on both sides (r1 [lora], TRL + PEFT LoraConfig "
+                         "target_modules=\"all-linear\"), alpha = 2 x rank, no dropout; 0: full fine-tuning")
     ap.add_argument("--r1-set", action="append", default=[], help="extra --set for the r1 side (repeatable)")
     ap.add_argument("--child-json", default=None, help="internal: run the TRL side here and write its results")
     ap.add_argument("--reward-url", default=None, help="internal: the reward service the TRL child scores with")

@@ -110,10 +110,13 @@ void bench_step(const Args& a) {
   const Dtype dtype = p == Precision::bf16_mixed ? Dtype::bfloat16 : Dtype::float32;
   CausalLM policy = load_pretrained(a.model, tensor_options(dtype, "cpu"));
   policy->train();
-  CausalLM masters{nullptr};
-  if (p == Precision::bf16_mixed) masters = load_pretrained(a.model, tensor_options(Dtype::float32, "cpu"));
+  std::vector<std::pair<std::string, at::Tensor>> masters;
+  if (p == Precision::bf16_mixed) {
+    CausalLM m = load_pretrained(a.model, tensor_options(Dtype::float32, "cpu"));
+    masters = named_tensors(m);
+  }
   TrainWeights weights(policy, p, masters);
-  masters = nullptr;
+  masters.clear();
   torch::optim::AdamW opt(weights.params(), torch::optim::AdamWOptions(1e-6));
   Distributed one_rank(LaunchEnv{}, DistributedOptions{}, at::kCPU);
   const auto seqs = random_sequences(a, policy->config().vocab_size);

@@ -21,6 +21,7 @@ void add_pretrain(CLI::App& app);            // cmd_pretrain.cpp
 void add_launch(CLI::App& app);              // cmd_launch.cpp
 std::vector<std::string>& launch_command();  // what follows -- in `r1 launch ... -- COMMAND`
 void add_eval(CLI::App& app);
+void add_export(CLI::App& app);   // cmd_export.cpp: `r1 export --merge-lora`
 void add_curves(CLI::App& app);   // cmd_curves.cpp: `r1 curves` (logic in metrics/)
 void add_samples(CLI::App& app);  // cmd_curves.cpp: `r1 samples`
 

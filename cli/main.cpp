@@ -1,4 +1,4 @@
-// r1: train, generate, eval, tokenize, rewards, curves, samples, config. Errors become exit codes here:
+// r1: train, generate, eval, export, tokenize, rewards, curves, samples, config. Errors become exit codes here:
 // 0 success, 1 runtime failure, 2 bad usage or config (nothing was started).
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   r1::cli::add_launch(app);
   r1::cli::add_generate(app);
   r1::cli::add_eval(app);
+  r1::cli::add_export(app);
   r1::cli::add_tokenize(app);
   r1::cli::add_rewards(app);
   r1::cli::add_curves(app);

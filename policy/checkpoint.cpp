@@ -8,6 +8,7 @@
 #include "common/error.hpp"
 #include "common/fs.hpp"
 #include "policy/device.hpp"
+#include "policy/lora.hpp"
 #include "policy/safetensors.hpp"
 
 namespace fs = std::filesystem;
@@ -30,6 +31,7 @@ at::TensorOptions tensor_options(Dtype dtype, const std::string& device) {
 CausalLM load_pretrained(const fs::path& dir, const at::TensorOptions& opts) {
   R1_CHECK(fs::is_directory(dir), "model folder {} does not exist (expected config.json and *.safetensors)",
            dir.string());
+  if (!fs::exists(dir / "config.json") && is_adapter_dir(dir)) return load_adapter_model(dir, opts);
   R1_CHECK(fs::exists(dir / "config.json"), "{}: no config.json in the model folder", dir.string());
   ModelConfig config = ModelConfig::from_file(dir / "config.json");
   SafetensorsReader reader(dir);
@@ -45,6 +47,7 @@ CausalLM load_pretrained(const fs::path& dir, const at::TensorOptions& opts) {
     R1_CHECK(src.sizes() == p.value().sizes(), "{}: shape {} but config.json implies {}", reader.where(name),
              fmt::format("{}", fmt::join(src.sizes(), "x")), fmt::format("{}", fmt::join(p.value().sizes(), "x")));
     p.value().copy_(src);
+    reader.release(name);
     used.insert(name);
   }
   for (const auto& [name, entry] : reader.entries()) {
@@ -61,6 +64,7 @@ CausalLM load_pretrained(const fs::path& dir, const at::TensorOptions& opts) {
     fail("{} is not a parameter of this {} model (unexpected tensor; is config.json right for these weights?)",
          reader.where(name), config.model_type);
   }
+  model->source_dir = dir;
   return model;
 }
 
@@ -78,11 +82,29 @@ static std::string dtype_name(at::ScalarType t) {
   }
 }
 
+namespace {
+
+void copy_tokenizer_files(const fs::path& from, const fs::path& dir) {
+  if (from.empty()) return;
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json",
+                        "vocab.json", "merges.txt"}) {
+    fs::path src = from / f;
+    if (fs::exists(src)) fs::copy_file(src, dir / f, fs::copy_options::overwrite_existing);
+  }
+}
+
+}  // namespace
+
 void write_pretrained(CausalLM& model, const fs::path& dir, const SaveOptions& options) {
   fs::create_directories(dir);
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
   at::ScalarType out_type = model->options().dtype().toScalarType();
   if (options.dtype) out_type = scalar_type(*options.dtype);
+  if (has_lora(model)) {
+    write_adapter(model, dir, out_type, options.values);
+    copy_tokenizer_files(options.copy_tokenizer_from, dir);
+    return;
+  }
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
   auto named = model->named_parameters();
   R1_CHECK(!options.values || options.values->size() == named.size(), "save: {} values for {} parameters",
            options.values ? options.values->size() : 0, named.size());
@@ -99,13 +121,7 @@ void write_pretrained(CausalLM& model, const fs::path& dir, const SaveOptions& o
   ModelConfig cfg = model->config();
   cfg.dtype = dtype_name(out_type);
   write_file_atomic(dir / "config.json", cfg.to_json());
-  if (!options.copy_tokenizer_from.empty()) {
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                          "generation_config.json", "vocab.json", "merges.txt"}) {
-      fs::path src = options.copy_tokenizer_from / f;
-      if (fs::exists(src)) fs::copy_file(src, dir / f, fs::copy_options::overwrite_existing);
-    }
-  }
+  copy_tokenizer_files(options.copy_tokenizer_from, dir);
 }
 
 void save_pretrained(CausalLM& model, const fs::path& dir, const SaveOptions& options) {

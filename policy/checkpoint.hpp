@@ -17,6 +17,8 @@ at::ScalarType scalar_type(Dtype dtype);
 at::TensorOptions tensor_options(Dtype dtype, const std::string& device);
 
 // Loads config.json and the safetensors weights in `dir`, converted to the options' dtype/device.
+// A PEFT adapter folder (adapter_config.json, no config.json) loads its base model
+// (base_model_name_or_path) with the adapters attached (policy/lora.hpp).
 CausalLM load_pretrained(const std::filesystem::path& dir, const at::TensorOptions& opts);
 CausalLM load_pretrained(const PolicyOptions& options);
 
@@ -24,13 +26,16 @@ struct SaveOptions {
   int64_t max_shard_bytes = int64_t{5} << 30;  // shard above this size
   std::optional<Dtype> dtype;                  // none: the model's dtype
   std::filesystem::path copy_tokenizer_from;   // copy tokenizer files from this folder if set
-  // Saved instead of the model's parameters, in named_parameters() order (a trainer's float32
-  // masters of a bfloat16 model); null: the parameters.
+  // Saved instead of the model's parameters, in named_parameters() order, or lora_parameters()
+  // order for a model with adapters (a trainer's float32 masters of a bfloat16 model); null: the
+  // parameters.
   const std::vector<at::Tensor>* values = nullptr;
 };
 
 // Writes config.json, model.safetensors (or shards + index) and tokenizer files into `dir`:
-// built in a temp folder beside it, fsynced, then renamed over `dir`.
+// built in a temp folder beside it, fsynced, then renamed over `dir`. A model with LoRA adapters
+// writes its adapters instead, as PEFT does (adapter_config.json, adapter_model.safetensors);
+// merge_lora() first gives a full checkpoint.
 void save_pretrained(CausalLM& model, const std::filesystem::path& dir, const SaveOptions& options = {});
 
 // The same files written straight into `dir` (created if needed), for callers that make the

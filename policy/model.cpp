@@ -16,7 +16,15 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const at::Tensor
 }
 
 // Few-row inference calls (decode steps) take the weight-streaming kernel; the rest ATen.
-at::Tensor LinearImpl::forward(const at::Tensor& x) { return cpu::linear(x, weight, bias); }
+at::Tensor LinearImpl::forward(const at::Tensor& x) {
+  at::Tensor y = cpu::linear(x, weight, bias);  // [.., out]
+  if (!lora_A || !lora_enabled) return y;
+  const bool drop = lora_dropout > 0 && is_training() && at::GradMode::is_enabled();
+  at::Tensor low = cpu::linear(drop ? at::dropout(x, lora_dropout, true) : x, lora_A->weight, {});  // [.., r]
+  at::Tensor delta = cpu::linear(low, lora_B->weight, {});                                          // [.., out]
+  if (at::GradMode::is_enabled()) return y + delta * lora_scale;
+  return y.add_(delta.mul_(lora_scale));  // the same rounding as the grad-mode branch
+}
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const at::TensorOptions& opts) {
   weight = register_parameter("weight", at::empty({vocab, dim}, opts));

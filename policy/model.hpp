@@ -7,20 +7,28 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
 
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <vector>
 
 #include "policy/model_config.hpp"
+#include "policy/options.hpp"
 #include "policy/tokenizer.hpp"
 
 namespace r1 {
 
-// y = x W^T + b; parameters are allocated uninitialised (a checkpoint fills them).
+// y = x W^T + b; parameters are allocated uninitialised (a checkpoint fills them). With a LoRA
+// adapter attached (policy/lora.hpp) and enabled, y += lora_scale * B A dropout(x), as PEFT computes it.
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in, int64_t out, bool bias, const at::TensorOptions& opts);
   at::Tensor forward(const at::Tensor& x);
-  at::Tensor weight, bias;  // [out, in], [out]
+  at::Tensor weight, bias;                     // [out, in], [out]
+  std::shared_ptr<LinearImpl> lora_A, lora_B;  // weights [r, in] and [out, r]; null: no adapter
+  double lora_scale = 0;                       // alpha / r
+  double lora_dropout = 0;                     // on x, in training forwards (train mode and grad mode)
+  bool lora_enabled = true;                    // false: the base projection alone (the KL reference)
 };
 TORCH_MODULE(Linear);
 
@@ -171,6 +179,11 @@ class CausalLMImpl : public torch::nn::Module {
 
   const ModelConfig& config() const { return config_; }
   at::TensorOptions options() const { return opts_; }
+  // The folder the weights were loaded from (load_pretrained), written into adapter configs as
+  // base_model_name_or_path; empty for a model built in memory.
+  std::filesystem::path source_dir;
+  // The attached LoRA adapters (policy/lora.hpp); rank 0: none.
+  LoraOptions lora;
 
   Decoder model{nullptr};
   Linear lm_head{nullptr};  // absent when tie_word_embeddings

@@ -177,6 +177,17 @@ at::Tensor SafetensorsReader::get(const std::string& name) const {
       ptr, t.shape, [m](void*) {}, at::TensorOptions().dtype(type));
 }
 
+void SafetensorsReader::release(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return;
+  const TensorEntry& t = it->second;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto base = reinterpret_cast<uintptr_t>(maps_[t.file]->addr);
+  const uintptr_t begin = (base + t.begin + page - 1) / page * page, end = (base + t.end) / page * page;
+  if (end > begin)
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // a hint: failure is harmless
+}
+
 std::string SafetensorsReader::where(const std::string& name) const {
   auto it = entries_.find(name);
   if (it == entries_.end()) return fmt::format("tensor '{}'", name);
@@ -253,17 +264,17 @@ void save_safetensors(const fs::path& dir, const std::vector<std::pair<std::stri
     total += n;
   }
   if (shards.size() == 1) {
-    write_one(dir / "model.safetensors", shards[0], options.metadata);
+    write_one(dir / (options.file_stem + ".safetensors"), shards[0], options.metadata);
   } else {
     boost::json::object weight_map;
     for (size_t i = 0; i < shards.size(); ++i) {
-      std::string name = fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, shards.size());
+      std::string name = fmt::format("{}-{:05d}-of-{:05d}.safetensors", options.file_stem, i + 1, shards.size());
       write_one(dir / name, shards[i], options.metadata);
       for (const auto& [n, t] : shards[i]) weight_map[n] = name;
     }
     boost::json::object index{{"metadata", boost::json::object{{"total_size", total}}},
                               {"weight_map", std::move(weight_map)}};
-    write_file_atomic(dir / "model.safetensors.index.json", boost::json::serialize(index) + "\n");
+    write_file_atomic(dir / (options.file_stem + ".safetensors.index.json"), boost::json::serialize(index) + "\n");
   }
   fsync_path(dir);
 }

@@ -36,6 +36,10 @@ class SafetensorsReader {
   // before writing to it.
   at::Tensor get(const std::string& name) const;
   std::string where(const std::string& name) const;  // "tensor 'x' in file y"
+  // Drops the tensor's mapped pages from this process's memory once it has been copied out (they
+  // stay in the page cache; a later get() reads them again). Loading a model then holds its
+  // weights once, not twice.
+  void release(const std::string& name) const;
 
  private:
   struct Mapping;
@@ -49,9 +53,10 @@ struct SafetensorsSaveOptions {
   // Split into model-0000i-of-0000N.safetensors + model.safetensors.index.json above this size.
   int64_t max_shard_bytes = int64_t{5} << 30;
   std::map<std::string, std::string> metadata = {{"format", "pt"}};
+  std::string file_stem = "model";  // file names: <stem>.safetensors, <stem>-0000i-of-0000N.safetensors
 };
 
-// Writes `tensors` into `dir` (which must exist) as model.safetensors or shards with an index.
+// Writes `tensors` into `dir` (which must exist) as <stem>.safetensors or shards with an index.
 // Each file is written to a temp name, fsynced, then renamed.
 void save_safetensors(const std::filesystem::path& dir, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const SafetensorsSaveOptions& options = {});

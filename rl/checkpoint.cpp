@@ -10,6 +10,7 @@
 #include "common/json.hpp"
 #include "common/test_seam.hpp"
 #include "policy/checkpoint.hpp"
+#include "policy/lora.hpp"
 #include "policy/safetensors.hpp"
 
 namespace fs = std::filesystem;
@@ -154,8 +155,10 @@ std::optional<FoundCheckpoint> find_checkpoint(const fs::path& run_dir, std::vec
   return std::nullopt;
 }
 
-void load_checkpoint(const fs::path& dir, CausalLM& policy, TrainWeights& w, torch::optim::AdamW& opt, CausalLM* ref) {
-  at::NoGradGuard ng;
+namespace {
+
+// The policy's weights and the masters from a checkpoint of a full fine-tune.
+void load_full_weights(const fs::path& dir, CausalLM& policy, TrainWeights& w) {
   CausalLM saved = load_pretrained(dir, policy->options());
   auto from = saved->named_parameters();
   for (auto& p : policy->named_parameters()) p.value().copy_(from[p.key()]);
@@ -167,6 +170,26 @@ void load_checkpoint(const fs::path& dir, CausalLM& policy, TrainWeights& w, tor
     auto ef = exact->named_parameters();
     for (size_t i = 0; i < w.params().size(); ++i) w.params()[i].detach().copy_(ef[w.names()[i]]);
   }
+}
+
+// The same for LoRA: the adapters (the base is the run's model, unchanged) and their masters.
+void load_lora_weights(const fs::path& dir, CausalLM& policy, TrainWeights& w) {
+  load_adapter_weights(policy, dir);
+  if (!w.mixed()) return;
+  // masters/ when the saved adapters are not float32; else they are the masters.
+  std::map<std::string, at::Tensor> m;
+  for (auto& [name, t] : read_adapter_weights(policy, fs::exists(dir / "masters") ? dir / "masters" : dir)) m[name] = t;
+  for (size_t i = 0; i < w.params().size(); ++i) w.params()[i].detach().copy_(m.at(w.names()[i]));
+}
+
+}  // namespace
+
+void load_checkpoint(const fs::path& dir, CausalLM& policy, TrainWeights& w, torch::optim::AdamW& opt, CausalLM* ref) {
+  at::NoGradGuard ng;
+  if (has_lora(policy))
+    load_lora_weights(dir, policy, w);
+  else
+    load_full_weights(dir, policy, w);
   w.refresh_policy();
   SafetensorsReader r(dir / "optimizer");
   for (size_t i = 0; i < w.params().size(); ++i) {

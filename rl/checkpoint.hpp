@@ -1,11 +1,11 @@
 // Training checkpoints that resume exactly. A checkpoint folder holds the policy in Hugging Face
-// format (loadable by transformers, in [train] save_dtype), the AdamW state of what the optimizer
-// updates, in bf16-mixed the float32 masters (masters/), the frozen reference when one is kept, and
-// trainer_state.json (step, weight version, records consumed, RNG state), plus MANIFEST.json with
-// every file's size and checksum. It is written into a temp folder, fsynced and renamed, so a
-// crash mid-save never damages the last good checkpoint; on resume a checkpoint that fails its
-// manifest is reported and the previous good one is used. Weights that hold NaN or inf are never
-// written, so rotation never removes the last finite checkpoint.
+// format (loadable by transformers, in [train] save_dtype; under LoRA the PEFT adapter folder,
+// loadable by PEFT, whose base is the run's model), the AdamW state of what the optimizer updates, in bf16-mixed the
+// float32 masters (masters/), the frozen reference when one is kept, and trainer_state.json (step, weight version,
+// records consumed, RNG state), plus MANIFEST.json with every file's size and checksum. It is written into a temp
+// folder, fsynced and renamed, so a crash mid-save never damages the last good checkpoint; on resume a checkpoint that
+// fails its manifest is reported and the previous good one is used. Weights that hold NaN or inf are never written, so
+// rotation never removes the last finite checkpoint.
 #pragma once
 #include <filesystem>
 #include <optional>

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 
 #include "common/error.hpp"
 #include "policy/device.hpp"
@@ -76,25 +77,32 @@ void add(MemoryPlan& p, std::string name, double bytes, std::string detail, std:
   if (bytes > 0) p.parts.push_back({std::move(name), bytes, std::move(detail), std::move(setting), phase});
 }
 
-// What lives for the whole run.
+// What lives for the whole run. Under LoRA the base is frozen: gradients, masters, optimizer state
+// and the workers' copies are the adapters' alone, and the KL reference is the base itself.
 void resident_parts(MemoryPlan& p, const RunConfig& cfg, const PlanInputs& in) {
   const double N = static_cast<double>(p.params), s = dtype_bytes(cfg.model.dtype);
-  const bool mixed = cfg.train.precision == Precision::bf16_mixed;
+  const bool mixed = cfg.train.precision == Precision::bf16_mixed, lora = cfg.lora.enabled();
+  const double T = lora ? static_cast<double>(p.adapter_params) : N;  // trained parameters
+  const std::string what = lora ? fmt::format(" of the {:.1f}M adapter parameters", T / 1e6) : "";
   add(p, "runtime", kRuntimeBytes + kTokenizerPerJsonByte * static_cast<double>(in.tokenizer_bytes),
       "LibTorch, allocator arenas, tokenizer, datasets", "");
   add(p, "weights", N * s, fmt::format("{:.0f}M parameters x {} B", N / 1e6, s), "[model] dtype");
-  if (mixed) add(p, "masters", N * 4, "float32 master weights", "[train] precision");
-  add(p, "gradients", N * (mixed ? 6 : 4), mixed ? "float32 master gradients + one bf16 gradient" : "float32",
-      "[train] precision");
-  add(p, "optimizer", N * 8, "AdamW moments, float32", "");
-  if (cfg.grpo.kl_coef > 0) add(p, "reference", N * s, "frozen reference for the KL penalty", "[grpo] kl_coef = 0");
-  const int64_t lag = cfg.rollout.max_policy_lag;
-  if (lag >= 1) {
-    add(p, "worker copies", static_cast<double>(cfg.rollout.workers) * N * s, "one compute copy per rollout worker",
+  if (lora)
+    add(p, "adapters", T * s, fmt::format("LoRA rank {}: {:.1f}M parameters", cfg.lora.rank, T / 1e6), "[lora] rank");
+  const std::string full = lora ? "[lora] rank" : "[lora] rank > 0";
+  if (mixed) add(p, "masters", T * 4, "float32 master weights" + what, "[train] precision");
+  add(p, "gradients", T * (mixed ? 6 : 4),
+      (mixed ? "float32 master gradients + one bf16 gradient" : std::string("float32")) + what, full);
+  add(p, "optimizer", T * 8, "AdamW moments, float32" + what, full);
+  if (cfg.grpo.kl_coef > 0 && !lora)
+    add(p, "reference", N * s, "frozen reference for the KL penalty", "[grpo] kl_coef = 0, or [lora] rank > 0");
+  if (cfg.rollout.max_policy_lag >= 1) {
+    const std::string copy = lora ? "the adapters (the base is shared)" : "a compute copy";
+    add(p, "sampler copy", T * s, copy + " every rollout worker samples from, updated in place",
         "[rollout] max_policy_lag = 0");
-    add(p, "weight-store copies", 3 * N * s, "host snapshots of the last 3 versions", "[rollout] max_policy_lag = 0");
     if (cfg.train.old_logprobs == OldLogprobs::recompute)
-      add(p, "behaviour copy", N * s, "the weights that sampled a lagged group", "[train] old_logprobs = \"rollout\"");
+      add(p, "behaviour copy", T * s, copy + ": the weights that sampled a lagged group",
+          "[train] old_logprobs = \"rollout\"");
   }
 }
 
@@ -155,6 +163,23 @@ int64_t parameter_count(const ModelConfig& m) {
   return m.vocab_size * H * (m.tie_word_embeddings ? 1 : 2) + m.num_hidden_layers * layer + H;
 }
 
+int64_t adapter_parameter_count(const ModelConfig& m, const LoraOptions& o) {
+  if (!o.enabled()) return 0;
+  const int64_t H = m.hidden_size, I = m.intermediate_size, q = m.num_attention_heads * m.head_dim,
+                kv = m.num_key_value_heads * m.head_dim;
+  std::set<LoraTarget> t(o.target_modules.begin(), o.target_modules.end());
+  auto has = [&](LoraTarget x) { return t.count(x) || t.count(LoraTarget::all_linear); };
+  int64_t per_layer = 0;  // r (in + out) per adapted projection
+  if (has(LoraTarget::q_proj)) per_layer += H + q;
+  if (has(LoraTarget::k_proj)) per_layer += H + kv;
+  if (has(LoraTarget::v_proj)) per_layer += H + kv;
+  if (has(LoraTarget::o_proj)) per_layer += q + H;
+  if (has(LoraTarget::gate_proj)) per_layer += H + I;
+  if (has(LoraTarget::up_proj)) per_layer += H + I;
+  if (has(LoraTarget::down_proj)) per_layer += I + H;
+  return o.rank * per_layer * m.num_hidden_layers;
+}
+
 PlanInputs plan_inputs(const RunConfig& cfg) {
   PlanInputs in;
   const auto dir = cfg.model.model_dir();
@@ -179,6 +204,7 @@ PlanInputs plan_inputs(const RunConfig& cfg) {
 MemoryPlan plan_memory(const RunConfig& cfg, const PlanInputs& in) {
   MemoryPlan p;
   p.params = parameter_count(in.model);
+  p.adapter_params = adapter_parameter_count(in.model, cfg.lora);
   const Shape sh = shape_of(in.model);
   const Workload w = workload(cfg, in);
   resident_parts(p, cfg, in);

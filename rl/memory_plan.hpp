@@ -31,6 +31,7 @@ struct MemoryPlan {
   double limit = 0;  // bytes the run may use (0: unknown, nothing refused)
   std::string limit_source;
   int64_t params = 0;
+  int64_t adapter_params = 0;  // LoRA adapters' parameters ([lora] rank > 0)
 };
 
 // What the plan needs besides the config: the architecture and the longest tokenized prompt.
@@ -43,6 +44,7 @@ struct PlanInputs {
 // Reads config.json and tokenizer.json, and tokenizes every prompt of the data (and eval) file.
 PlanInputs plan_inputs(const RunConfig& cfg);
 int64_t parameter_count(const ModelConfig& m);
+int64_t adapter_parameter_count(const ModelConfig& m, const LoraOptions& o);  // 0 without LoRA
 MemoryPlan plan_memory(const RunConfig& cfg, const PlanInputs& in);
 // The plan as a table, largest first, with the peak and the limit.
 std::string describe(const MemoryPlan& plan);

@@ -2,6 +2,8 @@
 
 #include <fmt/ranges.h>
 
+#include <map>
+
 #include "common/error.hpp"
 
 namespace r1 {
@@ -18,9 +20,17 @@ std::optional<Dtype> saved_dtype(SaveDtype choice, const std::string& original) 
   return std::nullopt;
 }
 
-TrainWeights::TrainWeights(CausalLM& policy, Precision precision, CausalLM masters)
+std::vector<std::pair<std::string, at::Tensor>> named_tensors(CausalLM& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (auto& p : model->named_parameters()) out.emplace_back(p.key(), p.value());
+  return out;
+}
+
+TrainWeights::TrainWeights(CausalLM& policy, Precision precision,
+                           const std::vector<std::pair<std::string, at::Tensor>>& masters)
     : policy_(policy), mixed_(precision == Precision::bf16_mixed) {
   for (auto& p : policy_->named_parameters()) {
+    if (!p.value().requires_grad()) continue;  // frozen: the base weights under LoRA
     names_.push_back(p.key());
     policy_params_.push_back(p.value());
   }
@@ -28,10 +38,11 @@ TrainWeights::TrainWeights(CausalLM& policy, Precision precision, CausalLM maste
     params_ = policy_params_;
     return;
   }
-  R1_CHECK(masters, "bf16-mixed: the float32 master weights are missing");
-  auto named = masters->named_parameters();
+  std::map<std::string, const at::Tensor*> by_name;
+  for (const auto& [name, t] : masters) by_name[name] = &t;
   for (size_t i = 0; i < names_.size(); ++i) {
-    const at::Tensor* m = named.find(names_[i]);
+    auto it = by_name.find(names_[i]);
+    const at::Tensor* m = it == by_name.end() ? nullptr : it->second;
     R1_CHECK(m && m->sizes() == policy_params_[i].sizes(), "bf16-mixed: no float32 master of shape {} for {}",
              policy_params_[i].sizes(), names_[i]);
     R1_CHECK(m->scalar_type() == at::kFloat, "bf16-mixed: the master of {} is not float32", names_[i]);

@@ -28,11 +28,17 @@ namespace r1 {
 // the policy's own dtype).
 std::optional<Dtype> saved_dtype(SaveDtype choice, const std::string& original);
 
+// Every parameter of a (float32) model by name: the masters of a full fine-tune.
+std::vector<std::pair<std::string, at::Tensor>> named_tensors(CausalLM& model);
+
 class TrainWeights {
  public:
-  // `masters`: the float32 weights to start from in bf16-mixed (the checkpoint loaded in float32;
-  // its parameters become the masters, no copy); ignored in fp32.
-  TrainWeights(CausalLM& policy, Precision precision, CausalLM masters = nullptr);
+  // Trains the policy's parameters that require grad (all of them, or only the LoRA adapters).
+  // `masters`: in bf16-mixed, the float32 value to start from for each of them, by name (the
+  // checkpoint loaded in float32, or init_lora's values; the tensors become the masters, no copy);
+  // ignored in fp32.
+  TrainWeights(CausalLM& policy, Precision precision,
+               const std::vector<std::pair<std::string, at::Tensor>>& masters = {});
 
   bool mixed() const { return mixed_; }
   // The tensors the optimizer updates, in the policy's named_parameters() order, and their names.
@@ -51,7 +57,7 @@ class TrainWeights {
  private:
   CausalLM& policy_;
   bool mixed_ = false;
-  std::vector<at::Tensor> policy_params_;  // the policy's parameters, in order
+  std::vector<at::Tensor> policy_params_;  // the policy's trained parameters, in order
   std::vector<at::Tensor> params_;         // what AdamW updates
   std::vector<std::string> names_;
 };

@@ -24,6 +24,11 @@ void check_model(const PolicyOptions& m) {
   const fs::path dir = m.model_dir();
   if (!fs::is_directory(dir))
     fail("model.path: {} is not a folder (expected config.json and *.safetensors)", dir.string());
+  if (!fs::exists(dir / "config.json") && fs::exists(dir / "adapter_config.json"))
+    fail(
+        "model.path: {} is a PEFT adapter folder; train on its base model with [lora], continue its run with r1 "
+        "train --resume RUN_DIR --set train.steps=N, or merge it first with r1 export --merge-lora",
+        dir.string());
   if (!fs::exists(dir / "config.json")) fail("model.path: {} has no config.json", dir.string());
   ModelConfig::from_file(dir / "config.json");
   if (!fs::exists(dir / "tokenizer.json")) fail("model.path: {} has no tokenizer.json", dir.string());

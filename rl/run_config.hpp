@@ -22,6 +22,7 @@ struct RunConfig {
 #define R1_RUNCONFIG_FIELDS(F)                                                                   \
   F(RunOptions, run, {}, "Run identity and reproducibility", true)                               \
   F(PolicyOptions, model, {}, "The policy model", true)                                          \
+  F(LoraOptions, lora, {}, "LoRA adapters trained instead of the full weights", true)            \
   F(DatasetOptions, data, {}, "Prompts: JSONL records and the prompt template", true)            \
   F(SamplingOptions, sampling, {}, "Sampling of completions", true)                              \
   F(RolloutOptions, rollout, {}, "Rollout workers and groups", true)                             \

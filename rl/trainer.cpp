@@ -17,6 +17,7 @@
 #include "metrics/run_log.hpp"
 #include "policy/checkpoint.hpp"
 #include "policy/device.hpp"
+#include "policy/lora.hpp"
 #include "rewards/backend.hpp"
 #include "rl/batch.hpp"
 #include "rl/checkpoint.hpp"
@@ -88,7 +89,8 @@ class Trainer {
   TrainSummary finish();
   EvalScore evaluate_heldout();
   CausalLM& weights_of(int64_t version);
-  CausalLM worker_model();
+  CausalLM compute_copy();
+  void sync_sampler();
   bool last(int64_t step) const { return step + 1 == cfg_.train.steps; }
 
   const RunConfig cfg_;
@@ -102,6 +104,10 @@ class Trainer {
   std::optional<Dtype> save_dtype_;         // of saved weights; none: the policy's
   SkipGuard guard_;                         // optimizer steps skipped for a non-finite gradient norm
   std::optional<CausalLM> ref_, behavior_;  // the frozen reference; older weights for recomputed log-probs
+  // What every rollout worker samples from: the policy itself (max_policy_lag = 0), or one copy
+  // updated in place between versions (lag 1); and the versions the copies hold.
+  CausalLM sampler_{nullptr};
+  int64_t sampler_version_ = 0, behavior_version_ = -1;
   Tokenizer tok_;
   std::unique_ptr<rewards::RewardBackend> rewards_;
   std::shared_ptr<Dataset> dataset_;
@@ -117,12 +123,34 @@ class Trainer {
   std::mt19937_64 shuffle_rng_;
 };
 
-// What AdamW updates: in bf16-mixed, float32 masters loaded from the checkpoint in float32 (exact
-// even for a float32 checkpoint), on the policy's device.
-std::unique_ptr<TrainWeights> make_train_weights(const RunConfig& cfg, CausalLM& policy) {
-  CausalLM masters{nullptr};
-  if (cfg.train.precision == Precision::bf16_mixed)
-    masters = load_pretrained(cfg.model.model_dir(), policy->options().dtype(at::kFloat));
+// The policy: the checkpoint, with fresh LoRA adapters attached when [lora] rank > 0 (their
+// float32 initial values in `*lora_init`).
+CausalLM load_policy(const RunConfig& cfg, const Tokenizer& tok, NamedTensors* lora_init) {
+  CausalLM policy = load_pretrained(cfg.model);
+  policy->ban_ids_without_token(tok);  // as the workers' engines do: trainer and sampler agree
+  if (cfg.lora.enabled()) {
+    *lora_init = init_lora(policy, cfg.lora, static_cast<uint64_t>(cfg.run.seed));
+    add_lora(policy, cfg.lora, *lora_init);
+  }
+  policy->train();
+  if (cfg.train.activation_checkpointing == ActivationCheckpointing::layers)
+    policy->set_activation_checkpointing(cfg.train.checkpoint_every);  // training forwards only
+  return policy;
+}
+
+// What AdamW updates: the trained parameters (all, or the adapters), in bf16-mixed as float32
+// masters: the checkpoint loaded in float32 (exact even for a float32 checkpoint), or the adapters'
+// float32 initial values.
+std::unique_ptr<TrainWeights> make_train_weights(const RunConfig& cfg, CausalLM& policy,
+                                                 const NamedTensors& lora_init) {
+  NamedTensors masters;
+  CausalLM full{nullptr};
+  if (cfg.train.precision == Precision::bf16_mixed && has_lora(policy)) {
+    masters = lora_init;
+  } else if (cfg.train.precision == Precision::bf16_mixed) {
+    full = load_pretrained(cfg.model.model_dir(), policy->options().dtype(at::kFloat));
+    masters = named_tensors(full);
+  }
   return std::make_unique<TrainWeights>(policy, cfg.train.precision, masters);
 }
 
@@ -150,25 +178,23 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
   at::manual_seed(static_cast<uint64_t>(cfg_.run.seed));
   // Pinned even at LibTorch's default count: workers pin theirs later and must not leak into this thread.
   pin_cpu_threads(cfg_.model.threads > 0 ? static_cast<int>(cfg_.model.threads) : at::get_num_threads());
-  policy_ = load_pretrained(cfg_.model);
-  policy_->ban_ids_without_token(tok_);  // as the workers' engines do: trainer and sampler agree
-  policy_->train();
-  if (cfg_.train.activation_checkpointing == ActivationCheckpointing::layers)
-    policy_->set_activation_checkpointing(cfg_.train.checkpoint_every);  // training forwards only
-  weights_ = make_train_weights(cfg_, policy_);
+  NamedTensors lora_init;
+  policy_ = load_policy(cfg_, tok_, &lora_init);
+  weights_ = make_train_weights(cfg_, policy_, lora_init);
   save_dtype_ = saved_dtype(cfg_.train.save_dtype, policy_->config().dtype);
-  if (cfg_.grpo.kl_coef > 0) {
+  if (cfg_.grpo.kl_coef > 0 && !has_lora(policy_)) {  // with LoRA the reference is the policy without adapters
     ref_ = frozen(cfg_.model);
     (*ref_)->ban_ids_without_token(tok_);
   }
   rewards_ = rewards::make_reward_backend(cfg_.rewards, rewards::sandbox_from(cfg_.sandbox));
   dataset_ = std::make_shared<Dataset>(cfg_.data, rank_, world_);
   eval_prompts_ = eval_records(cfg_);
-  store_ = std::make_shared<WeightStore>(3);
+  store_ = std::make_shared<WeightStore>(2);  // versions only: the workers share one module
+  sampler_ = cfg_.rollout.max_policy_lag == 0 ? policy_ : compute_copy();
   pool_ = std::make_unique<RolloutPool>(
       cfg_.rollout, cfg_.sampling,
-      RolloutPool::Parts{.make_model = [this](int64_t) { return worker_model(); },
-                         .shared_model = cfg_.rollout.max_policy_lag == 0,
+      RolloutPool::Parts{.make_model = [this](int64_t) { return sampler_; },
+                         .shared_model = true,
                          .tokenizer = &tok_,
                          .dataset = dataset_,
                          .weights = store_,
@@ -222,6 +248,8 @@ void Trainer::start() {
   // bf16-mixed: the hooks sit on the masters, outside the autograd graph, so the float32 sums all
   // start in finish_grad_sync, after the micro-batches' gradients are accumulated.
   dist_.attach_grads(weights_->params());
+  if (sampler_.ptr() != policy_.ptr()) copy_weights(*sampler_, *policy_);
+  sampler_version_ = version_;
   pool_->publish(*policy_, version_);
   pool_->start_at(consumed_);
   pool_->start();
@@ -270,24 +298,38 @@ StepGroups Trainer::collect(StepMetrics& m) {
   return g;
 }
 
-// A rollout worker's model. With max_policy_lag = 0 the trainer only updates while no worker
-// generates, so every worker samples from the policy itself: no copy of the weights per worker
-// and no host snapshots. With lag 1 each worker keeps its own copy, synced by snapshot.
-CausalLM Trainer::worker_model() {
-  if (cfg_.rollout.max_policy_lag == 0) return policy_;
+// max_policy_lag = 1: the sampler takes the new version in place once the groups it is sampling
+// are generated (the next step's collect waits for those anyway). With recomputed old log-probs the
+// behaviour copy first takes the version the sampler held: the weights that sampled those groups.
+void Trainer::sync_sampler() {
+  pool_->wait_generated();
+  if (cfg_.train.old_logprobs == OldLogprobs::recompute) {
+    if (!behavior_) {
+      behavior_ = compute_copy();
+      (*behavior_)->ban_ids_without_token(tok_);
+      (*behavior_)->eval();
+    }
+    copy_weights(**behavior_, *sampler_);
+    behavior_version_ = sampler_version_;
+  }
+  copy_weights(*sampler_, *policy_);
+  sampler_version_ = version_;
+}
+
+// A second model to hold older weights: a full copy, or under LoRA its own adapters over the
+// policy's shared base. Its values come by copy_weights.
+CausalLM Trainer::compute_copy() {
+  if (has_lora(policy_)) return adapter_replica(policy_);
   return CausalLM(policy_->config(), policy_->options());
 }
 
-// The weights that sampled `version`: the policy itself, or an older snapshot (max_policy_lag = 1).
+// The weights that sampled `version`: the policy itself, or the behaviour copy (max_policy_lag = 1).
 CausalLM& Trainer::weights_of(int64_t version) {
   if (version == version_) return policy_;
-  if (!behavior_) {
-    behavior_ = CausalLM(policy_->config(), policy_->options());
-    (*behavior_)->ban_ids_without_token(tok_);
-  }
-  int64_t installed = -1;
-  install_weights(**behavior_, *store_->get(version), &installed);
-  (*behavior_)->eval();
+  R1_CHECK(behavior_ && behavior_version_ == version,
+           "old log-probs: the weights of version {} are not kept (the "
+           "behaviour copy holds version {})",
+           version, behavior_version_);
   return *behavior_;
 }
 
@@ -305,10 +347,15 @@ void Trainer::score_old_and_reference(std::vector<Sequence>& seqs, StepMetrics& 
         m.mismatch_max.add(gap);
       }
   }
-  if (ref_) {
+  if (cfg_.grpo.kl_coef > 0) {
     std::vector<Sequence*> all;
     for (auto& s : seqs) all.push_back(&s);
-    score_logprobs(*ref_, all, temp, micro, LogprobSlot::ref);
+    if (ref_) {
+      score_logprobs(*ref_, all, temp, micro, LogprobSlot::ref);
+    } else {  // LoRA: the base model is the policy with its adapters off
+      LoraDisabled base(policy_);
+      score_logprobs(policy_, all, temp, micro, LogprobSlot::ref);
+    }
   }
 }
 
@@ -338,6 +385,7 @@ double Trainer::update(const std::vector<Sequence>& seqs, int64_t step, StepMetr
 void Trainer::publish(int64_t step, StepMetrics& m) {
   const auto t0 = Clock::now();
   ++version_;
+  if (cfg_.rollout.max_policy_lag >= 1) sync_sampler();
   pool_->publish(*policy_, version_);
   if (cfg_.rollout.max_policy_lag == 0 && !last(step)) pool_->request(per_step_);
   m.time_sync.add(since(t0));

@@ -17,8 +17,14 @@
 
 namespace r1 {
 
-// 64-bit checksum over parameter names, shapes, dtypes and bytes, in name order.
+// 64-bit checksum over parameter names, shapes, dtypes and bytes, in name order: each tensor
+// hashed where it lies (CPU tensors in place and in parallel; a device tensor copied to the host
+// one at a time), the hashes combined in order.
 uint64_t weights_checksum(torch::nn::Module& model);
+
+// Copies `src`'s trained parameters (those that require grad) into `dst`'s in place, without any
+// host copy, and checks the checksums of both agree; returns it. Names and shapes must match.
+uint64_t copy_weights(torch::nn::Module& dst, torch::nn::Module& src);
 
 struct WeightSnapshot {
   int64_t version = 0;
@@ -30,7 +36,9 @@ class WeightStore {
  public:
   // Keeps the newest `keep` snapshots, so work requested against an older version can still get it.
   explicit WeightStore(int64_t keep = 2) : keep_(keep) {}
-  // Copies the trainer's parameters into a new snapshot; returns its checksum. With copy = false
+  // Copies the trainer's trained parameters (those that require grad: all of them, or only the
+  // LoRA adapters, whose frozen base the workers share) into a new snapshot and returns their
+  // checksum. With copy = false
   // (workers that sample from the trainer's own module) the snapshot records the version alone:
   // no tensors, checksum 0.
   uint64_t publish(torch::nn::Module& trainer_model, int64_t version, bool copy = true);

@@ -70,6 +70,12 @@ void RolloutPool::request(int64_t groups) {
   cv_.notify_all();
 }
 
+void RolloutPool::wait_generated() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return error_ || stopping_ || (next_sequence_ == requested_ && generating_ == 0); });
+  if (error_) std::rethrow_exception(error_);
+}
+
 int64_t RolloutPool::pending() const {
   std::lock_guard<std::mutex> lock(mu_);
   return requested_ - taken_;
@@ -95,6 +101,7 @@ void RolloutPool::worker_loop(int64_t w) {
         const int64_t n = std::min(options_.prompts_per_batch, t.end - first_seq);
         for (int64_t i = 0; i < n; ++i) prompts.push_back(parts_.dataset->next());
         next_sequence_ += n;
+        ++generating_;
       }
       if (parts_.shared_model) {
         installed = version;  // the trainer's module holds the newest version: nothing to install
@@ -129,6 +136,7 @@ void RolloutPool::worker_loop(int64_t w) {
       {
         std::lock_guard<std::mutex> lock(mu_);
         for (auto& g : groups) to_score_.push_back(std::move(g));
+        --generating_;
       }
       cv_.notify_all();
     }

@@ -45,8 +45,11 @@ class RolloutPool {
  public:
   struct Parts {
     std::function<CausalLM(int64_t worker)> make_model;  // each worker's own policy (weights come by sync)
-    // make_model returns the trainer's own module (max_policy_lag = 0, where the trainer never
-    // updates while workers generate): no per-worker copy, no host snapshots, nothing to install.
+    // make_model returns one module for every worker, which the caller keeps at the newest
+    // published version: no per-worker copy, no host snapshots, nothing to install. It is the
+    // trainer's own module (max_policy_lag = 0, where the trainer never updates while workers
+    // generate), or one sampler copy that the trainer updates in place between versions, after
+    // wait_generated() (max_policy_lag = 1).
     bool shared_model = false;
     const Tokenizer* tokenizer = nullptr;
     std::shared_ptr<Dataset> dataset;
@@ -71,6 +74,9 @@ class RolloutPool {
   uint64_t publish(torch::nn::Module& trainer_model, int64_t version);
   // Asks for `groups` more groups, sampled with the newest published weights.
   void request(int64_t groups);
+  // Blocks until every requested group has been generated (rewards may still be scoring), so no
+  // worker reads its model until the next request; rethrows a worker's error.
+  void wait_generated();
   // The next `n` scored groups in request order. Blocks; rethrows a worker's or the reward stage's error.
   std::vector<ScoredGroup> take(int64_t n);
   int64_t pending() const;  // requested but not yet taken
@@ -98,6 +104,7 @@ class RolloutPool {
   std::deque<Ticket> tickets_;
   int64_t requested_ = 0;                 // sequences requested so far
   int64_t next_sequence_ = 0;             // sequences handed to workers
+  int64_t generating_ = 0;                // batches handed to workers and not yet generated
   int64_t taken_ = 0;                     // sequences returned by take()
   std::deque<ScoredGroup> to_score_;      // generated, waiting for rewards
   std::map<int64_t, ScoredGroup> ready_;  // scored, by sequence

@@ -58,7 +58,8 @@ int64_t shmem_bytes() {
 }  // namespace
 
 TEST_CASE("every subcommand has --help") {
-  for (const char* sub : {"train", "generate", "eval", "tokenize", "rewards", "curves", "samples", "config"}) {
+  for (const char* sub :
+       {"train", "generate", "eval", "export", "tokenize", "rewards", "curves", "samples", "config"}) {
     CAPTURE(sub);
     Result r = run_r1(std::string(sub) + " --help");
     CHECK(r.code == 0);
@@ -282,6 +283,31 @@ TEST_CASE("generate: greedy on the embedded default model, deterministic, JSON o
   Result text = run_r1("generate --prompt \"Natalia sold 48 clips\" --max-new-tokens 4");
   CHECK(text.code == 0);
   CHECK(has(text.out, "Natalia sold 48 clips"));
+}
+
+TEST_CASE("export --merge-lora: a LoRA run's adapters become a checkpoint that generate loads; errors exit 2") {
+  const auto dir = r1::test::binary_dir() / "tests" / "scratch" / "cli-lora";
+  std::filesystem::remove_all(dir);
+  Result t = run_r1(
+      "train --set lora.rank=4 --set train.steps=2 --set train.lr=1e-2 --set 'eval.path=\"\"' --set run.out_dir=" +
+      dir.string() + " --set run.name=run");
+  REQUIRE(t.code == 0);
+  CHECK(std::filesystem::exists(dir / "run" / "model" / "adapter_config.json"));
+  Result e = run_r1("export --merge-lora " + (dir / "run").string() + " " + (dir / "merged").string());
+  REQUIRE(e.code == 0);
+  CHECK(std::filesystem::exists(dir / "merged" / "config.json"));
+  CHECK(std::filesystem::exists(dir / "merged" / "tokenizer.json"));
+  // The merged checkpoint and the adapter folder both load; each generates.
+  for (const char* m : {"merged", "run/model"}) {
+    CAPTURE(m);
+    CHECK(run_r1("generate --model " + (dir / m).string() + " --prompt-ids 5,6,7 --max-new-tokens 4").code == 0);
+  }
+  Result plain = run_r1("export --merge-lora " + (r1::test::source_dir() / "models" / "tiny").string() + " " +
+                        (dir / "x").string());
+  CHECK(plain.code == 2);
+  CHECK(has(plain.out, "adapter_config.json"));
+  CHECK_FALSE(std::filesystem::exists(dir / "x"));
+  CHECK(run_r1("export " + (dir / "run").string() + " " + (dir / "y").string()).code == 2);  // --merge-lora required
 }
 
 TEST_CASE("generate: bad input exits with a clear message") {

@@ -278,13 +278,20 @@ boost::json::object qwen2_config(int64_t hidden, int64_t layers, int64_t heads, 
 
 }  // namespace
 
-TEST_CASE("memory plan: within 20% of the measured peak RSS of the demo and a 25M model") {
+TEST_CASE("memory plan: within 20% of the measured peak RSS of the demo and a 25M model (LoRA, lag 1)") {
   check_plan({"demo", {"train.steps=3"}});
   const fs::path scratch = test::binary_dir() / "tests" / "scratch";
   const fs::path m25 =
       random_model(scratch / "model-h512-l8", qwen2_config(512, 8, 8, 4, 1536, 512, 0), "models/r1zero-tiny");
-  check_plan(
-      {"h512-l8", {"model.path=" + m25.string(), "train.steps=2", "eval.path=\"\"", "rollout.prompts_per_step=4"}});
+  const std::vector<std::string> sets = {"model.path=" + m25.string(), "train.steps=2", "eval.path=\"\"",
+                                         "rollout.prompts_per_step=4"};
+  check_plan({"h512-l8", sets});
+  // LoRA, and max_policy_lag = 1 with its one sampler copy (the adapters alone under LoRA).
+  std::vector<std::string> lora = sets, lag = sets;
+  lora.insert(lora.end(), {"lora.rank=16", "rollout.max_policy_lag=1"});
+  lag.push_back("rollout.max_policy_lag=1");
+  check_plan({"h512-l8-lora-lag1", lora});
+  check_plan({"h512-l8-lag1", lag});
   fs::remove_all(m25);
 }
 
@@ -293,7 +300,7 @@ TEST_CASE("memory plan: within 20% of the measured peak RSS of a Qwen2.5-0.5B-sh
   const fs::path dir = test::binary_dir() / "tests" / "scratch" / "model-qwen2.5-0.5b-shape";
   const fs::path tok = test::shared_file("tokenizers/qwen3");
   const fs::path m = random_model(dir, qwen2_config(896, 24, 14, 2, 4864, 151669, 151645), tok);
-  for (bool ckpt : {true, false}) {
+  for (const std::string mode : {"checkpointed", "plain", "lora"}) {
     std::vector<std::string> sets = {"model.path=" + m.string(),
                                      "train.steps=1",
                                      "eval.path=\"\"",
@@ -304,8 +311,9 @@ TEST_CASE("memory plan: within 20% of the measured peak RSS of a Qwen2.5-0.5B-sh
                                      "rollout.workers=1",
                                      "rollout.prompts_per_batch=2",
                                      "train.micro_batch=8"};
-    if (ckpt) sets.push_back("train.activation_checkpointing=\"layers\"");
-    check_plan({ckpt ? "0.5b-checkpointed" : "0.5b", sets});
+    if (mode != "plain") sets.push_back("train.activation_checkpointing=\"layers\"");
+    if (mode == "lora") sets.push_back("lora.rank=16");
+    check_plan({"0.5b-" + mode, sets});
   }
   fs::remove_all(dir);
 }

@@ -1,10 +1,13 @@
 // Paths tests use: the source tree, the build tree, and ../shared (R1_SHARED_DIR overrides it),
-// and the decorator that skips a test case whose ../shared fixture is missing.
+// the decorator that skips a test case whose ../shared fixture is missing, a fresh scratch
+// folder, and the message of what a call throws.
 #pragma once
 #include <doctest/doctest.h>
 
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -13,6 +16,22 @@ namespace r1::test {
 inline std::filesystem::path source_dir() { return R1_SOURCE_DIR; }
 inline std::filesystem::path binary_dir() { return R1_BINARY_DIR; }
 inline std::filesystem::path fixtures() { return source_dir() / "tests" / "fixtures"; }
+// build/tests/scratch/NAME, emptied and created.
+inline std::filesystem::path scratch(const std::string& name) {
+  std::filesystem::path p = binary_dir() / "tests" / "scratch" / name;
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
+}
+// What `f` throws (its what()), or "" when it returns.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
 inline std::filesystem::path shared_dir() {
   if (const char* s = std::getenv("R1_SHARED_DIR")) return s;
   return source_dir() / ".." / "shared";

@@ -53,21 +53,8 @@ at::Tensor padded_logits(CausalLM& m, const at::Tensor& ids, const at::Tensor& m
   return m->logits(m->hidden({ids, pos, causal_mask(mask.to(at::kBool), ids.size(1))}));
 }
 
-fs::path scratch(const std::string& name) {
-  fs::path p = test::binary_dir() / "tests" / "scratch" / name;
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using test::error_of;
+using test::scratch;
 
 // Copies a fixture model folder so a test can damage it.
 fs::path copy_model(const std::string& name, const std::string& as) {

@@ -38,8 +38,11 @@ Trainable trainable(Precision precision, Dtype dtype, double lr) {
   Trainable t;
   t.policy = load_pretrained(model_dir(), tensor_options(dtype, "cpu"));
   t.policy->train();
-  CausalLM masters{nullptr};
-  if (precision == Precision::bf16_mixed) masters = load_pretrained(model_dir(), tensor_options(Dtype::float32, "cpu"));
+  std::vector<std::pair<std::string, at::Tensor>> masters;
+  if (precision == Precision::bf16_mixed) {
+    CausalLM m = load_pretrained(model_dir(), tensor_options(Dtype::float32, "cpu"));
+    masters = named_tensors(m);
+  }
   t.weights = std::make_unique<TrainWeights>(t.policy, precision, masters);
   t.opt = std::make_unique<torch::optim::AdamW>(t.weights->params(), torch::optim::AdamWOptions(lr));
   return t;

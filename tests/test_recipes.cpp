@@ -72,7 +72,8 @@ TEST_CASE("every recipe in configs/recipes/ passes r1 config check and trains on
     CHECK(lines[1].at("step").as_int64() == 1);
     CHECK(lines[1].contains("reward/mean"));
     CHECK(lines[1].contains("eval/accuracy"));
-    CHECK(fs::exists(scratch / name / "model" / "model.safetensors"));
+    const bool lora = toml::parse_file(e.path().string()).at_path("lora.rank").value_or(int64_t{0}) > 0;
+    CHECK(fs::exists(scratch / name / "model" / (lora ? "adapter_model.safetensors" : "model.safetensors")));
   }
   CHECK(recipes >= 4);
 }

@@ -450,22 +450,38 @@ TEST_CASE("a model whose vocab_size exceeds the tokenizer's never samples an id 
             doctest::Approx(lp_base[static_cast<int64_t>(i)][static_cast<int64_t>(t)].item<double>()).epsilon(1e-4));
 }
 
+namespace {
+
+// Workers on one shared module: the tiny model's tokenizer, 20 held-out prompts, two workers of two
+// prompts x G 2, five new tokens each.
+struct PoolSetup {
+  Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
+  DatasetOptions data;
+  RolloutOptions rollout;
+  SamplingOptions sampling;
+  PoolSetup() {
+    data.path = (test::source_dir() / "data" / "arith" / "heldout.jsonl").string();
+    data.limit = 20;
+    rollout.workers = 2;
+    rollout.group_size = 2;
+    rollout.prompts_per_batch = 2;
+    rollout.max_batch = 4;
+    sampling.max_new_tokens = 5;
+    sampling.ignore_eos = true;
+  }
+};
+
+}  // namespace
+
 // max_policy_lag = 0: every worker samples from the trainer's own module. No worker holds a copy
 // of the weights (their parameters are the trainer's storages), the weight store keeps no host
 // snapshot, and a change to the trainer's weights is what the next request samples with.
 TEST_CASE("rollout workers on the trainer's own module keep no copy of the weights") {
-  Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
-  DatasetOptions d;
-  d.path = (test::source_dir() / "data" / "arith" / "heldout.jsonl").string();
-  d.limit = 20;
-  RolloutOptions ro;
-  ro.workers = 2;
-  ro.group_size = 2;
-  ro.prompts_per_batch = 2;
-  ro.max_batch = 4;
-  SamplingOptions s;
-  s.max_new_tokens = 5;
-  s.ignore_eos = true;
+  PoolSetup ps;
+  Tokenizer& tok = ps.tok;
+  DatasetOptions& d = ps.data;
+  RolloutOptions& ro = ps.rollout;
+  SamplingOptions& s = ps.sampling;
   CausalLM trainer = load_f32(tiny());
   std::set<const void*> storages;
   for (const auto& p : trainer->parameters()) storages.insert(p.data_ptr());
@@ -525,4 +541,75 @@ TEST_CASE("rollout workers on the trainer's own module keep no copy of the weigh
       ++k;
     }
   }
+}
+
+// max_policy_lag = 1: every worker samples from one sampler copy, which the trainer updates in
+// place once the groups pinned to the old version are generated (wait_generated), while it trains
+// on its own module. One copy in all, whatever the number of workers; each group's log-probs are
+// those of the version that sampled it.
+TEST_CASE("rollout workers share one sampler copy, updated in place between versions") {
+  PoolSetup ps;
+  Tokenizer& tok = ps.tok;
+  DatasetOptions& d = ps.data;
+  RolloutOptions& ro = ps.rollout;
+  SamplingOptions& s = ps.sampling;
+  ro.workers = 3;
+  ro.prompts_per_batch = 1;
+  CausalLM trainer = load_f32(tiny());
+  CausalLM sampler(trainer->config(), trainer->options());
+  copy_weights(*sampler, *trainer);
+  std::set<const void*> storages;
+  int64_t handed_out = 0;
+  auto store = std::make_shared<WeightStore>();
+  RolloutPool pool(ro, s,
+                   {.make_model =
+                        [&](int64_t) {
+                          ++handed_out;
+                          for (const auto& p : sampler->parameters()) storages.insert(p.data_ptr());
+                          return sampler;
+                        },
+                    .shared_model = true,
+                    .tokenizer = &tok,
+                    .dataset = std::make_shared<Dataset>(d),
+                    .weights = store,
+                    .reward = [](ScoredGroup& g) { g.rewards.assign(g.completions.size(), 0.0); }});
+  pool.publish(*trainer, 0);
+  pool.start();
+  CHECK(handed_out == 3);
+  CHECK(storages.size() == sampler->parameters().size());  // the three workers hold one set of weights
+  pool.request(4);                                         // version 0, generated while the trainer updates
+  {
+    at::NoGradGuard ng;
+    trainer->lm_head_weight().mul_(-1);
+  }
+  CausalLM old_weights = load_f32(tiny());
+  pool.wait_generated();
+  copy_weights(*sampler, *trainer);
+  pool.publish(*trainer, 1);
+  pool.request(4);
+  auto groups = pool.take(8);
+  pool.stop();
+  at::NoGradGuard ng;
+  for (const auto& g : groups) {
+    CAPTURE(g.sequence);
+    CHECK(g.policy_version == (g.sequence < 4 ? 0 : 1));
+    std::vector<std::vector<TokenId>> seqs;
+    std::vector<CompletionRef> rows;
+    for (const auto& c : g.completions) {
+      seqs.push_back(g.prompt_ids);
+      seqs.back().insert(seqs.back().end(), c.tokens.begin(), c.tokens.end());
+    }
+    for (size_t i = 0; i < seqs.size(); ++i)
+      rows.push_back({seqs[i].data(), static_cast<int64_t>(g.prompt_ids.size()),
+                      static_cast<int64_t>(g.completions[i].tokens.size()), static_cast<int64_t>(i)});
+    CausalLM& sampled_by = g.policy_version == 0 ? old_weights : trainer;
+    at::Tensor lp = completion_logprobs(*sampled_by, rows).logprobs;
+    for (size_t i = 0; i < g.completions.size(); ++i)
+      for (size_t t = 0; t < g.completions[i].tokens.size(); ++t)
+        CHECK(g.completions[i].logprobs[t] ==
+              doctest::Approx(lp[static_cast<int64_t>(i)][static_cast<int64_t>(t)].item<double>()).epsilon(1e-4));
+  }
+  // A copy that does not match is an error, not a silent difference.
+  CausalLM other = load_f32(test::fixtures() / "models" / "qwen3");
+  CHECK_THROWS(copy_weights(*sampler, *other));
 }
