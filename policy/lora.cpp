@@ -147,7 +147,7 @@ void merge_lora(CausalLM& model) {
   at::NoGradGuard ng;
   for (auto& [prefix, lin] : lora_targets(model, model->lora)) {
     at::Tensor delta = at::mm(lin->lora_B->weight.to(at::kFloat), lin->lora_A->weight.to(at::kFloat));  // [out, in]
-    lin->weight.copy_(lin->weight.to(at::kFloat).add_(delta, lin->lora_scale));
+    lin->weight.copy_(lin->weight.to(at::kFloat).add(delta, lin->lora_scale));  // summed in float32, rounded once
     lin->unregister_module("lora_A");
     lin->unregister_module("lora_B");
     lin->lora_A.reset(), lin->lora_B.reset();

@@ -144,12 +144,11 @@ CausalLM load_policy(const RunConfig& cfg, const Tokenizer& tok, NamedTensors* l
 std::unique_ptr<TrainWeights> make_train_weights(const RunConfig& cfg, CausalLM& policy,
                                                  const NamedTensors& lora_init) {
   NamedTensors masters;
-  CausalLM full{nullptr};
   if (cfg.train.precision == Precision::bf16_mixed && has_lora(policy)) {
     masters = lora_init;
   } else if (cfg.train.precision == Precision::bf16_mixed) {
-    full = load_pretrained(cfg.model.model_dir(), policy->options().dtype(at::kFloat));
-    masters = named_tensors(full);
+    CausalLM full = load_pretrained(cfg.model.model_dir(), policy->options().dtype(at::kFloat));
+    masters = named_tensors(full);  // the tensors outlive the module
   }
   return std::make_unique<TrainWeights>(policy, cfg.train.precision, masters);
 }

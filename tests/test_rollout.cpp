@@ -469,6 +469,18 @@ struct PoolSetup {
     sampling.max_new_tokens = 5;
     sampling.ignore_eos = true;
   }
+  // A pool whose workers all get make_model's one module, rewarding every completion 0.
+  std::unique_ptr<RolloutPool> shared_pool(std::function<CausalLM(int64_t)> make_model,
+                                           std::shared_ptr<WeightStore> store) {
+    return std::make_unique<RolloutPool>(
+        rollout, sampling,
+        RolloutPool::Parts{.make_model = std::move(make_model),
+                           .shared_model = true,
+                           .tokenizer = &tok,
+                           .dataset = std::make_shared<Dataset>(data),
+                           .weights = std::move(store),
+                           .reward = [](ScoredGroup& g) { g.rewards.assign(g.completions.size(), 0.0); }});
+  }
 };
 
 }  // namespace
@@ -478,26 +490,18 @@ struct PoolSetup {
 // snapshot, and a change to the trainer's weights is what the next request samples with.
 TEST_CASE("rollout workers on the trainer's own module keep no copy of the weights") {
   PoolSetup ps;
-  Tokenizer& tok = ps.tok;
-  DatasetOptions& d = ps.data;
-  RolloutOptions& ro = ps.rollout;
-  SamplingOptions& s = ps.sampling;
   CausalLM trainer = load_f32(tiny());
   std::set<const void*> storages;
   for (const auto& p : trainer->parameters()) storages.insert(p.data_ptr());
   std::vector<CausalLM> handed_out;
   auto store = std::make_shared<WeightStore>();
-  RolloutPool pool(ro, s,
-                   {.make_model =
-                        [&](int64_t) {
-                          handed_out.push_back(trainer);
-                          return trainer;
-                        },
-                    .shared_model = true,
-                    .tokenizer = &tok,
-                    .dataset = std::make_shared<Dataset>(d),
-                    .weights = store,
-                    .reward = [](ScoredGroup& g) { g.rewards.assign(g.completions.size(), 0.0); }});
+  auto pool_ptr = ps.shared_pool(
+      [&](int64_t) {
+        handed_out.push_back(trainer);
+        return trainer;
+      },
+      store);
+  RolloutPool& pool = *pool_ptr;
   pool.publish(*trainer, 0);
   pool.start();
   REQUIRE(handed_out.size() == 2);
@@ -549,30 +553,22 @@ TEST_CASE("rollout workers on the trainer's own module keep no copy of the weigh
 // those of the version that sampled it.
 TEST_CASE("rollout workers share one sampler copy, updated in place between versions") {
   PoolSetup ps;
-  Tokenizer& tok = ps.tok;
-  DatasetOptions& d = ps.data;
-  RolloutOptions& ro = ps.rollout;
-  SamplingOptions& s = ps.sampling;
-  ro.workers = 3;
-  ro.prompts_per_batch = 1;
+  ps.rollout.workers = 3;
+  ps.rollout.prompts_per_batch = 1;
   CausalLM trainer = load_f32(tiny());
   CausalLM sampler(trainer->config(), trainer->options());
   copy_weights(*sampler, *trainer);
   std::set<const void*> storages;
   int64_t handed_out = 0;
   auto store = std::make_shared<WeightStore>();
-  RolloutPool pool(ro, s,
-                   {.make_model =
-                        [&](int64_t) {
-                          ++handed_out;
-                          for (const auto& p : sampler->parameters()) storages.insert(p.data_ptr());
-                          return sampler;
-                        },
-                    .shared_model = true,
-                    .tokenizer = &tok,
-                    .dataset = std::make_shared<Dataset>(d),
-                    .weights = store,
-                    .reward = [](ScoredGroup& g) { g.rewards.assign(g.completions.size(), 0.0); }});
+  auto pool_ptr = ps.shared_pool(
+      [&](int64_t) {
+        ++handed_out;
+        for (const auto& p : sampler->parameters()) storages.insert(p.data_ptr());
+        return sampler;
+      },
+      store);
+  RolloutPool& pool = *pool_ptr;
   pool.publish(*trainer, 0);
   pool.start();
   CHECK(handed_out == 3);
