@@ -61,7 +61,6 @@ void add_train(CLI::App& app) {
       return;
     }
     const LaunchEnv env = LaunchEnv::from_environment();
-    if (cfg.model.device == "cuda" && env.world_size > 1) cfg.model.device = "cuda:" + std::to_string(env.local_rank);
     TrainSummary s = train(
         cfg, {.run_dir = run_dir, .launch = env, .progress = !a->quiet && env.rank == 0, .resume = !a->resume.empty()});
     if (env.rank != 0) return;

@@ -1,6 +1,7 @@
 // Training checkpoints that resume exactly. A checkpoint folder holds the policy in Hugging Face
 // format (loadable by transformers, in [train] save_dtype; under LoRA the PEFT adapter folder,
-// loadable by PEFT, whose base is the run's model), the AdamW state of what the optimizer updates, in bf16-mixed the
+// loadable by PEFT, whose base is the run's model), the AdamW state of what the optimizer updates as pieces each rank
+// wrote (optimizer/rank-R-of-W.safetensors, readable at any world size and ZeRO stage), in bf16-mixed the
 // float32 masters (masters/), the frozen reference when one is kept, and trainer_state.json (step, weight version,
 // records consumed, RNG state), plus MANIFEST.json with every file's size and checksum. It is written into a temp
 // folder, fsynced and renamed, so a crash mid-save never damages the last good checkpoint; on resume a checkpoint that
@@ -14,6 +15,7 @@
 
 #include "policy/model.hpp"
 #include "policy/options.hpp"
+#include "rl/distributed.hpp"
 #include "rl/precision.hpp"
 
 namespace torch::optim {
@@ -38,10 +40,18 @@ struct CheckpointSave {
 
 // Writes run_dir/checkpoints/step-NNNNNN atomically; returns its path.
 // Throws r1::Error, writing nothing, when the weights are not all finite.
-std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, CausalLM& policy,
-                                      const TrainWeights& weights, torch::optim::AdamW& optimizer,
-                                      const CausalLM* reference, const TrainerState& state,
-                                      const CheckpointSave& options);
+// Every rank calls it: each writes its pieces of the optimizer state (at ZeRO stage 0 rank 0 holds
+// them all), then rank 0 writes the rest while the others wait for it outside the collective
+// timeout (Distributed::wait_for); a failure on rank 0 fails every rank with its message.
+std::filesystem::path save_checkpoint(const std::filesystem::path& run_dir, CausalLM& policy, TrainWeights& weights,
+                                      torch::optim::AdamW& optimizer, const CausalLM* reference,
+                                      const TrainerState& state, const CheckpointSave& options, Distributed& dist);
+
+// The trained model as a Hugging Face folder (or PEFT adapters), written by rank 0 while the others
+// wait for it; every rank calls it. Under ZeRO with bf16-mixed and a float32 save the masters are
+// gathered first (a collective).
+void save_final_model(const std::filesystem::path& dir, CausalLM& policy, TrainWeights& weights,
+                      const CheckpointSave& options, Distributed& dist);
 
 struct FoundCheckpoint {
   std::filesystem::path dir;
@@ -54,7 +64,8 @@ struct FoundCheckpoint {
 std::optional<FoundCheckpoint> find_checkpoint(const std::filesystem::path& run_dir, std::vector<std::string>* skipped);
 
 // Loads weights (and in bf16-mixed the masters, bit for bit), optimizer state and the reference
-// (if given) from a checkpoint folder.
+// (if given) from a checkpoint folder, whatever the world size and ZeRO stage that wrote it: each
+// rank reads the pieces its own layout needs. Under ZeRO every rank calls it (a collective).
 void load_checkpoint(const std::filesystem::path& dir, CausalLM& policy, TrainWeights& weights,
                      torch::optim::AdamW& optimizer, CausalLM* reference);
 

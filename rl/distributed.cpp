@@ -9,12 +9,21 @@
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/variable.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
+#ifdef R1_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+#include <fmt/ranges.h>
+
 #include "common/error.hpp"
+#include "policy/device.hpp"
 
 namespace r1 {
 
@@ -49,6 +58,39 @@ LaunchEnv LaunchEnv::from_environment() {
            e.world_size);
   return e;
 }
+
+std::string device_of_rank(const std::string& device, const LaunchEnv& env) {
+  if (env.world_size == 1 || device.rfind("cuda", 0) != 0) return device;
+  if (device != "cuda")
+    throw ConfigError(
+        fmt::format("model.device = \"{}\" names one GPU, but there are {} ranks: set \"cuda\" and each rank binds "
+                    "cuda:LOCAL_RANK (docs/DISTRIBUTED.md)",
+                    device, env.world_size));
+  return fmt::format("cuda:{}", env.local_rank);
+}
+
+std::string bind_device(const std::string& device, const LaunchEnv& env) {
+  const std::string bound = device_of_rank(device, env);
+#ifdef R1_WITH_CUDA
+  if (bound.rfind("cuda:", 0) == 0) c10::cuda::set_device(parse_device(bound).index());
+#endif
+  return bound;
+}
+
+namespace {
+
+constexpr auto kBeat = std::chrono::seconds(1);  // heartbeat period
+constexpr int kBeatsToDeath = 3;                 // a rank whose counter stands still this long is dead
+
+std::string beat_key(int64_t rank) { return fmt::format("r1/beat/{}", rank); }
+
+}  // namespace
+
+struct Distributed::Work {
+  c10::intrusive_ptr<c10d::Work> work;
+  Distributed* dist = nullptr;
+  const char* what = "";
+};
 
 // One all-reduce unit of the overlapped gradient sync.
 struct GradBucket {
@@ -98,13 +140,47 @@ struct Distributed::Impl {
     launch_ready_in_order(true);
   }
 
+  Distributed* owner = nullptr;
   void wait(const c10::intrusive_ptr<c10d::Work>& w, const char* what) {
     try {
       w->wait(std::chrono::milliseconds(options.timeout_s * 1000));
     } catch (const std::exception& e) {
-      fail("data parallel: {} failed or timed out after {}s (did another rank die?): {}", what, options.timeout_s,
+      const std::string dead = owner->dead_ranks();
+      fail("data parallel: {} failed or timed out after {}s: {}: {}", what, options.timeout_s,
+           dead.empty() ? "every rank's heartbeat still beats (a rank is stuck, or the network failed)"
+                        : dead + " died (its heartbeat stopped)",
            e.what());
     }
+  }
+
+  // Heartbeat: a counter in the store, beaten over a connection of its own.
+  c10::intrusive_ptr<c10d::Store> beat_store;
+  std::thread beat;
+  std::atomic<bool> stop{false};
+  void start_heartbeat(const LaunchEnv& env, const c10d::TCPStoreOptions& base) {
+    c10d::TCPStoreOptions so = base;
+    so.isServer = false;
+    so.numWorkers = std::nullopt;
+    so.waitWorkers = false;
+    beat_store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+    beat_store->add(beat_key(env.rank), 1);
+    beat = std::thread([this, key = beat_key(env.rank)] {
+      auto next = std::chrono::steady_clock::now() + kBeat;
+      while (!stop.load()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (std::chrono::steady_clock::now() < next) continue;
+        next += kBeat;
+        try {
+          beat_store->add(key, 1);
+        } catch (const std::exception&) {
+          return;  // the store's host is gone: the collectives report it
+        }
+      }
+    });
+  }
+  ~Impl() {
+    stop = true;
+    if (beat.joinable()) beat.join();
   }
 };
 
@@ -112,6 +188,7 @@ Distributed::Distributed(const LaunchEnv& env, const DistributedOptions& o, cons
     : env_(env), impl_(std::make_unique<Impl>()) {
   impl_->options = o;
   impl_->device = device;
+  impl_->owner = this;
   if (!active()) return;
   const auto timeout = std::chrono::milliseconds(o.timeout_s * 1000);
   c10d::TCPStoreOptions so;
@@ -132,6 +209,7 @@ Distributed::Distributed(const LaunchEnv& env, const DistributedOptions& o, cons
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = timeout;
     impl_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, env.rank, env.world_size, opts);
+    impl_->pg->setBoundDeviceId(device);  // this rank's GPU (bind_device), communicators created eagerly on it
 #else
     fail("data parallel: backend nccl needs a CUDA build (configure with -DR1_CUDA=ON)");
 #endif
@@ -141,6 +219,7 @@ Distributed::Distributed(const LaunchEnv& env, const DistributedOptions& o, cons
     opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr));
     impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, env.rank, env.world_size, opts);
   }
+  impl_->start_heartbeat(env, so);
 }
 
 Distributed::~Distributed() {
@@ -268,6 +347,90 @@ void Distributed::check_same(uint64_t checksum, const std::string& what) {
 void Distributed::barrier() {
   if (!active()) return;
   impl_->wait(impl_->pg->barrier(), "barrier");
+}
+
+void Distributed::Pending::wait() {
+  if (!work_) return;
+  work_->dist->impl_->wait(work_->work, work_->what);
+  work_.reset();
+}
+
+Distributed::Pending Distributed::reduce_scatter(const at::Tensor& in, const at::Tensor& out) {
+  Pending p;
+  if (!active()) {
+    out.copy_(in);
+    return p;
+  }
+  R1_CHECK(in.numel() == out.numel() * world_size(), "reduce_scatter: {} elements do not split into {} x {}",
+           in.numel(), world_size(), out.numel());
+  at::Tensor i = in, o = out;
+  p.work_ = std::make_shared<Work>(Work{impl_->pg->_reduce_scatter_base(o, i), this, "gradient reduce-scatter"});
+  return p;
+}
+
+Distributed::Pending Distributed::all_gather(const at::Tensor& chunk, const at::Tensor& out) {
+  Pending p;
+  if (!active()) {
+    out.copy_(chunk);
+    return p;
+  }
+  R1_CHECK(out.numel() == chunk.numel() * world_size(), "all_gather: {} elements are not {} x {}", out.numel(),
+           world_size(), chunk.numel());
+  at::Tensor i = chunk, o = out;
+  p.work_ = std::make_shared<Work>(Work{impl_->pg->_allgather_base(o, i), this, "weight all-gather"});
+  return p;
+}
+
+std::string Distributed::dead_ranks() {
+  if (!active()) return "";
+  auto counts = [&] {
+    std::vector<int64_t> c;
+    for (int64_t r = 0; r < world_size(); ++r) c.push_back(impl_->store->add(beat_key(r), 0));
+    return c;
+  };
+  std::vector<int64_t> dead;
+  try {
+    const std::vector<int64_t> before = counts();
+    std::this_thread::sleep_for(kBeat * kBeatsToDeath);
+    const std::vector<int64_t> after = counts();
+    for (int64_t r = 0; r < world_size(); ++r)
+      if (r != rank() && after[r] == before[r]) dead.push_back(r);
+  } catch (const std::exception&) {
+    return "rank 0 (it hosts the rendezvous store, which no longer answers)";
+  }
+  if (dead.empty()) return "";
+  return fmt::format("{} {}", dead.size() == 1 ? "rank" : "ranks", fmt::join(dead, ", "));
+}
+
+void Distributed::done(const std::string& key, const std::string& error) {
+  if (!active()) return;
+  impl_->store->set("r1/done/" + key, std::vector<uint8_t>(error.begin(), error.end()));
+}
+
+std::string Distributed::wait_for(const std::string& key, int64_t worker) {
+  if (!active()) return "";
+  const std::string k = "r1/done/" + key;
+  try {
+    int64_t last = impl_->store->add(beat_key(worker), 0);
+    auto last_change = std::chrono::steady_clock::now();
+    while (!impl_->store->check({k})) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      const int64_t now = impl_->store->add(beat_key(worker), 0);
+      if (now != last) {
+        last = now, last_change = std::chrono::steady_clock::now();
+      } else if (std::chrono::steady_clock::now() - last_change > kBeat * kBeatsToDeath) {
+        fail("data parallel: rank {} died (its heartbeat stopped) while rank {} waited for its {}", worker, rank(),
+             key);
+      }
+    }
+    const std::vector<uint8_t> v = impl_->store->get(k);
+    return std::string(v.begin(), v.end());
+  } catch (const r1::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    fail("data parallel: rank 0 (it hosts the rendezvous store) is gone while rank {} waited for {}: {}", rank(), key,
+         e.what());
+  }
 }
 
 }  // namespace r1

@@ -132,7 +132,11 @@ struct DistributedOptions {
   F(double, bucket_mb, 25,                                                                                       \
     "gradient all-reduce bucket size in MiB; each bucket starts as soon as backward "                            \
     "has produced its gradients, overlapping communication with the rest of backward",                           \
-    x > 0)
+    x > 0)                                                                                                       \
+  F(int64_t, zero_stage, 0,                                                                                      \
+    "ZeRO sharding over the ranks: 0 none; 1 float32 masters and AdamW moments; 2 also gradients "               \
+    "(reduce-scattered during backward); 3 also the compute weights during the update (docs/DISTRIBUTED.md)",    \
+    x >= 0 && x <= 3)
   R1_CONFIG(DistributedOptions, R1_DISTRIBUTED_FIELDS)
 };
 

@@ -59,11 +59,10 @@ std::vector<PromptRecord> eval_records(const RunConfig& cfg) {
   return out;
 }
 
-EvalScore score_of(const EvalReport& r) { return {r.pass_at_1, r.mean_length, r.part_means}; }
-
 void add_eval(boost::json::object& line, const EvalScore& e) {
   line["eval/accuracy"] = e.accuracy;
   line["eval/length"] = e.mean_length;
+  line["eval/prompts_per_rank"] = e.prompts_per_rank;
   for (const auto& [name, v] : e.parts) line["eval/reward/" + name + "/mean"] = v;
 }
 
@@ -79,6 +78,7 @@ class Trainer {
   void score_old_and_reference(std::vector<Sequence>& seqs, StepMetrics& m);
   double update(const std::vector<Sequence>& seqs, int64_t step, StepMetrics& m);
   void publish(int64_t step, StepMetrics& m);
+  void log_memory(StepMetrics& m);
   boost::json::object log_step(int64_t step, StepMetrics& m, const StepGroups& g, const std::vector<Sequence>& seqs);
   void evaluate_if_due(int64_t step, boost::json::object& line);
   void checkpoint_if_due(int64_t step);
@@ -93,7 +93,8 @@ class Trainer {
   void sync_sampler();
   bool last(int64_t step) const { return step + 1 == cfg_.train.steps; }
 
-  const RunConfig cfg_;
+  const RunConfig cfg_;    // on this rank's device
+  const RunConfig given_;  // as written to the run's config.toml
   const TrainerSetup setup_;
   const int64_t rank_, world_, per_step_;  // per_step_: this rank's share of prompts_per_step
   const Clock::time_point t_start_ = Clock::now();
@@ -141,8 +142,8 @@ CausalLM load_policy(const RunConfig& cfg, const Tokenizer& tok, NamedTensors* l
 // What AdamW updates: the trained parameters (all, or the adapters), in bf16-mixed as float32
 // masters: the checkpoint loaded in float32 (exact even for a float32 checkpoint), or the adapters'
 // float32 initial values.
-std::unique_ptr<TrainWeights> make_train_weights(const RunConfig& cfg, CausalLM& policy,
-                                                 const NamedTensors& lora_init) {
+std::unique_ptr<TrainWeights> make_train_weights(const RunConfig& cfg, CausalLM& policy, const NamedTensors& lora_init,
+                                                 Distributed& dist) {
   NamedTensors masters;
   if (cfg.train.precision == Precision::bf16_mixed && has_lora(policy)) {
     masters = lora_init;
@@ -150,20 +151,24 @@ std::unique_ptr<TrainWeights> make_train_weights(const RunConfig& cfg, CausalLM&
     CausalLM full = load_pretrained(cfg.model.model_dir(), policy->options().dtype(at::kFloat));
     masters = named_tensors(full);  // the tensors outlive the module
   }
-  return std::make_unique<TrainWeights>(policy, cfg.train.precision, masters);
+  return std::make_unique<TrainWeights>(policy, cfg.train.precision, masters,
+                                        Sharding{.dist = &dist, .zero_stage = cfg.distributed.zero_stage});
 }
 
-// `cfg` after every check, before anything is made from it.
-const RunConfig& checked(const RunConfig& cfg, const LaunchEnv& launch) {
+// `cfg` after every check, before anything is made from it, on this rank's device (bind_device).
+RunConfig checked(const RunConfig& cfg, const LaunchEnv& launch) {
   check_run_config(cfg);
   if (cfg.rollout.prompts_per_step % launch.world_size != 0)
     throw ConfigError(fmt::format("rollout.prompts_per_step = {} is the global batch and must divide by the {} ranks",
                                   cfg.rollout.prompts_per_step, launch.world_size));
-  return cfg;
+  RunConfig c = cfg;
+  c.model.device = bind_device(cfg.model.device, launch);
+  return c;
 }
 
 Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
     : cfg_(checked(cfg, setup.launch)),
+      given_(cfg),
       setup_(setup),
       rank_(setup.launch.rank),
       world_(setup.launch.world_size),
@@ -171,7 +176,7 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
       run_dir_(setup.run_dir.empty() ? fs::path(cfg.run.out_dir) / cfg.run.name : setup.run_dir),
       policy_(nullptr),
       tok_(Tokenizer::load(cfg.model.model_dir() / "tokenizer.json")),
-      dist_(setup.launch, cfg.distributed, tensor_options(cfg.model.dtype, cfg.model.device).device()),
+      dist_(setup.launch, cfg_.distributed, tensor_options(cfg_.model.dtype, cfg_.model.device).device()),
       progress_(cfg.train.steps, setup.progress && setup.launch.rank == 0),
       shuffle_rng_(fresh_shuffle_rng(static_cast<uint64_t>(cfg.run.seed))) {
   at::manual_seed(static_cast<uint64_t>(cfg_.run.seed));
@@ -179,7 +184,7 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
   pin_cpu_threads(cfg_.model.threads > 0 ? static_cast<int>(cfg_.model.threads) : at::get_num_threads());
   NamedTensors lora_init;
   policy_ = load_policy(cfg_, tok_, &lora_init);
-  weights_ = make_train_weights(cfg_, policy_, lora_init);
+  weights_ = make_train_weights(cfg_, policy_, lora_init, dist_);
   save_dtype_ = saved_dtype(cfg_.train.save_dtype, policy_->config().dtype);
   if (cfg_.grpo.kl_coef > 0 && !has_lora(policy_)) {  // with LoRA the reference is the policy without adapters
     ref_ = frozen(cfg_.model);
@@ -216,7 +221,7 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
 void Trainer::open_run_dir() {
   if (rank_ != 0) return;
   fs::create_directories(run_dir_);
-  if (!setup_.resume) write_file_atomic(run_dir_ / "config.toml", cfg::to_toml(cfg_));
+  if (!setup_.resume) write_file_atomic(run_dir_ / "config.toml", cfg::to_toml(given_));
   log_.emplace(run_dir_);
 }
 
@@ -231,22 +236,20 @@ void Trainer::restore(const ResumePoint& p) {
              first_step_);
 }
 
-// Before the first step: the held-out eval of the base model, the same weights on every rank, the
+// Before the first step: the same weights on every rank, the held-out eval of the base model, the
 // first weights to the workers, and the first step's groups requested.
 void Trainer::start() {
-  if (!setup_.resume && rank_ == 0 && !eval_prompts_.empty()) {
+  weights_->start();  // every rank's compute weights the same, gradient hooks on
+  if (!setup_.resume && !eval_prompts_.empty()) {
     summary_.before = evaluate_heldout();
-    boost::json::object line{{"step", 0}};
-    add_eval(line, summary_.before);
-    log_->log_step(line);
-    fmt::print(stderr, "r1 train: before RL: eval accuracy {:.3f}, format {:.3f} on {} held-out prompts\n",
-               summary_.before.accuracy, summary_.before.part("format"), eval_prompts_.size());
+    if (log_) {
+      boost::json::object line{{"step", 0}};
+      add_eval(line, summary_.before);
+      log_->log_step(line);
+      fmt::print(stderr, "r1 train: before RL: eval accuracy {:.3f}, format {:.3f} on {} held-out prompts\n",
+                 summary_.before.accuracy, summary_.before.part("format"), eval_prompts_.size());
+    }
   }
-  dist_.broadcast(weights_->params());  // every replica starts from rank 0's weights
-  weights_->refresh_policy();
-  // bf16-mixed: the hooks sit on the masters, outside the autograd graph, so the float32 sums all
-  // start in finish_grad_sync, after the micro-batches' gradients are accumulated.
-  dist_.attach_grads(weights_->params());
   if (sampler_.ptr() != policy_.ptr()) copy_weights(*sampler_, *policy_);
   sampler_version_ = version_;
   pool_->publish(*policy_, version_);
@@ -360,7 +363,7 @@ void Trainer::score_old_and_reference(std::vector<Sequence>& seqs, StepMetrics& 
 
 // Returns the tokens that went through forward and backward.
 double Trainer::update(const std::vector<Sequence>& seqs, int64_t step, StepMetrics& m) {
-  const Distributed::GradSyncStats before = dist_.grad_sync_stats();
+  const auto [early_before, launched_before] = weights_->overlap();
   const double lr = lr_at(cfg_.train, step);
   m.lr.add(lr);
   const double tokens = PolicyUpdate(policy_, *weights_, *opt_, dist_, guard_,
@@ -372,13 +375,28 @@ double Trainer::update(const std::vector<Sequence>& seqs, int64_t step, StepMetr
                                       .step = step,
                                       .rank = rank_})
                             .run(seqs, version_, lr, shuffle_rng_, m);
-  if (dist_.active()) {  // the share of gradient buckets whose all-reduce overlapped backward
-    const Distributed::GradSyncStats after = dist_.grad_sync_stats();
-    const double launched = static_cast<double>(after.buckets * (after.syncs - before.syncs));
-    if (launched > 0)
-      m.overlapped_buckets.add_total(static_cast<double>(after.launched_early - before.launched_early), launched);
+  if (dist_.active()) {  // the share of gradient buckets whose sum over ranks overlapped backward
+    const auto [early, launched] = weights_->overlap();
+    if (launched > launched_before)
+      m.overlapped_buckets.add_total(static_cast<double>(early - early_before),
+                                     static_cast<double>(launched - launched_before));
   }
+  log_memory(m);
   return tokens;
+}
+
+// What this rank holds of the trained state (gradients are measured inside the update).
+void Trainer::log_memory(StepMetrics& m) {
+  constexpr double MiB = 1024.0 * 1024.0;
+  double weights = 0, moments = 0;
+  for (const auto& p : policy_->parameters()) weights += static_cast<double>(p.nbytes());
+  for (const auto& [key, st] : opt_->state()) {
+    const auto& a = static_cast<const torch::optim::AdamWParamState&>(*st);
+    moments += static_cast<double>(a.exp_avg().nbytes() + a.exp_avg_sq().nbytes());
+  }
+  m.mem_weights.add(weights / MiB);
+  m.mem_masters.add(weights_->master_bytes() / MiB);
+  m.mem_moments.add(moments / MiB);
 }
 
 void Trainer::publish(int64_t step, StepMetrics& m) {
@@ -401,7 +419,7 @@ boost::json::object Trainer::log_step(int64_t step, StepMetrics& m, const StepGr
 }
 
 void Trainer::evaluate_if_due(int64_t step, boost::json::object& line) {
-  if (rank_ != 0 || eval_prompts_.empty()) return;
+  if (eval_prompts_.empty()) return;
   if (!last(step) && !(cfg_.eval.every > 0 && (step + 1) % cfg_.eval.every == 0)) return;
   EvalScore e = evaluate_heldout();
   add_eval(line, e);
@@ -414,44 +432,56 @@ void Trainer::checkpoint_if_due(int64_t step) {
   drawn[static_cast<size_t>(rank_)] = static_cast<double>(consumed_);
   std::vector<int64_t> by_rank;
   for (double x : dist_.sum(drawn)) by_rank.push_back(static_cast<int64_t>(x));
-  if (rank_ != 0) return;
   std::ostringstream rng_state;
   rng_state << shuffle_rng_;
-  log_->sync();
-  save_checkpoint(
-      run_dir_, policy_, *weights_, *opt_, ref_ ? &*ref_ : nullptr,
-      {step + 1, version_, by_rank, rng_state.str(), world_},
-      {.tokenizer_from = cfg_.model.model_dir(), .keep = cfg_.train.keep_checkpoints, .dtype = save_dtype_});
+  if (log_) log_->sync();
+  save_checkpoint(run_dir_, policy_, *weights_, *opt_, ref_ ? &*ref_ : nullptr,
+                  {step + 1, version_, by_rank, rng_state.str(), world_},
+                  {.tokenizer_from = cfg_.model.model_dir(), .keep = cfg_.train.keep_checkpoints, .dtype = save_dtype_},
+                  dist_);
 }
 
 TrainSummary Trainer::finish() {
   pool_->stop();
   summary_.run_dir = run_dir_;
-  if (rank_ == 0) {
-    summary_.model_dir = run_dir_ / "model";
-    R1_CHECK(weights_->finite(), "not saving the final model: its weights hold NaN or inf");
-    save_pretrained(policy_, summary_.model_dir,
-                    {.dtype = save_dtype_,
-                     .copy_tokenizer_from = cfg_.model.model_dir(),
-                     .values = weights_->mixed() ? &weights_->params() : nullptr});
-    log_->sync();
-  }
+  summary_.model_dir = run_dir_ / "model";
+  save_final_model(summary_.model_dir, policy_, *weights_,
+                   {.tokenizer_from = cfg_.model.model_dir(), .dtype = save_dtype_}, dist_);
+  if (log_) log_->sync();
   summary_.steps = cfg_.train.steps;
   summary_.seconds = since(t_start_);
   return summary_;
 }
 
-// Greedy completions of the held-out prompts by the trainer's own weights.
+// Greedy completions of the held-out prompts by the trainer's own weights, sharded over the ranks:
+// each generates every world-th prompt, and the sums are gathered (every rank takes part).
 EvalScore Trainer::evaluate_heldout() {
+  std::vector<PromptRecord> mine;
+  for (size_t i = static_cast<size_t>(rank_); i < eval_prompts_.size(); i += static_cast<size_t>(world_))
+    mine.push_back(eval_prompts_[i]);
   policy_->eval();
   Engine engine(policy_, &tok_, {.max_batch = 64});
   SamplingOptions s = cfg_.sampling;
   s.temperature = 0;
   if (cfg_.eval.max_new_tokens > 0) s.max_new_tokens = cfg_.eval.max_new_tokens;
-  EvalReport rep = evaluate(engine, tok_, eval_prompts_, *rewards_, s,
-                            {.samples = 1, .accuracy_part = cfg_.accuracy_part(), .prompts_per_batch = 32});
+  EvalReport rep;
+  if (!mine.empty())
+    rep = evaluate(engine, tok_, mine, *rewards_, s,
+                   {.samples = 1, .accuracy_part = cfg_.accuracy_part(), .prompts_per_batch = 32});
   policy_->train();
-  return score_of(rep);
+  // Sums over ranks: prompts, correct ones, completion tokens, and each part's score.
+  const std::vector<std::string> parts = rewards::part_names(cfg_.rewards);
+  const double n = static_cast<double>(rep.samples);
+  std::vector<double> sums = {static_cast<double>(rep.prompts), rep.pass_at_1 * static_cast<double>(rep.prompts),
+                              rep.mean_length * n};
+  for (const auto& name : parts) sums.push_back(rep.part_means.count(name) ? rep.part_means.at(name) * n : 0.0);
+  sums.push_back(n);
+  sums = dist_.sum(sums);
+  const double samples = std::max(1.0, sums.back());
+  EvalScore e{.accuracy = sums[0] > 0 ? sums[1] / sums[0] : 0.0, .mean_length = sums[2] / samples};
+  for (size_t k = 0; k < parts.size(); ++k) e.parts[parts[k]] = sums[3 + k] / samples;
+  e.prompts_per_rank = static_cast<int64_t>(dist_.max({static_cast<double>(mine.size())})[0]);
+  return e;
 }
 
 }  // namespace

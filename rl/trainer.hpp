@@ -25,6 +25,7 @@ struct TrainerSetup {
 struct EvalScore {
   double accuracy = -1;  // share of prompts whose completion is correct; -1: not measured
   double mean_length = 0;
+  int64_t prompts_per_rank = 0;                 // the most prompts one rank generated (the eval is sharded)
   std::map<std::string, double> parts;          // each reward part's mean score
   double part(const std::string& name) const {  // -1 when that part is not configured
     auto it = parts.find(name);

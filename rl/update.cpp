@@ -1,6 +1,5 @@
 #include "rl/update.hpp"
 
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
@@ -125,6 +124,7 @@ struct PolicyUpdate::Pass {
   at::Tensor tis_sum, tis_clipped;  // the correction's weights and capped or dropped tokens (first pass)
   at::Tensor loss;                  // the updates' objectives, summed (each is the sum over its micro-batches)
   double train_tokens = 0, grad_norm = 0;
+  double grad_bytes = 0;             // gradients held between backward passes, the most
   double slots = 0, real_slots = 0;  // completion slots of the micro-batches' [b, T] tensors, and the real ones
   int64_t updates = 0, skipped = 0;  // optimizer updates taken, and skipped by the guard
 };
@@ -178,6 +178,7 @@ double PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, dou
     m.loss.add_total(value(pass.loss), static_cast<double>(pass.updates));
   }
   m.skipped_steps.add(static_cast<double>(pass.skipped));  // the same on every rank: reduced by max
+  m.mem_grads.add(pass.grad_bytes / (1024.0 * 1024.0));
   if (pass.slots > 0) m.padding_frac.add_total(pass.slots - pass.real_slots, pass.slots);
   return pass.train_tokens;
 }
@@ -192,13 +193,12 @@ void PolicyUpdate::minibatch(const std::vector<const Sequence*>& mb, Pass& pass)
   opt_.zero_grad();
   const size_t micro = static_cast<size_t>(s_.train.micro_batch);
   for (size_t u = 0; u < mb.size(); u += micro) {
-    if (u + micro >= mb.size()) dist_.arm_grad_sync();  // the last backward before this update
     std::vector<const Sequence*> part(mb.begin() + static_cast<std::ptrdiff_t>(u),
                                       mb.begin() + static_cast<std::ptrdiff_t>(std::min(mb.size(), u + micro)));
-    micro_step(part, norm, pass);
+    micro_step(part, norm, u + micro >= mb.size(), pass);  // the last backward before this update sums over ranks
   }
-  dist_.finish_grad_sync();
-  optimizer_step(clip_gradients(), pass);  // the norm is read back: one host sync per optimizer update
+  // The norm is read back: one host sync per optimizer update.
+  optimizer_step(weights_.clip_grads(s_.train.max_grad_norm), pass);
 }
 
 // The all-reduced gradients, and so their norm, are the same on every rank: every rank takes or
@@ -221,7 +221,7 @@ void PolicyUpdate::optimizer_step(double grad_norm, Pass& pass) {
   ++pass.updates;
 }
 
-void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const LossNorm& norm, Pass& pass) {
+void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const LossNorm& norm, bool last, Pass& pass) {
   const bool tis = s_.grpo.tis_cap > 0;
   MicroForward f =
       forward_micro(model_, part, s_.temperature,
@@ -230,11 +230,13 @@ void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const Lo
   if (tis) tw = tis_weights(f.old_logprobs, f.sampler_logprobs, f.mask, s_.grpo);
   LossOutput out = grpo_loss({f.logprobs, f.old_logprobs, f.ref_logprobs, f.entropy, f.advantages, f.mask, tw.weight},
                              s_.grpo, norm);
+  weights_.before_backward(last);
   if (test_seam::fault_point(test_seam::Fault::nan_grad, s_.step + 1, s_.rank))
     (out.loss * NAN).backward();  // the trainer's guards under test
   else
     out.loss.backward();
-  weights_.accumulate_grads();
+  weights_.after_backward(last);
+  pass.grad_bytes = std::max(pass.grad_bytes, weights_.grad_bytes());
   accumulate(pass.loss, out.loss.detach());
   for (const Sequence* q : part) pass.train_tokens += static_cast<double>(q->ids.size());
   pass.slots += static_cast<double>(f.slots);  // packed completion rows x their length
@@ -261,17 +263,6 @@ void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const Lo
     accumulate_max(pass.mismatch_max, gap.max());
     accumulate(pass.mismatch_tokens, (f.mask * rows).sum());
   }
-}
-
-// The global gradient norm of what the optimizer updates (float32 masters in bf16-mixed), clipped
-// to max_grad_norm when that is set. A non-finite norm leaves gradients that the step skips.
-double PolicyUpdate::clip_gradients() {
-  const std::vector<at::Tensor>& params = weights_.params();
-  if (s_.train.max_grad_norm > 0) return torch::nn::utils::clip_grad_norm_(params, s_.train.max_grad_norm);
-  at::Tensor sq;
-  for (const auto& p : params)
-    if (p.grad().defined()) sq = sq.defined() ? sq + p.grad().pow(2).sum() : p.grad().pow(2).sum();
-  return sq.defined() ? std::sqrt(sq.item<double>()) : 0.0;
 }
 
 }  // namespace r1

@@ -3,7 +3,8 @@
 // once), the GRPO-family loss with step-wide normalisers, the overlapped gradient all-reduce, and
 // global grad-norm clipping, the non-finite guard (an update whose all-reduced gradient norm is
 // not finite is skipped on every rank alike), and the sampler/trainer correction (tis_cap). The
-// optimizer updates TrainWeights (rl/precision.hpp): the policy itself, or its float32 masters.
+// optimizer updates TrainWeights (rl/precision.hpp): the policy itself, its float32 masters, or
+// this rank's ZeRO chunks of them; TrainWeights also sums the gradients over ranks.
 // Also the no-gradient log-prob passes (recomputed old log-probs, the reference's) and the
 // learning-rate schedule.
 #pragma once
@@ -79,8 +80,7 @@ class PolicyUpdate {
  private:
   struct Pass;
   void minibatch(const std::vector<const Sequence*>& mb, Pass& pass);
-  void micro_step(const std::vector<const Sequence*>& part, const LossNorm& norm, Pass& pass);
-  double clip_gradients();
+  void micro_step(const std::vector<const Sequence*>& part, const LossNorm& norm, bool last, Pass& pass);
   void optimizer_step(double grad_norm, Pass& pass);
 
   CausalLM& model_;

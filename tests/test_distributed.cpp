@@ -12,8 +12,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "common/error.hpp"
 #include "common/fs.hpp"
+#include "policy/device.hpp"
 #include "policy/safetensors.hpp"
+#include "rl/distributed.hpp"
 #include "test_paths.hpp"
 #include "test_process.hpp"
 
@@ -24,21 +31,36 @@ namespace {
 using Run = r1::test::ProcessResult;
 Run sh(const std::string& cmd) { return r1::test::run_shell(cmd); }
 
-fs::path setup_dir() {
-  fs::path d = r1::test::binary_dir() / "tests" / "scratch" / "distributed";
+// `prompts` per step: 4 for 1 and 2 ranks, 6 for 1, 2 and 3.
+fs::path setup_dir(int prompts = 4, const std::string& name = "distributed") {
+  fs::path d = r1::test::binary_dir() / "tests" / "scratch" / name;
   r1::test::write_tiny_run(
-      d,
-      "[rollout]\ngroup_size = 4\nprompts_per_step = 4\nprompts_per_batch = 2\nmax_batch = 8\n"
-      "[grpo]\nkl_coef = 0.05\n[train]\nsteps = 3\nlr = 1e-4\nmicro_batch = 3\n"
-      // With Adam's default eps (1e-8), gradient entries near 1e-8 (the tied lm_head rows of
-      // rare tokens) move by up to lr on their sign alone, so reduction-order rounding could
-      // show up as lr-sized weight differences; 1e-6 keeps their updates proportional.
-      "adam_eps = 1e-6\n"
-      "[distributed]\ntimeout_s = 10\nchecksum_every = 1\nbucket_mb = 0.05\n");  // ~8 buckets of 430 KB
+      d, "[rollout]\ngroup_size = 4\nprompts_per_step = " + std::to_string(prompts) +
+             "\nprompts_per_batch = 2\nmax_batch = 8\n"
+             "[grpo]\nkl_coef = 0.05\n[train]\nsteps = 3\nlr = 1e-4\nmicro_batch = 3\n"
+             // With Adam's default eps (1e-8), gradient entries near 1e-8 (the tied lm_head rows of
+             // rare tokens) move by up to lr on their sign alone, so reduction-order rounding could
+             // show up as lr-sized weight differences; 1e-6 keeps their updates proportional.
+             "adam_eps = 1e-6\n"
+             "[distributed]\ntimeout_s = 10\nchecksum_every = 1\nbucket_mb = 0.05\n");  // ~8 buckets of 430 KB
   return d;
 }
 
 using r1::test::r1_exe;
+
+// Every value of `key` in a metrics.jsonl, in order.
+std::vector<double> values(const fs::path& metrics, const std::string& key) {
+  const std::string text = r1::read_file(metrics), k = "\"" + key + "\":";
+  std::vector<double> v;
+  for (size_t p = text.find(k); p != std::string::npos; p = text.find(k, p + 1))
+    v.push_back(std::stod(text.substr(p + k.size())));
+  return v;
+}
+
+std::string launch(int ranks, int port, const std::string& args) {
+  return r1_exe() + " launch --nproc " + std::to_string(ranks) + " --master-port " + std::to_string(port) +
+         " --grace 30 -- train " + args;
+}
 
 // The largest difference between the weights of two saved models, over every tensor.
 double max_weight_gap(const fs::path& x, const fs::path& y) {
@@ -108,7 +130,7 @@ TEST_CASE("activation checkpointing on two ranks: the weights of one rank withou
   CHECK(std::stod(m.substr(p + 26)) > 0.5);
 }
 
-TEST_CASE("a rank killed mid-run makes the others fail with a clear error within the timeout") {
+TEST_CASE("a rank killed mid-run makes the others fail within the timeout, naming the dead rank") {
   fs::path d = setup_dir();
   const std::string cfg = (d / "run.toml").string();
   Run r = sh("R1_TEST_CRASH=after_step:1@1 " + r1_exe() + " launch --nproc 2 --master-port 29733 --grace 60 -- train " +
@@ -117,6 +139,7 @@ TEST_CASE("a rank killed mid-run makes the others fail with a clear error within
   CHECK(r.code != 0);
   CHECK(r.out.find("rank 1 was killed by signal 9") != std::string::npos);
   CHECK(r.out.find("data parallel") != std::string::npos);  // rank 0's own error, not the launcher's kill
+  CHECK(r.out.find("rank 1 died (its heartbeat stopped)") != std::string::npos);
   CHECK(r.out.find("killed the ranks still running") == std::string::npos);
   CHECK(r.seconds < 40);  // timeout_s = 10, plus start-up
 }
@@ -172,4 +195,121 @@ TEST_CASE("resume with a different number of ranks: two ranks save, one rank con
   CHECK(worst <= 1e-6);
   CHECK(r1::read_file(d / "two" / "metrics.jsonl").find("\"step\":3") !=
         std::string::npos);  // the resumed run finished
+}
+
+// ZeRO, float32: the stages shard what AdamW updates over 2 and 3 ranks and still give the weights
+// (<= 1e-6), rewards and held-out eval of stage 0 on one rank. Each rank holds 1/W of what its stage
+// shards (float32 chunks and moments from stage 1, gradients from stage 2) and the held-out eval is
+// split over the ranks.
+TEST_CASE(
+    "ZeRO stages 1 and 2 on 2 and 3 ranks equal stage 0 on one rank, each rank holding 1/W of the sharded state") {
+  fs::path d = setup_dir(6, "zero");
+  const std::string cfg = (d / "run.toml").string() + " --quiet --set eval.path='\"" + (d / "data.jsonl").string() +
+                          "\"' --set eval.limit=10";
+  REQUIRE(sh(r1_exe() + " train " + cfg + " --run-dir " + (d / "one").string()).code == 0);
+  const fs::path m1 = d / "one" / "metrics.jsonl";
+  const double weights = values(m1, "memory/weights_mib").at(0), grads = values(m1, "memory/grads_mib").at(0);
+  const double moments = values(m1, "memory/moments_mib").at(0);
+  CHECK(values(m1, "memory/masters_mib").at(0) == 0);  // fp32 stage 0: AdamW steps the policy itself
+  CHECK(grads == doctest::Approx(weights).epsilon(0.01));
+  CHECK(moments == doctest::Approx(2 * weights).epsilon(0.01));
+  struct Case {
+    int ranks, stage;
+    std::string extra;
+  };
+  int port = 29751;
+  for (const Case& c : {Case{2, 1, ""}, Case{2, 2, " --set 'train.activation_checkpointing=\"layers\"'"},
+                        Case{3, 1, ""}, Case{3, 2, ""}}) {
+    const std::string name = fmt::format("w{}-s{}", c.ranks, c.stage);
+    CAPTURE(name);
+    Run r = sh(launch(c.ranks, port++,
+                      cfg + " --set distributed.zero_stage=" + std::to_string(c.stage) + c.extra + " --run-dir " +
+                          (d / name).string()));
+    CAPTURE(r.out);
+    REQUIRE(r.code == 0);
+    const double gap = max_weight_gap(d / "one" / "model", d / name / "model");
+    MESSAGE(name << ": max |w(1 rank, stage 0) - w| = " << gap);
+    CHECK(gap <= 1e-6);
+    const fs::path m = d / name / "metrics.jsonl";
+    CHECK(values(m, "reward/mean") == values(m1, "reward/mean"));
+    CHECK(values(m, "eval/accuracy") == values(m1, "eval/accuracy"));
+    CHECK(values(m, "eval/prompts_per_rank") == std::vector<double>(2, std::ceil(10.0 / c.ranks)));
+    // Per rank: the chunks (4 B per parameter / W) and moments (8 B / W); gradients whole until the
+    // update's last backward at stage 1, and 4 B / W from stage 2.
+    const double W = c.ranks;
+    CHECK(values(m, "memory/weights_mib").at(0) == doctest::Approx(weights));
+    CHECK(values(m, "memory/masters_mib").at(0) == doctest::Approx(weights / W).epsilon(0.01));
+    CHECK(values(m, "memory/moments_mib").at(0) == doctest::Approx(moments / W).epsilon(0.01));
+    CHECK(values(m, "memory/grads_mib").at(0) == doctest::Approx(c.stage == 1 ? grads : grads / W).epsilon(0.01));
+    const std::vector<double> overlapped = values(m, "dist/overlapped_buckets");
+    REQUIRE(overlapped.size() == 3);
+    CHECK(overlapped[0] > 0.5);  // units reduce-scattered while backward ran
+  }
+}
+
+// LoRA under ZeRO: the adapters are what AdamW updates, so they are what is sharded.
+TEST_CASE("ZeRO stage 2 with LoRA adapters on two ranks equals one rank") {
+  fs::path d = setup_dir(4, "zero_lora");
+  const std::string cfg = (d / "run.toml").string() + " --quiet --set lora.rank=4 --set lora.alpha=8";
+  REQUIRE(sh(r1_exe() + " train " + cfg + " --run-dir " + (d / "one").string()).code == 0);
+  Run two = sh(launch(2, 29761, cfg + " --set distributed.zero_stage=2 --run-dir " + (d / "two").string()));
+  CAPTURE(two.out);
+  REQUIRE(two.code == 0);
+  const std::string file = "adapter_model.safetensors";
+  const double gap = max_weight_gap(d / "one" / "model" / file, d / "two" / "model" / file);
+  MESSAGE("LoRA: max |w(1 rank) - w(2 ranks, stage 2)| = " << gap);
+  CHECK(gap <= 1e-6);
+  r1::SafetensorsReader adapters(d / "two" / "model" / file);
+  double b_max = 0;  // lora_B starts at zero: trained adapters are not
+  for (const auto& [name, e] : adapters.entries())
+    if (name.find("lora_B") != std::string::npos)
+      b_max = std::max(b_max, adapters.get(name).abs().max().item<double>());
+  CHECK(b_max > 1e-5);
+  CHECK(values(d / "two" / "metrics.jsonl", "reward/mean") == values(d / "one" / "metrics.jsonl", "reward/mean"));
+}
+
+// The optimizer state is saved as pieces that any layout reads back: a run saved by 2 ranks at
+// stage 2 resumes on 3 ranks at stage 1, and one saved by 1 rank at stage 0 resumes on 2 ranks at
+// stage 2; both end where the uninterrupted single rank does.
+TEST_CASE("resume across ZeRO stages and world sizes: the optimizer state reshards") {
+  fs::path d = setup_dir(6, "zero_resume");
+  // 36 records: data cursors move between 2 and 3 ranks only when the dataset divides by both.
+  const std::string cfg = (d / "run.toml").string() + " --quiet --set train.save_every=1 --set data.limit=36";
+  REQUIRE(sh(r1_exe() + " train " + cfg + " --run-dir " + (d / "one").string()).code == 0);
+
+  Run a = sh("R1_TEST_CRASH=after_step:2 " +
+             launch(2, 29771, cfg + " --set distributed.zero_stage=2 --run-dir " + (d / "a").string()));
+  CHECK(a.code != 0);
+  const fs::path opt = d / "a" / "checkpoints" / "step-000002" / "optimizer";
+  CHECK(fs::exists(opt / "rank-00000-of-00002.safetensors"));
+  CHECK(fs::exists(opt / "rank-00001-of-00002.safetensors"));
+  Run a2 = sh(r1_exe() + " launch --nproc 3 --master-port 29773 --grace 30 -- train --quiet --resume " +
+              (d / "a").string() + " --set distributed.zero_stage=1");
+  CAPTURE(a2.out);
+  REQUIRE(a2.code == 0);
+  const double gap_a = max_weight_gap(d / "one" / "model", d / "a" / "model");
+  MESSAGE("2 ranks stage 2, resumed on 3 ranks stage 1: max weight difference " << gap_a);
+  CHECK(gap_a <= 1e-6);
+
+  Run b = sh("R1_TEST_CRASH=after_step:1 " + r1_exe() + " train " + cfg + " --run-dir " + (d / "b").string());
+  CHECK(b.code != 0);
+  Run b2 = sh(r1_exe() + " launch --nproc 2 --master-port 29775 --grace 30 -- train --quiet --resume " +
+              (d / "b").string() + " --set distributed.zero_stage=2");
+  CAPTURE(b2.out);
+  REQUIRE(b2.code == 0);
+  const double gap_b = max_weight_gap(d / "one" / "model", d / "b" / "model");
+  MESSAGE("1 rank stage 0, resumed on 2 ranks stage 2: max weight difference " << gap_b);
+  CHECK(gap_b <= 1e-6);
+  CHECK(values(d / "b" / "metrics.jsonl", "reward/mean") == values(d / "one" / "metrics.jsonl", "reward/mean"));
+}
+
+TEST_CASE("each rank binds cuda:LOCAL_RANK; an explicit cuda:N with more than one rank is a config error") {
+  r1::LaunchEnv one, two;
+  two.world_size = 2, two.rank = 3, two.local_rank = 1;  // the second node's second GPU
+  CHECK(r1::device_of_rank("cuda", two) == "cuda:1");
+  CHECK(r1::device_of_rank("cpu", two) == "cpu");
+  CHECK(r1::device_of_rank("cuda:3", one) == "cuda:3");
+  CHECK(r1::device_of_rank("cuda", one) == "cuda");
+  CHECK_THROWS_WITH_AS(r1::device_of_rank("cuda:0", two), doctest::Contains("names one GPU, but there are 2 ranks"),
+                       r1::ConfigError);
 }

@@ -182,13 +182,15 @@ TEST_CASE("a checkpoint of non-finite weights is never written, and the last goo
   fs::remove_all(run);
   Trainable t = trainable(Precision::bf16_mixed, Dtype::bfloat16, 1e-3);
   const TrainerState state{1, 1, {0}, "0", 1};
-  save_checkpoint(run, t.policy, *t.weights, *t.opt, nullptr, state, {.keep = 1});
+  Distributed one_rank(LaunchEnv{}, DistributedOptions{}, at::kCPU);
+  save_checkpoint(run, t.policy, *t.weights, *t.opt, nullptr, state, {.keep = 1}, one_rank);
   REQUIRE(fs::exists(run / "checkpoints" / "step-000001" / "MANIFEST.json"));
   CHECK(t.weights->finite());
   t.weights->params()[3].detach()[0] = NAN;
   CHECK_FALSE(t.weights->finite());
-  CHECK_THROWS_WITH_AS(save_checkpoint(run, t.policy, *t.weights, *t.opt, nullptr, {2, 2, {0}, "0", 1}, {.keep = 1}),
-                       doctest::Contains("NaN or inf"), r1::Error);
+  CHECK_THROWS_WITH_AS(
+      save_checkpoint(run, t.policy, *t.weights, *t.opt, nullptr, {2, 2, {0}, "0", 1}, {.keep = 1}, one_rank),
+      doctest::Contains("NaN or inf"), r1::Error);
   std::vector<std::string> left;
   for (const auto& e : fs::directory_iterator(run / "checkpoints")) left.push_back(e.path().filename());
   CHECK(left == std::vector<std::string>({"step-000001"}));  // nothing new, nothing rotated away

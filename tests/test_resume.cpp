@@ -90,7 +90,8 @@ TEST_CASE("bf16-mixed: kill -9, then --resume restores the float32 masters and m
   REQUIRE(resumed.code == 0);
   CHECK(deterministic_metrics(d / "mixed_killed") == deterministic_metrics(d / "mixed_full"));
   const fs::path last = fs::path("checkpoints") / "step-000004";
-  for (const char* f : {"masters/model.safetensors", "optimizer/model.safetensors", "model.safetensors"}) {
+  for (const char* f :
+       {"masters/model.safetensors", "optimizer/rank-00000-of-00001.safetensors", "model.safetensors"}) {
     CAPTURE(f);
     REQUIRE(fs::exists(d / "mixed_full" / last / f));
     CHECK(r1::read_file(d / "mixed_killed" / last / f) == r1::read_file(d / "mixed_full" / last / f));
@@ -145,7 +146,7 @@ TEST_CASE("a corrupt newest checkpoint is reported and the previous good one is 
   if (!fs::exists(d / "full" / "metrics.jsonl"))
     REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "full").string())).code == 0);
   REQUIRE(sh(r1_train(cfg + " --run-dir " + (d / "corrupt").string(), "R1_TEST_CRASH=after_step:3")).code != 0);
-  fs::path bad = d / "corrupt" / "checkpoints" / "step-000003" / "optimizer" / "model.safetensors";
+  fs::path bad = d / "corrupt" / "checkpoints" / "step-000003" / "optimizer" / "rank-00000-of-00001.safetensors";
   REQUIRE(fs::exists(bad));
   fs::resize_file(bad, fs::file_size(bad) / 2);
   Run resumed = sh(r1_train("--resume " + (d / "corrupt").string()));

@@ -1,0 +1,91 @@
+// ZeRO sharding of what AdamW updates over the data-parallel ranks ([distributed] zero_stage >= 1).
+// The trained tensors are cut into units: one per decoder layer (names "model.layers.N.") and one
+// for the rest (embeddings, final norm, lm_head). A unit's tensors lie end to end in a flat vector
+// padded to a multiple of the world size W, and rank r owns the r-th 1/W of it: its chunk.
+//   stage 1: a rank keeps the float32 master and the AdamW moments of its chunks only. Gradients
+//            accumulate in full over a step's micro-batches; at the last backward each unit is
+//            reduce-scattered into the chunks as soon as backward has finished its gradients.
+//   stage 2: also gradients: after every backward each unit is reduce-scattered the same way and its
+//            full gradients are released, so a rank holds its chunks' float32 gradients and one
+//            backward's gradients in flight.
+// After each optimizer step every unit's chunks are all-gathered into the policy's compute weights,
+// in their dtype (bfloat16 under bf16-mixed: half the bytes of float32), so rollouts, evals and every
+// forward see full weights, identical on every rank by construction.
+// Bytes per parameter and rank, bf16-mixed: compute 2, masters 4/W, moments 8/W, gradients 4 (stage 1:
+// a full float32 accumulator) or 4/W (stage 2). fp32: compute 4, masters 4/W (the chunk AdamW steps,
+// beside the full compute weights), moments 8/W, gradients 4 or 4/W.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rl/distributed.hpp"
+
+namespace r1 {
+
+class ZeroShards {
+ public:
+  // `trained`: the policy's trained parameters, named; `initial`: their float32 values (only this
+  // rank's chunks are kept). Hooks go on `trained` (attach_hooks).
+  ZeroShards(int64_t stage, const std::vector<std::string>& names, const std::vector<at::Tensor>& trained,
+             const std::vector<at::Tensor>& initial, Distributed& dist);
+  ~ZeroShards();
+  ZeroShards(const ZeroShards&) = delete;
+  ZeroShards& operator=(const ZeroShards&) = delete;
+
+  int64_t stage() const { return stage_; }
+  // [chunk] float32 per unit: what AdamW updates. .grad() after the last backward of a step: this
+  // rank's chunk of the gradient summed over ranks.
+  const std::vector<at::Tensor>& chunks() const { return chunks_; }
+
+  // Post-accumulate-grad hooks on the trained parameters: a unit's reduce-scatter starts inside
+  // backward once all of its gradients are final.
+  void attach_hooks();
+  // Around each backward; `last`: the last before an optimizer step.
+  void before_backward(bool last);
+  void after_backward(bool last);
+  // The squared global gradient norm (one collective) and its clipping.
+  double grad_sq_norm();
+  void scale_grads(double factor);
+  // The policy's trained parameters from every rank's chunks (a collective).
+  void gather_weights();
+  // Every trained tensor whole in float32 from every rank's chunks (a collective; 4 B per
+  // parameter while they live): what a float32 save of bf16-mixed weights writes.
+  std::vector<at::Tensor> gather_full();
+
+  // Where this rank's chunks hold each trained tensor: elements [begin, begin + numel) of tensor
+  // `param` (flattened) are elements [at, at + numel) of chunks()[chunk].
+  struct Piece {
+    size_t param = 0;
+    int64_t begin = 0, numel = 0;
+    size_t chunk = 0;
+    int64_t at = 0;
+  };
+  const std::vector<Piece>& pieces() const { return pieces_; }
+  // Bytes of gradients this object holds now (chunk gradients and float32 accumulators).
+  double grad_bytes() const;
+  // Units whose reduce-scatter started inside backward, and units launched, summed over backward passes.
+  int64_t launched_early() const { return early_; }
+  int64_t launched() const { return launched_; }
+
+ private:
+  struct Unit;
+  void launch(Unit& u);
+  void launch_ready_in_order(bool early);
+  void land(Unit& u);
+  void on_grad_ready(const at::Tensor& p);
+
+  const int64_t stage_;
+  Distributed& dist_;
+  std::vector<at::Tensor> trained_;
+  std::vector<Unit> units_;  // in launch order: the last layer first, the rest (embeddings) last
+  std::vector<at::Tensor> chunks_;
+  std::vector<Piece> pieces_;
+  struct State;
+  std::unique_ptr<State> s_;  // hook state, shared with autograd's threads
+  int64_t early_ = 0, launched_ = 0;
+};
+
+}  // namespace r1
