@@ -188,6 +188,14 @@ void CausalLMImpl::set_activation_checkpointing(int64_t every) {
   checkpoint_every_ = every;
 }
 
+std::vector<at::Tensor> CausalLMImpl::hooked(int64_t layer, const std::function<std::vector<at::Tensor>()>& run) {
+  if (!layer_hooks) return run();
+  layer_hooks->before(layer);
+  std::vector<at::Tensor> y = run();
+  layer_hooks->after(layer, y);
+  return y;
+}
+
 bool CausalLMImpl::recomputes_layer(int64_t layer) const {
   return checkpoint_every_ > 0 && layer % checkpoint_every_ == 0 && at::GradMode::is_enabled();
 }
@@ -207,14 +215,15 @@ at::Tensor CausalLMImpl::hidden(const ForwardInput& in, KVCache* cache) {
   auto [cos, sin] = rope_.cos_sin(positions, x.scalar_type());
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto layer = model->layers->ptr<DecoderLayerImpl>(i);
-    if (!cache && recomputes_layer(static_cast<int64_t>(i)))
+    const auto l = static_cast<int64_t>(i);
+    if (!cache && recomputes_layer(l))
       x = recompute_in_backward(
-          [layer, cos, sin, mask](const std::vector<at::Tensor>& v) -> std::vector<at::Tensor> {
-            return {layer->forward(v[0], cos, sin, mask, nullptr, 0)};
+          [this, l, layer, cos, sin, mask](const std::vector<at::Tensor>& v) -> std::vector<at::Tensor> {
+            return hooked(l, [&] { return std::vector<at::Tensor>{layer->forward(v[0], cos, sin, mask, nullptr, 0)}; });
           },
           {x})[0];
     else
-      x = layer->forward(x, cos, sin, mask, cache, static_cast<int64_t>(i));
+      x = hooked(l, [&] { return std::vector<at::Tensor>{layer->forward(x, cos, sin, mask, cache, l)}; })[0];
   }
   if (cache) cache->length += T;
   return model->norm(x);
@@ -300,7 +309,9 @@ SharedPrefixHidden CausalLMImpl::hidden_shared(const SharedPrefixInput& in) {
   std::tie(c.cos_s, c.sin_s) = rope_.cos_sin(len + pos, xs.scalar_type());
   for (size_t i = 0; i < model->layers->size(); ++i) {
     auto layer = model->layers->ptr<DecoderLayerImpl>(i);
-    auto run = [layer, c](const std::vector<at::Tensor>& v) { return shared_layer(*layer, c, v[0], v[1]); };
+    auto run = [this, l = static_cast<int64_t>(i), layer, c](const std::vector<at::Tensor>& v) {
+      return hooked(l, [&] { return shared_layer(*layer, c, v[0], v[1]); });
+    };
     std::vector<at::Tensor> y =
         recomputes_layer(static_cast<int64_t>(i)) ? recompute_in_backward(run, {xp, xs}) : run({xp, xs});
     xp = y[0], xs = y[1];

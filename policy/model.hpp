@@ -8,6 +8,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -146,6 +147,16 @@ struct SharedPrefixHidden {
   at::Tensor suffix;  // [B, T, H] those of the continuations, as if each row ran prefix + suffix alone
 };
 
+// Called around each decoder layer of hidden() and hidden_shared(), its recompute in backward
+// included: before(layer) ahead of the layer's forward, after(layer, outputs) once it returned.
+// ZeRO stage 3 (rl/zero.hpp) gathers a layer's weights there and frees them after. Hooks must not
+// change results.
+struct LayerHooks {
+  virtual ~LayerHooks() = default;
+  virtual void before(int64_t layer) = 0;
+  virtual void after(int64_t layer, const std::vector<at::Tensor>& outputs) = 0;
+};
+
 class CausalLMImpl : public torch::nn::Module {
  public:
   CausalLMImpl(ModelConfig c, const at::TensorOptions& opts);
@@ -184,6 +195,7 @@ class CausalLMImpl : public torch::nn::Module {
   std::filesystem::path source_dir;
   // The attached LoRA adapters (policy/lora.hpp); rank 0: none.
   LoraOptions lora;
+  LayerHooks* layer_hooks = nullptr;  // none: plain forwards
 
   Decoder model{nullptr};
   Linear lm_head{nullptr};  // absent when tie_word_embeddings
@@ -191,6 +203,8 @@ class CausalLMImpl : public torch::nn::Module {
  private:
   bool fused_decode_applies(const KVCache& cache) const;
   bool recomputes_layer(int64_t layer) const;
+  // `run` on decoder layer `layer`, between layer_hooks' calls.
+  std::vector<at::Tensor> hooked(int64_t layer, const std::function<std::vector<at::Tensor>()>& run);
   at::Tensor fused_decode(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_valid,
                           KVCache& cache);
   ModelConfig config_;

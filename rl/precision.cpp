@@ -6,8 +6,10 @@
 
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "common/error.hpp"
+#include "policy/lora.hpp"
 
 namespace r1 {
 
@@ -57,14 +59,19 @@ TrainWeights::TrainWeights(CausalLM& policy, Precision precision,
     R1_CHECK(sharding_.dist, "ZeRO stage {} needs the ranks' process group", sharding_.zero_stage);
     std::vector<at::Tensor> initial;
     for (const auto& t : params_) initial.push_back(t.detach());
-    zero_ = std::make_unique<ZeroShards>(sharding_.zero_stage, names_, policy_params_, initial, *sharding_.dist);
+    // LoRA: stage 3 is stage 2, the adapters' compute weights replicated (they are a few MB; the frozen
+    // base is not what AdamW updates).
+    const int64_t stage = has_lora(policy_) ? std::min<int64_t>(sharding_.zero_stage, 2) : sharding_.zero_stage;
+    zero_ = std::make_unique<ZeroShards>(stage, names_, policy_params_, initial, *sharding_.dist);
     params_.clear();  // only this rank's chunks are kept
     return;
   }
   refresh_policy();
 }
 
-TrainWeights::~TrainWeights() = default;
+TrainWeights::~TrainWeights() {
+  if (zero_ && policy_->layer_hooks == zero_.get()) policy_->layer_hooks = nullptr;
+}
 
 std::vector<ZeroShards::Piece> TrainWeights::pieces() const {
   if (zero_) return zero_->pieces();
@@ -77,6 +84,7 @@ void TrainWeights::start() {
   if (zero_) {
     zero_->gather_weights();
     zero_->attach_hooks();
+    if (zero_->stage() == 3) policy_->layer_hooks = zero_.get();
     return;
   }
   if (!sharding_.dist) return;
@@ -96,6 +104,22 @@ void TrainWeights::after_backward(bool last) {
   if (zero_) return zero_->after_backward(last);
   accumulate_grads();
   if (last && sharding_.dist) sharding_.dist->finish_grad_sync();
+}
+
+void TrainWeights::begin_update() {
+  if (zero_) zero_->begin_update();
+}
+
+void TrainWeights::end_update() {
+  if (zero_) zero_->end_update();
+}
+
+double TrainWeights::compute_bytes() const {
+  std::set<const void*> seen;  // views of one buffer (stage 3) count once
+  double b = 0;
+  for (const auto& p : policy_->parameters())
+    if (seen.insert(p.storage().unsafeGetStorageImpl()).second) b += static_cast<double>(p.storage().nbytes());
+  return b;
 }
 
 double TrainWeights::clip_grads(double max_norm) {

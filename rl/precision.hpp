@@ -68,6 +68,10 @@ class TrainWeights {
   // params()' gradients are the sums over ranks (of this rank's chunks under ZeRO).
   void before_backward(bool last);
   void after_backward(bool last);
+  // Around the policy update (ZeRO stage 3: the layers' compute weights gathered on demand inside,
+  // whole again at the end); nothing at other stages.
+  void begin_update();
+  void end_update();
   // The global gradient norm of params() over every rank, clipped to max_norm when max_norm > 0.
   // A non-finite norm leaves gradients that the step skips.
   double clip_grads(double max_norm);
@@ -80,6 +84,8 @@ class TrainWeights {
   bool finite() const;
   // Bytes held now: gradients of the trained tensors and of params(), and float32 accumulators.
   double grad_bytes() const;
+  // Bytes of the policy's parameters whose storage is allocated now (ZeRO stage 3 frees layers).
+  double compute_bytes() const;
   // Bytes of params() that are not the policy's own tensors (masters and chunks).
   double master_bytes() const;
   // Buckets or units whose gradient sum began inside backward, and all launched, so far.

@@ -385,16 +385,14 @@ double Trainer::update(const std::vector<Sequence>& seqs, int64_t step, StepMetr
   return tokens;
 }
 
-// What this rank holds of the trained state (gradients are measured inside the update).
+// What this rank holds of the trained state (weights and gradients are measured inside the update).
 void Trainer::log_memory(StepMetrics& m) {
   constexpr double MiB = 1024.0 * 1024.0;
-  double weights = 0, moments = 0;
-  for (const auto& p : policy_->parameters()) weights += static_cast<double>(p.nbytes());
+  double moments = 0;
   for (const auto& [key, st] : opt_->state()) {
     const auto& a = static_cast<const torch::optim::AdamWParamState&>(*st);
     moments += static_cast<double>(a.exp_avg().nbytes() + a.exp_avg_sq().nbytes());
   }
-  m.mem_weights.add(weights / MiB);
   m.mem_masters.add(weights_->master_bytes() / MiB);
   m.mem_moments.add(moments / MiB);
 }

@@ -124,9 +124,9 @@ struct PolicyUpdate::Pass {
   at::Tensor tis_sum, tis_clipped;  // the correction's weights and capped or dropped tokens (first pass)
   at::Tensor loss;                  // the updates' objectives, summed (each is the sum over its micro-batches)
   double train_tokens = 0, grad_norm = 0;
-  double grad_bytes = 0;             // gradients held between backward passes, the most
-  double slots = 0, real_slots = 0;  // completion slots of the micro-batches' [b, T] tensors, and the real ones
-  int64_t updates = 0, skipped = 0;  // optimizer updates taken, and skipped by the guard
+  double grad_bytes = 0, weight_bytes = 0;  // gradients and weights held between backward passes, the most
+  double slots = 0, real_slots = 0;         // completion slots of the micro-batches' [b, T] tensors, and the real ones
+  int64_t updates = 0, skipped = 0;         // optimizer updates taken, and skipped by the guard
 };
 
 PolicyUpdate::PolicyUpdate(CausalLM& model, TrainWeights& weights, torch::optim::AdamW& optimizer, Distributed& dist,
@@ -138,6 +138,7 @@ double PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, dou
   for (auto& g : opt_.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
   Pass pass;
   pass.version = version;
+  weights_.begin_update();
   std::vector<size_t> order(seqs.size());
   std::iota(order.begin(), order.end(), 0);
   const size_t per_mb =
@@ -156,6 +157,7 @@ double PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, dou
     }
     pass.first = false;
   }
+  weights_.end_update();
   // One read-back for the whole step.
   auto value = [](const at::Tensor& t) { return t.defined() ? t.to(at::kCPU).item<double>() : 0.0; };
   const double tokens = value(pass.tokens);
@@ -179,6 +181,7 @@ double PolicyUpdate::run(const std::vector<Sequence>& seqs, int64_t version, dou
   }
   m.skipped_steps.add(static_cast<double>(pass.skipped));  // the same on every rank: reduced by max
   m.mem_grads.add(pass.grad_bytes / (1024.0 * 1024.0));
+  m.mem_weights.add(pass.weight_bytes / (1024.0 * 1024.0));
   if (pass.slots > 0) m.padding_frac.add_total(pass.slots - pass.real_slots, pass.slots);
   return pass.train_tokens;
 }
@@ -237,6 +240,7 @@ void PolicyUpdate::micro_step(const std::vector<const Sequence*>& part, const Lo
     out.loss.backward();
   weights_.after_backward(last);
   pass.grad_bytes = std::max(pass.grad_bytes, weights_.grad_bytes());
+  pass.weight_bytes = std::max(pass.weight_bytes, weights_.compute_bytes());
   accumulate(pass.loss, out.loss.detach());
   for (const Sequence* q : part) pass.train_tokens += static_cast<double>(q->ids.size());
   pass.slots += static_cast<double>(f.slots);  // packed completion rows x their length

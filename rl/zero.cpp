@@ -30,6 +30,7 @@ struct ReadyHook : torch::autograd::PostAccumulateGradHook {
 }  // namespace
 
 struct ZeroShards::Unit {
+  int64_t layer = -1;           // the decoder layer; -1: the rest
   std::vector<size_t> params;   // indices into trained_
   std::vector<int64_t> offset;  // where each starts in the unit's flat vector
   int64_t padded = 0, chunk = 0;
@@ -38,20 +39,27 @@ struct ZeroShards::Unit {
   at::Tensor acc;        // [padded] float32: stage 1's accumulator of bfloat16 gradients
   at::Tensor flat, out;  // in flight: [padded] gradients, [chunk] this rank's share of their sum
   Distributed::Pending pending;
+  // Stage 3: the compute weights' flat buffer [padded] (the trained tensors are views of it), and
+  // whether its storage holds them, is being gathered into, or is freed.
+  at::Tensor compute;
+  enum class Held { whole, in_flight, released } held = Held::whole;
+  at::Tensor gather_src;
+  Distributed::Pending gathering;
 };
 
 // What the hooks touch; they run on autograd's threads.
 struct ZeroShards::State {
   std::mutex mu;
   bool armed = false;
-  size_t next_launch = 0;  // units launch strictly in order, so every rank issues the same sequence
+  bool in_backward = false;  // between before_backward and after_backward
+  size_t next_launch = 0;    // units launch strictly in order, so every rank issues the same sequence
   std::unordered_map<const void*, size_t> unit_of;  // TensorImpl* -> unit
 };
 
 ZeroShards::ZeroShards(int64_t stage, const std::vector<std::string>& names, const std::vector<at::Tensor>& trained,
                        const std::vector<at::Tensor>& initial, Distributed& dist)
     : stage_(stage), dist_(dist), trained_(trained), s_(std::make_unique<State>()) {
-  R1_CHECK(stage >= 1 && stage <= 2, "ZeRO stage {} is not 1 or 2", stage);
+  R1_CHECK(stage >= 1 && stage <= 3, "ZeRO stage {} is not 1, 2 or 3", stage);
   R1_CHECK(names.size() == trained.size() && initial.size() == trained.size(), "ZeRO: {} names for {} tensors",
            names.size(), trained.size());
   std::map<int64_t, size_t, std::greater<>> by_layer;  // the last layer first: backward's order; the rest last
@@ -59,6 +67,7 @@ ZeroShards::ZeroShards(int64_t stage, const std::vector<std::string>& names, con
     auto [it, fresh] = by_layer.try_emplace(layer_of(names[i]), units_.size());
     if (fresh) units_.emplace_back();
     Unit& u = units_[it->second];
+    u.layer = it->first;
     u.params.push_back(i);
     u.offset.push_back(u.padded);
     u.padded += trained[i].numel();
@@ -85,6 +94,15 @@ ZeroShards::ZeroShards(int64_t stage, const std::vector<std::string>& names, con
     }
     c.set_requires_grad(true);  // never in the autograd graph: gradients arrive by reduce-scatter
     chunks_.push_back(c);
+    if (stage == 3) {  // the trained tensors become views of one flat buffer per unit
+      u.compute = at::zeros({u.padded}, trained[u.params[0]].options());
+      for (size_t j = 0; j < u.params.size(); ++j) {
+        at::Tensor p = trained[u.params[j]];
+        at::Tensor view = u.compute.narrow(0, u.offset[j], p.numel()).view(p.sizes());
+        view.copy_(p.detach());
+        p.set_data(view);
+      }
+    }
     for (size_t i : u.params) s_->unit_of[trained[i].unsafeGetTensorImpl()] = k;
   }
 }
@@ -101,7 +119,8 @@ void ZeroShards::attach_hooks() {
 
 void ZeroShards::before_backward(bool last) {
   std::lock_guard<std::mutex> lock(s_->mu);
-  s_->armed = stage_ == 2 || last;
+  s_->armed = stage_ >= 2 || last;
+  s_->in_backward = true;
   s_->next_launch = 0;
   for (auto& u : units_) u.ready = 0;
 }
@@ -140,6 +159,7 @@ void ZeroShards::launch(Unit& u) {
     g.reset();
   }
   u.acc = at::Tensor();
+  if (updating_) release(u);  // stage 3: its backward is done
   u.flat = flat;
   u.out = at::empty({u.chunk}, flat.options());
   u.pending = dist_.reduce_scatter(u.flat, u.out);
@@ -159,6 +179,7 @@ void ZeroShards::after_backward(bool last) {
   (void)last;
   std::lock_guard<std::mutex> lock(s_->mu);
   at::NoGradGuard ng;
+  s_->in_backward = false;
   if (!s_->armed) {  // stage 1 before the last backward: bfloat16 gradients into float32 accumulators
     for (auto& u : units_)
       for (size_t j = 0; j < u.params.size(); ++j) {
@@ -193,6 +214,18 @@ void ZeroShards::scale_grads(double factor) {
 
 void ZeroShards::gather_weights() {
   at::NoGradGuard ng;
+  if (stage_ == 3) {
+    std::lock_guard<std::mutex> lock(s_->mu);
+    for (auto& u : units_)
+      if (updating_ && u.layer >= 0) {
+        release(u);  // stale: gathered from the new chunks when next used
+      } else {
+        start_gather(u);  // whole: the new values into its storage
+      }
+    for (auto& u : units_)
+      if (!updating_ || u.layer < 0) materialize(u);
+    return;
+  }
   struct InFlight {
     size_t unit;
     at::Tensor src, out;
@@ -232,6 +265,109 @@ std::vector<at::Tensor> ZeroShards::gather_full() {
     }
   }
   return out;
+}
+
+// Stage 3's compute buffers. Freeing resets the storage's allocation (autograd keeps the views);
+// gathering allocates it again and all-gathers into it through a tensor of its own, so the views'
+// version counters are untouched and saved tensors stay valid.
+namespace {
+
+void free_storage(const at::Tensor& t) {
+  c10::StorageImpl* st = t.storage().unsafeGetStorageImpl();
+  st->set_data_ptr_noswap(at::DataPtr(nullptr, st->device()));
+  st->set_nbytes(0);
+}
+
+void alloc_storage(const at::Tensor& t) {
+  c10::StorageImpl* st = t.storage().unsafeGetStorageImpl();
+  const size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  st->set_data_ptr_noswap(st->allocator()->allocate(bytes));
+  st->set_nbytes(bytes);
+}
+
+}  // namespace
+
+void ZeroShards::start_gather(Unit& u) {
+  if (u.held == Unit::Held::in_flight) return;
+  if (u.held == Unit::Held::released) alloc_storage(u.compute);
+  u.gather_src = chunks_[u.index].detach().to(u.compute.scalar_type());
+  at::Tensor out = at::from_blob(u.compute.storage().mutable_data(), {u.padded}, u.compute.options());
+  u.gathering = dist_.all_gather(u.gather_src, out);
+  u.held = Unit::Held::in_flight;
+}
+
+void ZeroShards::materialize(Unit& u) {
+  if (u.held == Unit::Held::whole) return;
+  start_gather(u);
+  u.gathering.wait();
+  u.gather_src = at::Tensor();
+  u.held = Unit::Held::whole;
+}
+
+void ZeroShards::release(Unit& u) {
+  if (u.layer < 0 || u.held == Unit::Held::released) return;  // the embeddings and the rest stay whole
+  if (u.held == Unit::Held::in_flight) u.gathering.wait(), u.gather_src = at::Tensor();
+  free_storage(u.compute);
+  u.held = Unit::Held::released;
+}
+
+ZeroShards::Unit* ZeroShards::unit_of_layer(int64_t layer) {
+  for (auto& u : units_)
+    if (u.layer == layer) return &u;
+  return nullptr;
+}
+
+void ZeroShards::prefetch(int64_t layer) {
+  if (Unit* u = unit_of_layer(layer); u && u->held == Unit::Held::released) start_gather(*u);
+}
+
+void ZeroShards::begin_update() {
+  if (stage_ != 3) return;
+  std::lock_guard<std::mutex> lock(s_->mu);
+  updating_ = true;
+  for (auto& u : units_) release(u);
+}
+
+void ZeroShards::end_update() {
+  if (stage_ != 3) return;
+  std::lock_guard<std::mutex> lock(s_->mu);
+  updating_ = false;
+  for (auto& u : units_) start_gather(u);  // released layers, the rest already current: all in flight at once
+  for (auto& u : units_) materialize(u);
+}
+
+// Forward: gather this layer, prefetch the next; in backward (a recompute) the next is the one before.
+void ZeroShards::before(int64_t layer) {
+  std::lock_guard<std::mutex> lock(s_->mu);
+  Unit* u = updating_ ? unit_of_layer(layer) : nullptr;
+  if (!u) return;
+  materialize(*u);
+  prefetch(s_->in_backward ? layer - 1 : layer + 1);
+}
+
+// After the forward the weights go; the gradient reaching the layer's outputs brings them back for
+// its backward (a recompute keeps them: its backward follows at once).
+void ZeroShards::after(int64_t layer, const std::vector<at::Tensor>& outputs) {
+  std::lock_guard<std::mutex> lock(s_->mu);
+  Unit* u = updating_ ? unit_of_layer(layer) : nullptr;
+  if (!u) return;
+  for (const auto& o : outputs)
+    if (o.requires_grad())
+      o.register_hook([this, layer](const at::Tensor&) {
+        std::lock_guard<std::mutex> l(s_->mu);
+        if (Unit* v = updating_ ? unit_of_layer(layer) : nullptr) {
+          materialize(*v);
+          prefetch(layer - 1);
+        }
+      });
+  if (!s_->in_backward) release(*u);
+}
+
+double ZeroShards::compute_bytes() const {
+  double b = 0;
+  for (const auto& u : units_)
+    if (u.compute.defined()) b += static_cast<double>(u.compute.storage().nbytes());
+  return b;
 }
 
 double ZeroShards::grad_bytes() const {
