@@ -1,8 +1,10 @@
 // r1 launch --nproc N -- train CONFIG ...: starts N local ranks of r1 with torchrun's environment
 // (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) and waits for them. A rank that fails is
 // reported; the others are expected to fail on their own within [distributed] timeout_s, and any
-// still running after --grace seconds are killed, so the launcher never hangs.
+// still running after --grace seconds are killed, so the launcher never hangs. Each rank that
+// finishes is reported with its peak RSS (the kernel's ru_maxrss).
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,7 +64,8 @@ void add_launch(CLI::App& app) {
     std::optional<std::chrono::steady_clock::time_point> deadline;
     while (alive > 0) {
       int status = 0;
-      pid_t pid = waitpid(-1, &status, deadline ? WNOHANG : 0);
+      struct rusage usage {};
+      pid_t pid = wait4(-1, &status, deadline ? WNOHANG : 0, &usage);
       if (pid == 0) {  // waiting out the grace period
         if (std::chrono::steady_clock::now() > *deadline) {
           for (pid_t p : pids) kill(p, SIGKILL);
@@ -83,6 +86,9 @@ void add_launch(CLI::App& app) {
           fmt::print(stderr, "r1 launch: rank {} exited with code {}\n", r, code);
         if (!deadline) deadline = std::chrono::steady_clock::now() + std::chrono::seconds(a->grace);
         worst = worst ? worst : code;
+      } else {
+        fmt::print(stderr, "r1 launch: rank {} finished, peak RSS {:.0f} MiB\n", r,
+                   static_cast<double>(usage.ru_maxrss) / 1024.0);
       }
     }
     if (worst) throw Error(fmt::format("r1 launch: a rank failed (first failure: exit code {})", worst));

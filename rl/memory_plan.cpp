@@ -10,6 +10,7 @@
 #include "policy/device.hpp"
 #include "policy/logprobs.hpp"
 #include "policy/tokenizer.hpp"
+#include "rl/distributed.hpp"
 #include "rollout/dataset.hpp"
 
 namespace r1 {
@@ -77,23 +78,62 @@ void add(MemoryPlan& p, std::string name, double bytes, std::string detail, std:
   if (bytes > 0) p.parts.push_back({std::move(name), bytes, std::move(detail), std::move(setting), phase});
 }
 
+// The compute weights: whole, or at ZeRO stage 3 (full fine-tune) the embeddings and the two
+// decoder layers gathered at a time for all the run, and the other layers only while generating.
+void weight_parts(MemoryPlan& p, const RunConfig& cfg, const PlanInputs& in) {
+  const double N = static_cast<double>(p.params), s = dtype_bytes(cfg.model.dtype);
+  const ModelConfig& m = in.model;
+  const double L = static_cast<double>(m.num_hidden_layers);
+  const double rest =
+      static_cast<double>(m.vocab_size * m.hidden_size * (m.tie_word_embeddings ? 1 : 2) + m.hidden_size);
+  const double per_layer = (N - rest) / L;
+  if (cfg.distributed.zero_stage < 3 || cfg.lora.enabled() || L <= 2) {
+    add(p, "weights", N * s, fmt::format("{:.0f}M parameters x {} B", N / 1e6, s), "[model] dtype");
+    return;
+  }
+  add(p, "weights", (rest + 2 * per_layer) * s,
+      fmt::format("ZeRO 3: embeddings and 2 of {:.0f} layers gathered, {} B each", L, s), "[model] dtype");
+  add(p, "gathered layers", (L - 2) * per_layer * s, "ZeRO 3: the other layers, whole while generating",
+      "[distributed] zero_stage < 3 keeps them all run", MemoryPhase::rollout);
+}
+
+// What AdamW updates and its gradients: whole, or this rank's 1/W under ZeRO.
+void optimizer_parts(MemoryPlan& p, const RunConfig& cfg, const PlanInputs& in, double T, const std::string& what) {
+  const bool mixed = cfg.train.precision == Precision::bf16_mixed, lora = cfg.lora.enabled();
+  const int64_t Z = cfg.distributed.zero_stage;
+  const double W = Z >= 1 ? static_cast<double>(in.world_size) : 1.0, s = dtype_bytes(cfg.model.dtype);
+  const std::string full = lora ? "[lora] rank" : "[lora] rank > 0";
+  const std::string shard = Z >= 1 ? fmt::format(", 1/{:.0f} (ZeRO {})", W, Z) : "";
+  const std::string more = Z >= 1 ? full : "[distributed] zero_stage >= 1 over more ranks, or " + full;
+  if (mixed || Z >= 1)
+    add(p, "masters", T * 4 / W, (mixed ? "float32 master weights" : "float32 chunks AdamW steps") + what + shard,
+        mixed ? "[train] precision" : "[distributed] zero_stage = 0");
+  const double unit = 2 * T / static_cast<double>(std::max<int64_t>(1, in.model.num_hidden_layers));  // two layers
+  if (Z >= 2)
+    add(p, "gradients", T * 4 / W + unit * (s + 4),
+        "float32 chunks" + what + shard + ", and two layers' gradients in flight", full);
+  else if (Z == 1)  // a unit's whole gradients go as its chunk arrives
+    add(p, "gradients", T * (mixed ? 6 : 4) + unit * 8, "whole while accumulating, then float32 chunks" + what + shard,
+        "[distributed] zero_stage = 2");
+  else
+    add(p, "gradients", T * (mixed ? 6 : 4),
+        (mixed ? "float32 master gradients + one bf16 gradient" : std::string("float32")) + what, more);
+  add(p, "optimizer", T * 8 / W, "AdamW moments, float32" + what + shard, more);
+}
+
 // What lives for the whole run. Under LoRA the base is frozen: gradients, masters, optimizer state
 // and the workers' copies are the adapters' alone, and the KL reference is the base itself.
 void resident_parts(MemoryPlan& p, const RunConfig& cfg, const PlanInputs& in) {
   const double N = static_cast<double>(p.params), s = dtype_bytes(cfg.model.dtype);
-  const bool mixed = cfg.train.precision == Precision::bf16_mixed, lora = cfg.lora.enabled();
+  const bool lora = cfg.lora.enabled();
   const double T = lora ? static_cast<double>(p.adapter_params) : N;  // trained parameters
   const std::string what = lora ? fmt::format(" of the {:.1f}M adapter parameters", T / 1e6) : "";
   add(p, "runtime", kRuntimeBytes + kTokenizerPerJsonByte * static_cast<double>(in.tokenizer_bytes),
       "LibTorch, allocator arenas, tokenizer, datasets", "");
-  add(p, "weights", N * s, fmt::format("{:.0f}M parameters x {} B", N / 1e6, s), "[model] dtype");
+  weight_parts(p, cfg, in);
   if (lora)
     add(p, "adapters", T * s, fmt::format("LoRA rank {}: {:.1f}M parameters", cfg.lora.rank, T / 1e6), "[lora] rank");
-  const std::string full = lora ? "[lora] rank" : "[lora] rank > 0";
-  if (mixed) add(p, "masters", T * 4, "float32 master weights" + what, "[train] precision");
-  add(p, "gradients", T * (mixed ? 6 : 4),
-      (mixed ? "float32 master gradients + one bf16 gradient" : std::string("float32")) + what, full);
-  add(p, "optimizer", T * 8, "AdamW moments, float32" + what, full);
+  optimizer_parts(p, cfg, in, T, what);
   if (cfg.grpo.kl_coef > 0 && !lora)
     add(p, "reference", N * s, "frozen reference for the KL penalty", "[grpo] kl_coef = 0, or [lora] rank > 0");
   if (cfg.rollout.max_policy_lag >= 1) {
@@ -182,6 +222,7 @@ int64_t adapter_parameter_count(const ModelConfig& m, const LoraOptions& o) {
 
 PlanInputs plan_inputs(const RunConfig& cfg) {
   PlanInputs in;
+  in.world_size = LaunchEnv::from_environment().world_size;
   const auto dir = cfg.model.model_dir();
   in.model = ModelConfig::from_file(dir / "config.json");
   in.tokenizer_bytes = static_cast<int64_t>(std::filesystem::file_size(dir / "tokenizer.json"));

@@ -3,7 +3,8 @@
 // check that refuses a run whose plan exceeds the device's memory or [model] memory_limit_gb.
 // Peak = what lives all run (weights, masters, gradients, optimizer, copies) + the larger of the
 // rollout phase (KV cache, logits) and the training phase (activations at the longest sequence,
-// logit chunks); with max_policy_lag >= 1 the two phases overlap, so both count.
+// logit chunks); with max_policy_lag >= 1 the two phases overlap, so both count. Under ZeRO the
+// sharded parts are this rank's 1/W (rl/zero.hpp).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -39,9 +40,11 @@ struct PlanInputs {
   ModelConfig model;
   int64_t longest_prompt = 0;   // tokens, over the training records (and the eval records)
   int64_t tokenizer_bytes = 0;  // size of tokenizer.json
+  int64_t world_size = 1;       // ranks ZeRO shards over (WORLD_SIZE or SLURM_NTASKS)
 };
 
-// Reads config.json and tokenizer.json, and tokenizes every prompt of the data (and eval) file.
+// Reads config.json and tokenizer.json, tokenizes every prompt of the data (and eval) file, and
+// takes the world size from the launcher's environment.
 PlanInputs plan_inputs(const RunConfig& cfg);
 int64_t parameter_count(const ModelConfig& m);
 int64_t adapter_parameter_count(const ModelConfig& m, const LoraOptions& o);  // 0 without LoRA

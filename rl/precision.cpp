@@ -101,7 +101,7 @@ void TrainWeights::before_backward(bool last) {
 }
 
 void TrainWeights::after_backward(bool last) {
-  if (zero_) return zero_->after_backward(last);
+  if (zero_) return zero_->after_backward();
   accumulate_grads();
   if (last && sharding_.dist) sharding_.dist->finish_grad_sync();
 }

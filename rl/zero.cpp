@@ -47,6 +47,10 @@ struct ZeroShards::Unit {
   Distributed::Pending gathering;
 };
 
+// Units whose reduce-scatter may be in flight at once: each holds its float32 gradients [padded]
+// and their share [chunk] until it lands, so the bound caps what the sums add to a backward's peak.
+constexpr size_t kUnitsInFlight = 2;
+
 // What the hooks touch; they run on autograd's threads.
 struct ZeroShards::State {
   std::mutex mu;
@@ -54,6 +58,7 @@ struct ZeroShards::State {
   bool in_backward = false;  // between before_backward and after_backward
   size_t next_launch = 0;    // units launch strictly in order, so every rank issues the same sequence
   std::unordered_map<const void*, size_t> unit_of;  // TensorImpl* -> unit
+  std::deque<size_t> in_flight;                     // launched, not landed: the oldest first
 };
 
 ZeroShards::ZeroShards(int64_t stage, const std::vector<std::string>& names, const std::vector<at::Tensor>& trained,
@@ -144,9 +149,13 @@ void ZeroShards::launch_ready_in_order(bool early) {
 }
 
 // The unit's gradients into one float32 vector (zeros where a tensor got none, and in the padding),
-// the compute gradients released, and its reduce-scatter started.
+// the compute gradients released, and its reduce-scatter started once fewer than kUnitsInFlight are.
 void ZeroShards::launch(Unit& u) {
   at::NoGradGuard ng;
+  if (s_->in_flight.size() >= kUnitsInFlight) {
+    land(units_[s_->in_flight.front()]);
+    s_->in_flight.pop_front();
+  }
   at::Tensor flat = u.acc.defined() ? u.acc : at::zeros({u.padded}, chunks_[u.index].options());
   for (size_t j = 0; j < u.params.size(); ++j) {
     at::Tensor& g = trained_[u.params[j]].mutable_grad();
@@ -163,6 +172,7 @@ void ZeroShards::launch(Unit& u) {
   u.flat = flat;
   u.out = at::empty({u.chunk}, flat.options());
   u.pending = dist_.reduce_scatter(u.flat, u.out);
+  s_->in_flight.push_back(u.index);
 }
 
 void ZeroShards::land(Unit& u) {
@@ -175,8 +185,7 @@ void ZeroShards::land(Unit& u) {
   u.flat = at::Tensor(), u.out = at::Tensor();
 }
 
-void ZeroShards::after_backward(bool last) {
-  (void)last;
+void ZeroShards::after_backward() {
   std::lock_guard<std::mutex> lock(s_->mu);
   at::NoGradGuard ng;
   s_->in_backward = false;
@@ -194,7 +203,8 @@ void ZeroShards::after_backward(bool last) {
   s_->armed = false;
   for (auto& u : units_) u.ready = static_cast<int64_t>(u.params.size());  // what backward did not launch
   launch_ready_in_order(false);
-  for (auto& u : units_) land(u);
+  for (size_t k : s_->in_flight) land(units_[k]);
+  s_->in_flight.clear();
 }
 
 double ZeroShards::grad_sq_norm() {

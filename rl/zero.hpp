@@ -54,7 +54,7 @@ class ZeroShards : public LayerHooks {
   void attach_hooks();
   // Around each backward; `last`: the last before an optimizer step.
   void before_backward(bool last);
-  void after_backward(bool last);
+  void after_backward();
   // The squared global gradient norm (one collective) and its clipping.
   double grad_sq_norm();
   void scale_grads(double factor);

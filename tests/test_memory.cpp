@@ -338,3 +338,31 @@ TEST_CASE("memory plan: r1 train --plan prints it, and r1 train refuses a run ov
   test::ProcessResult check = test::run_shell(r1 + " config check configs/demo.toml --set model.memory_limit_gb=0.2");
   CHECK(check.code == 2);
 }
+
+// ZeRO in the plan: over W ranks each rank plans 1/W of what its stage shards (rl/zero.hpp).
+TEST_CASE("memory plan: ZeRO stages shard masters and moments (1), gradients (2), layers outside generation (3)") {
+  RunConfig cfg = cfg::load<RunConfig>(test::source_dir() / "configs" / "demo.toml");
+  cfg.train.precision = Precision::bf16_mixed;
+  cfg.model.dtype = Dtype::bfloat16;
+  PlanInputs in = plan_inputs(cfg);
+  in.world_size = 4;
+  auto part = [&](int64_t stage, const std::string& name, MemoryPhase phase = MemoryPhase::resident) {
+    RunConfig c = cfg;
+    c.distributed.zero_stage = stage;
+    for (const auto& p : plan_memory(c, in).parts)
+      if (p.name == name && p.phase == phase) return p.bytes;
+    return 0.0;
+  };
+  const double N = static_cast<double>(parameter_count(in.model));
+  CHECK(part(0, "optimizer") == doctest::Approx(8 * N));
+  CHECK(part(1, "optimizer") == doctest::Approx(2 * N));  // 8 B / 4 ranks
+  CHECK(part(1, "masters") == doctest::Approx(N));
+  CHECK(part(1, "gradients") > part(0, "gradients"));  // whole while accumulating, and two units in flight
+  CHECK(part(2, "gradients") < part(0, "gradients"));  // chunks (1 B) and two units in flight
+  CHECK(part(2, "weights") == doctest::Approx(2 * N));
+  CHECK(part(3, "weights") < 2 * N);  // embeddings and two layers all run...
+  CHECK(part(3, "weights") + part(3, "gathered layers", MemoryPhase::rollout) ==
+        doctest::Approx(2 * N));  // ...the rest only while generating
+  in.world_size = 1;
+  CHECK(part(1, "optimizer") == doctest::Approx(8 * N));  // one rank holds every chunk
+}
