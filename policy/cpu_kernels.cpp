@@ -274,18 +274,11 @@ __attribute__((target("avx2,fma"))) inline __m256 hsum8x8(const __m256* a) {
   return _mm256_add_ps(_mm256_permute2f128_ps(h0123, h4567, 0x20), _mm256_permute2f128_ps(h0123, h4567, 0x31));
 }
 
-// Keys of one (row, kv head): a shared prefix segment, then the row's own slots.
-struct KeySegments {
-  const float *K1, *V1;  // [n1, D] prefix (n1 may be 0)
-  int64_t n1;
-  const float *K2, *V2;  // [n2, D] own slots
-  int64_t n2;
-};
-
-// Scores q . K[s] * scale of n keys into out, 8 keys at a time (one transpose-add instead of 8
-// horizontal sums); q in registers.
+// Scores q . K[s] * scale of n keys (key s at K + s * stride) into out, 8 keys at a time (one
+// transpose-add instead of 8 horizontal sums); q in registers.
 template <int DV>
-__attribute__((target("avx2,fma"))) inline void scores_fixed(const __m256* qv, const float* K, int64_t n, float* out) {
+__attribute__((target("avx2,fma"))) inline void scores_fixed(const __m256* qv, const float* K, int64_t n,
+                                                             int64_t stride, float* out) {
   constexpr int64_t D = 8 * DV;
   const __m256 scale = _mm256_set1_ps(1.0f / std::sqrt(static_cast<float>(D)));
   int64_t s = 0;
@@ -293,7 +286,7 @@ __attribute__((target("avx2,fma"))) inline void scores_fixed(const __m256* qv, c
     __m256 a[8];
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
-      const float* k = K + (s + j) * D;
+      const float* k = K + (s + j) * stride;
       __m256 t = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
 #pragma GCC unroll 16
       for (int i = 1; i < DV; ++i) t = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), t);
@@ -302,7 +295,7 @@ __attribute__((target("avx2,fma"))) inline void scores_fixed(const __m256* qv, c
     _mm256_storeu_ps(out + s, _mm256_mul_ps(hsum8x8(a), scale));
   }
   for (; s < n; ++s) {
-    const float* k = K + s * D;
+    const float* k = K + s * stride;
     __m256 t = _mm256_mul_ps(qv[0], _mm256_loadu_ps(k));
 #pragma GCC unroll 16
     for (int i = 1; i < DV; ++i) t = _mm256_fmadd_ps(qv[i], _mm256_loadu_ps(k + 8 * i), t);
@@ -310,43 +303,45 @@ __attribute__((target("avx2,fma"))) inline void scores_fixed(const __m256* qv, c
   }
 }
 
-// acc += sum_t p[t] V[t] over n values.
+// acc += sum_t p[t] V[t] over n values (value t at V + t * stride).
 template <int DV>
 __attribute__((target("avx2,fma"))) inline void accumulate_fixed(const float* p, const float* V, int64_t n,
-                                                                 __m256* acc) {
-  constexpr int64_t D = 8 * DV;
+                                                                 int64_t stride, __m256* acc) {
   for (int64_t t = 0; t < n; ++t) {
-    if (p[t] == 0.f) continue;
     const __m256 pv = _mm256_set1_ps(p[t]);
-    const float* vr = V + t * D;
+    const float* vr = V + t * stride;
 #pragma GCC unroll 16
     for (int i = 0; i < DV; ++i) acc[i] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vr + 8 * i), acc[i]);
   }
 }
 
-// Softmax(q . K / sqrt(D)) V over both key segments for D = 8 * DV known at compile time; ok[t] for
-// the n1 + n2 keys in order (the last one, the new token, always attends).
+// The keys and values of one (row, kv head) in the paged pools: key t is at
+// K + blocks[t / bs] * block_stride + (t % bs) * stride.
+struct PagedKeys {
+  const float *K, *V;     // pool base of this kv head
+  const int32_t* blocks;  // the row's block table
+  int64_t n;              // keys (the new token's included)
+  int64_t bs, stride, block_stride;
+};
+
+// Softmax(q . K / sqrt(D)) V over a row's n keys, block by block, for D = 8 * DV known at compile
+// time. Every key is valid: a block table holds no padding.
 template <int DV>
-__attribute__((target("avx2,fma"))) void attend_fixed(const float* q, const KeySegments& ks, const bool* ok,
-                                                      float* scores, float* out) {
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  const int64_t n = ks.n1 + ks.n2;
+__attribute__((target("avx2,fma"))) void attend_fixed(const float* q, const PagedKeys& pk, float* scores, float* out) {
+  const int64_t n = pk.n, nb = (n + pk.bs - 1) / pk.bs;
   __m256 qv[DV];
 #pragma GCC unroll 16
   for (int i = 0; i < DV; ++i) qv[i] = _mm256_loadu_ps(q + 8 * i);
-  scores_fixed<DV>(qv, ks.K1, ks.n1, scores);
-  scores_fixed<DV>(qv, ks.K2, ks.n2, scores + ks.n1);
-  float m = neg_inf;
-  for (int64_t t = 0; t < n; ++t) {
-    if (!ok[t] && t != n - 1) scores[t] = neg_inf;  // a token always sees itself, as in causal_mask
-    m = std::max(m, scores[t]);
-  }
-  const __m256 mv = _mm256_set1_ps(m), ninf = _mm256_set1_ps(neg_inf);
+  for (int64_t j = 0; j < nb; ++j)
+    scores_fixed<DV>(qv, pk.K + pk.blocks[j] * pk.block_stride, std::min(pk.bs, n - j * pk.bs), pk.stride,
+                     scores + j * pk.bs);
+  float m = scores[0];
+  for (int64_t t = 1; t < n; ++t) m = std::max(m, scores[t]);
+  const __m256 mv = _mm256_set1_ps(m);
   __m256 sum8 = _mm256_setzero_ps();
   int64_t s = 0;
   for (; s + 8 <= n; s += 8) {
-    const __m256 sc = _mm256_loadu_ps(scores + s);
-    const __m256 p = _mm256_andnot_ps(_mm256_cmp_ps(sc, ninf, _CMP_EQ_OQ), exp256(_mm256_sub_ps(sc, mv)));
+    const __m256 p = exp256(_mm256_sub_ps(_mm256_loadu_ps(scores + s), mv));
     _mm256_storeu_ps(scores + s, p);
     sum8 = _mm256_add_ps(sum8, p);
   }
@@ -354,27 +349,28 @@ __attribute__((target("avx2,fma"))) void attend_fixed(const float* q, const KeyS
   for (; s < n; ++s) {
     float tail[8] = {scores[s] - m, 0, 0, 0, 0, 0, 0, 0}, e[8];
     _mm256_storeu_ps(e, exp256(_mm256_loadu_ps(tail)));
-    scores[s] = scores[s] == neg_inf ? 0.f : e[0];
+    scores[s] = e[0];
     sum += scores[s];
   }
   __m256 acc[DV];
 #pragma GCC unroll 16
   for (int i = 0; i < DV; ++i) acc[i] = _mm256_setzero_ps();
-  accumulate_fixed<DV>(scores, ks.V1, ks.n1, acc);
-  accumulate_fixed<DV>(scores + ks.n1, ks.V2, ks.n2, acc);
+  for (int64_t j = 0; j < nb; ++j)
+    accumulate_fixed<DV>(scores + j * pk.bs, pk.V + pk.blocks[j] * pk.block_stride, std::min(pk.bs, n - j * pk.bs),
+                         pk.stride, acc);
   const __m256 inv = _mm256_set1_ps(1.0f / sum);
 #pragma GCC unroll 16
   for (int i = 0; i < DV; ++i) _mm256_storeu_ps(out + 8 * i, _mm256_mul_ps(acc[i], inv));
 }
 
-// Softmax(q . K / sqrt(D)) V for one query head over the keys of one cache row.
-void attend(const float* q, const KeySegments& ks, const bool* ok, int64_t D, float* scores, float* out) {
+// Softmax(q . K / sqrt(D)) V for one query head over one row's paged keys.
+void attend(const float* q, const PagedKeys& pk, int64_t D, float* scores, float* out) {
   switch (D) {
-    case 16: return attend_fixed<2>(q, ks, ok, scores, out);
-    case 32: return attend_fixed<4>(q, ks, ok, scores, out);
-    case 64: return attend_fixed<8>(q, ks, ok, scores, out);
-    case 96: return attend_fixed<12>(q, ks, ok, scores, out);
-    case 128: return attend_fixed<16>(q, ks, ok, scores, out);
+    case 16: return attend_fixed<2>(q, pk, scores, out);
+    case 32: return attend_fixed<4>(q, pk, scores, out);
+    case 64: return attend_fixed<8>(q, pk, scores, out);
+    case 96: return attend_fixed<12>(q, pk, scores, out);
+    case 128: return attend_fixed<16>(q, pk, scores, out);
     default: TORCH_CHECK(false, "decode_attention: head_dim ", D, " has no kernel (see decode_attention_supports)");
   }
 }
@@ -392,37 +388,40 @@ bool decode_attention_supports(int64_t head_dim) {
 }
 
 void decode_attention(const DecodeAttention& a) {
-  TORCH_CHECK(decode_attention_supports(a.D) && a.Hq % a.Hkv == 0 && a.pos < a.S_max,
-              "decode_attention: needs AVX2+FMA, head_dim in {16, 32, 64, 96, 128}, Hq % Hkv == 0 and a free cache "
-              "slot; got head_dim ",
-              a.D, ", Hq ", a.Hq, ", Hkv ", a.Hkv, ", slot ", a.pos, " of ", a.S_max);
-  TORCH_CHECK(a.P == 0 || (a.prefix_k && a.prefix_v && a.prefix_of),
-              "decode_attention: a prefix needs its keys, values and rows");
-  const int64_t D = a.D, n = a.P + a.pos + 1, group = a.Hq / a.Hkv;
-  // 1. The new token's keys (normed, rotated) and values into slot pos.
+  TORCH_CHECK(decode_attention_supports(a.D) && a.Hq % a.Hkv == 0 && a.block_size >= 1,
+              "decode_attention: needs AVX2+FMA, head_dim in {16, 32, 64, 96, 128} and Hq % Hkv == 0; got head_dim ",
+              a.D, ", Hq ", a.Hq, ", Hkv ", a.Hkv);
+  const int64_t D = a.D, group = a.Hq / a.Hkv, bs = a.block_size;
+  const int64_t stride = a.Hkv * D, block_stride = bs * stride;
+  int64_t n_max = 0;
+  for (int64_t b = 0; b < a.B; ++b) {
+    TORCH_CHECK(a.lengths[b] >= 1 && a.lengths[b] <= a.max_blocks * bs, "decode_attention: row ", b, " has ",
+                a.lengths[b], " keys for a table of ", a.max_blocks, " blocks");
+    n_max = std::max(n_max, a.lengths[b]);
+  }
+  // 1. The new token's keys (normed, rotated) and values into its slot, the row's key lengths[b] - 1.
   at::parallel_for(0, a.B * a.Hkv, std::max<int64_t>(1, 2048 / D), [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> tmp;  // scratch reused across steps: no allocation in the decode loop
     tmp.resize(static_cast<size_t>(D));
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / a.Hkv;
-      const int64_t slot = (i * a.S_max + a.pos) * D;
-      norm_rope(a.k + i * D, a.k_norm, a.eps, a.cos + b * D, a.sin + b * D, tmp.data(), a.k_cache + slot, D);
-      std::copy(a.v + i * D, a.v + (i + 1) * D, a.v_cache + slot);
+      const int64_t b = i / a.Hkv, h = i % a.Hkv, t = a.lengths[b] - 1;
+      const int64_t slot = a.block_tables[b * a.max_blocks + t / bs] * block_stride + (t % bs) * stride + h * D;
+      norm_rope(a.k + i * D, a.k_norm, a.eps, a.cos + b * D, a.sin + b * D, tmp.data(), a.k_pool + slot, D);
+      std::copy(a.v + i * D, a.v + (i + 1) * D, a.v_pool + slot);
     }
   });
   // 2. Each query head against its key/value head.
-  const int64_t grain = std::max<int64_t>(1, 16384 / (n * D));
+  const int64_t grain = std::max<int64_t>(1, 16384 / (n_max * D));
   at::parallel_for(0, a.B * a.Hq, grain, [&](int64_t i0, int64_t i1) {
     thread_local std::vector<float> qbuf, scores;  // scratch reused across steps
-    qbuf.resize(static_cast<size_t>(2 * D)), scores.resize(static_cast<size_t>(n));
+    qbuf.resize(static_cast<size_t>(2 * D)), scores.resize(static_cast<size_t>(n_max + 8));
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / a.Hq, h = i % a.Hq, kv = b * a.Hkv + h / group;
+      const int64_t b = i / a.Hq, h = i % a.Hq, kvh = h / group;
       norm_rope(a.q + i * D, a.q_norm, a.eps, a.cos + b * D, a.sin + b * D, qbuf.data() + D, qbuf.data(), D);
-      const int64_t pkv = a.P > 0 ? (a.prefix_of[b] * a.Hkv + h / group) * a.P * D : 0;
-      const KeySegments ks{
-          a.prefix_k + pkv, a.prefix_v + pkv, a.P, a.k_cache + kv * a.S_max * D, a.v_cache + kv * a.S_max * D,
-          a.pos + 1};
-      attend(qbuf.data(), ks, a.key_valid + b * a.valid_stride, D, scores.data(), a.out + i * D);
+      const PagedKeys pk{
+          a.k_pool + kvh * D, a.v_pool + kvh * D, a.block_tables + b * a.max_blocks, a.lengths[b], bs, stride,
+          block_stride};
+      attend(qbuf.data(), pk, D, scores.data(), a.out + i * D);
     }
   });
 }

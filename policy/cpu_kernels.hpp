@@ -31,31 +31,27 @@ const char* small_linear_isa();
 // y may alias x.
 void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, float eps);
 
-// Attention of one new token per row against the KV cache (grouped-query): applies the optional
-// q/k RMSNorm and RoPE, writes the new k and v into cache slot `pos`, and attends over the valid
-// keys: the shared prefix's (if any), then own slots [0, pos]. Rows of one prefix should be adjacent,
-// so that its keys are read from memory once and from cache for the others. Every pointer is to
-// contiguous float32 (bool for key_valid, int64 for prefix_of).
+// Attention of one new token per row against the paged KV cache (policy/paged_kv.hpp), grouped-
+// query: applies the optional q/k RMSNorm and RoPE, writes the new k and v into the row's slot for
+// key lengths[b] - 1, and attends over the row's keys [0, lengths[b]), block by block. No mask: a
+// block table holds only the row's own keys. Rows that share blocks (a prompt's samples) should be
+// adjacent, so those blocks come from cache for all but the first. Pointers are to contiguous float32
+// (int32 block tables, int64 lengths).
 struct DecodeAttention {
-  const float* q = nullptr;       // [B, Hq, D] projected queries
-  const float* k = nullptr;       // [B, Hkv, D] projected key of the new token
-  const float* v = nullptr;       // [B, Hkv, D]
-  const float* q_norm = nullptr;  // [D] or null (Qwen3's q_norm / k_norm)
-  const float* k_norm = nullptr;  // [D] or null
-  float eps = 1e-6f;              // of q_norm / k_norm
-  const float* cos = nullptr;     // [B, D] RoPE of each row's position
-  const float* sin = nullptr;     // [B, D]
-  float* k_cache = nullptr;       // [B, Hkv, S_max, D] the rows' own slots
-  float* v_cache = nullptr;       // [B, Hkv, S_max, D]
-  // Optional shared prefix: keys [0, P) of row b are row prefix_of[b] of these (KVCache::share_prefix).
-  const float* prefix_k = nullptr;     // [R, Hkv, P, D] or null
-  const float* prefix_v = nullptr;     // [R, Hkv, P, D]
-  const int64_t* prefix_of = nullptr;  // [B]
-  int64_t P = 0;
-  const bool* key_valid = nullptr;  // [B, valid_stride] over keys P + slot: false = padding
-  int64_t valid_stride = 0;         // (the new token always attends to itself)
-  int64_t B = 0, Hq = 0, Hkv = 0, D = 0, S_max = 0;
-  int64_t pos = 0;       // own cache slot of the new token (key P + pos)
+  const float* q = nullptr;               // [B, Hq, D] projected queries
+  const float* k = nullptr;               // [B, Hkv, D] projected key of the new token
+  const float* v = nullptr;               // [B, Hkv, D]
+  const float* q_norm = nullptr;          // [D] or null (Qwen3's q_norm / k_norm)
+  const float* k_norm = nullptr;          // [D] or null
+  float eps = 1e-6f;                      // of q_norm / k_norm
+  const float* cos = nullptr;             // [B, D] RoPE of each row's position
+  const float* sin = nullptr;             // [B, D]
+  float* k_pool = nullptr;                // [blocks, block_size, Hkv, D]
+  float* v_pool = nullptr;                // [blocks, block_size, Hkv, D]
+  const int32_t* block_tables = nullptr;  // [B, max_blocks]
+  const int64_t* lengths = nullptr;       // [B] keys of each row, the new token's included
+  int64_t max_blocks = 0, block_size = 0;
+  int64_t B = 0, Hq = 0, Hkv = 0, D = 0;
   float* out = nullptr;  // [B, Hq, D]
 };
 void decode_attention(const DecodeAttention& a);

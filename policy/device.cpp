@@ -8,6 +8,7 @@
 #include "common/error.hpp"
 
 #ifdef R1_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #include <cuda_runtime_api.h>
 #endif
@@ -19,6 +20,25 @@ void pin_cpu_threads(int n) {
   at::internal::lazy_init_num_threads();  // this program's copy of LibTorch's lazy initializer
   at::zeros({1 << 16}).add_(1.0);         // LibTorch's own copy: the op runs at::parallel_for inside it
   at::set_num_threads(n);                 // whatever global count the initializers read, this thread has n
+}
+
+double device_peak_bytes(const c10::Device& device) {
+#ifdef R1_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.has_index() ? device.index() : 0);
+    return static_cast<double>(
+        stats.reserved_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak);
+  }
+#endif
+  (void)device;
+  return 0;
+}
+
+void reset_device_peak(const c10::Device& device) {
+#ifdef R1_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.has_index() ? device.index() : 0);
+#endif
+  (void)device;
 }
 
 double device_memory_bytes(const std::string& device) {

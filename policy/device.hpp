@@ -14,6 +14,9 @@ std::string device_summary();  // one line for logs: build flavour and visible d
 // Memory of a device in bytes: "cpu": MemTotal, or the cgroup's memory.max when lower; "cuda[:N]":
 // the GPU's total memory. 0 when it cannot be read.
 double device_memory_bytes(const std::string& device);
+// Most bytes LibTorch's caching allocator has reserved on a CUDA device since the last reset; 0 on CPU.
+double device_peak_bytes(const c10::Device& device);
+void reset_device_peak(const c10::Device& device);
 
 // Gives the calling thread n CPU threads for its ops, for good. LibTorch keeps one global count that
 // each thread adopts lazily, the first time it runs parallel code in a library, so another thread's

@@ -47,31 +47,6 @@ KVCache KVCache::allocate(const ModelConfig& c, int64_t batch, int64_t max_len, 
   return kv;
 }
 
-KVCache KVCache::share_prefix(const at::Tensor& of, int64_t own_capacity) const {
-  TORCH_CHECK(prefix_k.empty(), "share_prefix: this cache already has a shared prefix");
-  TORCH_CHECK(of.dim() == 1 && own_capacity >= 1, "share_prefix: rows must be [B'] and own_capacity >= 1, got rows ",
-              of.sizes(), " and own_capacity ", own_capacity);
-  TORCH_CHECK(of.numel() == 0 || (of.min().item<int64_t>() >= 0 && of.max().item<int64_t>() < batch()),
-              "share_prefix: rows must index this cache's ", batch(), " rows");
-  KVCache out;
-  for (size_t l = 0; l < k.size(); ++l) {
-    out.prefix_k.push_back(k[l].narrow(2, 0, length).contiguous());
-    out.prefix_v.push_back(v[l].narrow(2, 0, length).contiguous());
-    const auto& s = k[l].sizes();  // [R, Hkv, S, D]
-    out.k.push_back(at::empty({of.size(0), s[1], own_capacity, s[3]}, k[l].options()));
-    out.v.push_back(at::empty({of.size(0), s[1], own_capacity, s[3]}, v[l].options()));
-  }
-  out.prefix_of = of.to(k.empty() ? of.device() : k[0].device(), at::kLong).clone();  // the cache's own copy
-  out.length = length;
-  return out;
-}
-
-void KVCache::select_rows(const at::Tensor& rows) {
-  for (auto& t : k) t = t.index_select(0, rows);
-  for (auto& t : v) t = t.index_select(0, rows);
-  if (prefix_of.defined()) prefix_of = prefix_of.index_select(0, rows.to(prefix_of.device()));
-}
-
 RopeTable RopeTable::make(const ModelConfig& c, const at::Device& device) {
   // HF: 1 / theta^(arange(0, D, 2) / D), computed in float32.
   const int64_t d = c.head_dim;
@@ -109,38 +84,46 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, const at::TensorOptions& opts
   }
 }
 
+std::array<at::Tensor, 3> AttentionImpl::project(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t B = x.size(0), T = x.size(1);
+  at::Tensor q = q_proj(x).view({B, T, heads, head_dim});     // [B, T, Hq, D]
+  at::Tensor k = k_proj(x).view({B, T, kv_heads, head_dim});  // [B, T, Hkv, D]
+  at::Tensor v = v_proj(x).view({B, T, kv_heads, head_dim});  // [B, T, Hkv, D]
+  const double eps = q_norm ? q_norm->eps : 0.0;
+  q = norm_rope(q, q_norm ? q_norm->weight : at::Tensor(), eps, cos, sin).transpose(1, 2);  // [B, Hq, T, D]
+  k = norm_rope(k, k_norm ? k_norm->weight : at::Tensor(), eps, cos, sin);                  // [B, T, Hkv, D]
+  return {q, k, v};
+}
+
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                   const at::Tensor& mask, KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
-  at::Tensor q = q_proj(x).view({B, T, heads, head_dim});                     // [B, T, Hq, D]
-  at::Tensor k = k_proj(x).view({B, T, kv_heads, head_dim});                  // [B, T, Hkv, D]
-  at::Tensor v = v_proj(x).view({B, T, kv_heads, head_dim}).transpose(1, 2);  // [B, Hkv, T, D]
-  const double eps = q_norm ? q_norm->eps : 0.0;
-  q = norm_rope(q, q_norm ? q_norm->weight : at::Tensor(), eps, cos, sin).transpose(1, 2);  // [B, Hq, T, D]
-  k = norm_rope(k, k_norm ? k_norm->weight : at::Tensor(), eps, cos, sin).transpose(1, 2);  // [B, Hkv, T, D]
-
+  auto [q, k, v] = project(x, cos, sin);
+  k = k.transpose(1, 2), v = v.transpose(1, 2);  // [B, Hkv, T, D]
   bool causal = !mask.defined();
   if (cache) {
-    const int64_t L = cache->length, P = cache->prefix_len();
+    const int64_t L = cache->length;
     TORCH_CHECK(L + T <= cache->capacity(), "KV cache full: ", L, " + ", T, " tokens > capacity ", cache->capacity());
-    cache->k[layer].narrow(2, L - P, T).copy_(k);
-    cache->v[layer].narrow(2, L - P, T).copy_(v);
-    k = cache->k[layer].narrow(2, 0, L - P + T);  // [B, Hkv, S - P, D]
-    v = cache->v[layer].narrow(2, 0, L - P + T);
-    if (P > 0) {  // the shared prefix, materialized per row: [B, Hkv, S, D]
-      k = at::cat({cache->prefix_k[layer].index_select(0, cache->prefix_of), k}, 2);
-      v = at::cat({cache->prefix_v[layer].index_select(0, cache->prefix_of), v}, 2);
-    }
+    cache->k[layer].narrow(2, L, T).copy_(k);
+    cache->v[layer].narrow(2, L, T).copy_(v);
+    k = cache->k[layer].narrow(2, 0, L + T);  // [B, Hkv, S, D]
+    v = cache->v[layer].narrow(2, 0, L + T);
     if (L > 0) {
       TORCH_CHECK(mask.defined() || T == 1, "cached forward of ", T, " tokens needs an explicit mask");
       causal = false;
     }
   }
   std::optional<at::Tensor> attn_mask;
-  if (mask.defined()) attn_mask = mask;
+  bool gqa = heads != kv_heads;
+  if (mask.defined()) {
+    attn_mask = mask;
+    // LibTorch's fused CUDA kernels take a mask only without grouped-query heads: expand K/V there.
+    if (gqa && !k.device().is_cpu())
+      k = k.repeat_interleave(heads / kv_heads, 1), v = v.repeat_interleave(heads / kv_heads, 1), gqa = false;
+  }
   at::Tensor out = at::scaled_dot_product_attention(q, k, v, attn_mask, /*dropout_p=*/0.0, causal,
                                                     /*scale=*/1.0 / std::sqrt(static_cast<double>(head_dim)),
-                                                    /*enable_gqa=*/heads != kv_heads);  // [B, Hq, T, D]
+                                                    gqa);  // [B, Hq, T, D]
   return o_proj(out.transpose(1, 2).reshape({B, T, heads * head_dim}));
 }
 
@@ -162,6 +145,13 @@ DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, const at::TensorOptions
 at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
                                      const at::Tensor& mask, KVCache* cache, int64_t layer) {
   at::Tensor h = x + self_attn(input_layernorm(x), cos, sin, mask, cache, layer);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+at::Tensor DecoderLayerImpl::forward_paged(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
+                                           const PagedInput& p, const at::Tensor& mask, PagedKVCache& cache,
+                                           int64_t layer) {
+  at::Tensor h = x + self_attn->forward_paged(input_layernorm(x), cos, sin, p, mask, cache, layer);
   return h + mlp(post_attention_layernorm(h));
 }
 

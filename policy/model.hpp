@@ -7,14 +7,17 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
 
+#include <array>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "policy/model_config.hpp"
 #include "policy/options.hpp"
+#include "policy/paged_kv.hpp"
 #include "policy/tokenizer.hpp"
 
 namespace r1 {
@@ -50,26 +53,68 @@ class RMSNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(RMSNorm);
 
-// Preallocated KV cache: per layer k and v of [B, Hkv, S_max, D]. Positions [0, length) are filled
-// for every row; rows with shorter prompts are left-padded and masked out by the attention mask.
-// With a shared prefix (the G samples of one prompt), positions [0, prefix_len()) of row b are row
-// prefix_of[b] of prefix_k / prefix_v [R, Hkv, prefix_len, D], stored once for all its samples, and
-// the row's own slots k / v [B, Hkv, S_own, D] hold positions prefix_len(), prefix_len() + 1, ...
+// A contiguous KV cache for one forward at a time: per layer k and v of [B, Hkv, S_max, D], positions
+// [0, length) filled for every row. hidden() appends to it; the shared-prefix forward uses it per
+// layer. Generation uses the paged cache (policy/paged_kv.hpp).
 struct KVCache {
   std::vector<at::Tensor> k, v;
-  std::vector<at::Tensor> prefix_k, prefix_v;  // empty: no shared prefix
-  at::Tensor prefix_of;                        // [B] int64, with a shared prefix
-  int64_t length = 0;                          // filled positions, prefix included
-  int64_t prefix_len() const { return prefix_k.empty() ? 0 : prefix_k[0].size(2); }
-  int64_t capacity() const { return prefix_len() + (k.empty() ? 0 : k[0].size(2)); }
-  int64_t batch() const { return k.empty() ? 0 : k[0].size(0); }
+  int64_t length = 0;  // filled positions
+  int64_t capacity() const { return k.empty() ? 0 : k[0].size(2); }
   static KVCache allocate(const ModelConfig& c, int64_t batch, int64_t max_len, const at::TensorOptions& opts);
-  // A cache whose B' rows continue the filled positions of this cache's rows `of` [B'] (int64), kept
-  // once as their shared prefix, with room for `own_capacity` more positions per row.
-  KVCache share_prefix(const at::Tensor& of, int64_t own_capacity) const;
-  // Keeps only the given rows (finished sequences leave the batch). `rows`: int64 [B'].
-  void select_rows(const at::Tensor& rows);
 };
+
+// One forward over the paged KV cache: row b runs its new tokens (right-padded to T) after the
+// past[b] keys it already holds, writes their keys and values into `slots`, and attends to its own
+// keys only, through its block table. Host-side values ride along so that no call reads a device
+// tensor back.
+struct PagedInput {
+  at::Tensor input_ids;     // [B, T] int64, right-padded
+  at::Tensor positions;     // [B, T] int64 RoPE positions
+  at::Tensor slots;         // [B, T] int64 flat slots (block * block_size + offset); padding: the scratch block
+  at::Tensor block_tables;  // [B, max_blocks] int32: each row's blocks after this call, scratch block 0 after them
+  at::Tensor past;          // [B] int64 keys each row held before this call
+  at::Tensor lengths;       // [B] int64 keys each row holds after it (past + its new tokens)
+  int64_t max_len = 0;      // max of lengths
+  bool fresh = false;       // no row holds keys yet: attention runs over this call's keys alone (causal)
+};
+
+// Builds a PagedInput on the host: add() each row's new tokens (their slots are appended to the
+// row's table), then to() the model's device in one go.
+class PagedBatch {
+ public:
+  void add(PagedKVCache& cache, BlockTable& table, const std::vector<int64_t>& tokens);
+  PagedInput to(const at::Device& device) const;  // fresh when no row had past keys
+  int64_t rows() const { return static_cast<int64_t>(tables_.size()); }
+  int64_t width() const { return width_; }  // T: the longest row's new tokens
+
+ private:
+  std::vector<std::vector<int64_t>> ids_, slots_;
+  std::vector<int64_t> past_, lengths_;
+  std::vector<const BlockTable*> tables_;
+  int64_t width_ = 0;
+  bool any_past_ = false;
+};
+
+// Which scaled-dot-product-attention kernel LibTorch picks for a call, by name: "math", "flash_attention",
+// "efficient_attention", "cudnn_attention", "overrideable" or "error".
+std::string sdpa_backend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                         const std::optional<at::Tensor>& mask, bool causal, bool gqa);
+
+// The attention calls of a run, each with the SDPA kernel it gets on `opts`' device and dtype: the
+// training prompt pass (causal over the prompts), the training completion pass (masked, against
+// the prompts' keys), prefill (causal) and decode (gathered keys, masked; on CPU in float32 the
+// fused kernel instead). Shapes from `rows` sequences of `prompt` + `completion` tokens.
+struct SdpaCall {
+  std::string call, backend;
+  std::vector<int64_t> q, k;  // [B, heads, T, D] of the query and the keys as passed
+  bool mask = false;
+};
+std::vector<SdpaCall> sdpa_calls(const ModelConfig& c, const at::TensorOptions& opts, int64_t rows, int64_t prompt,
+                                 int64_t completion);
+// Prints sdpa_calls() to stderr, with a warning for each call that gets the math fallback. Once
+// per process and device type; nothing on CPU.
+void log_sdpa_calls(const ModelConfig& c, const at::TensorOptions& opts, int64_t rows, int64_t prompt,
+                    int64_t completion);
 
 struct RopeTable {
   at::Tensor inv_freq;  // [D/2] float32, with llama3 scaling applied
@@ -84,6 +129,12 @@ class AttentionImpl : public torch::nn::Module {
   // x [B, T, H]; cos/sin [B, T, D]; mask [B, 1, T, S] bool (true = attend) or undefined (causal).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      KVCache* cache, int64_t layer);
+  // The same over the paged cache (generic ATen path): `p` of the call, `mask` [B, 1, T, S] for
+  // calls with past keys (undefined when p.fresh).
+  at::Tensor forward_paged(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const PagedInput& p,
+                           const at::Tensor& mask, PagedKVCache& cache, int64_t layer);
+  // Queries [B, Hq, T, D] and keys, values [B, T, Hkv, D], normed and rotated.
+  std::array<at::Tensor, 3> project(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};
   int64_t heads, kv_heads, head_dim;
@@ -103,6 +154,8 @@ class DecoderLayerImpl : public torch::nn::Module {
   DecoderLayerImpl(const ModelConfig& c, const at::TensorOptions& opts);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      KVCache* cache, int64_t layer);
+  at::Tensor forward_paged(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const PagedInput& p,
+                           const at::Tensor& mask, PagedKVCache& cache, int64_t layer);
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
@@ -170,12 +223,12 @@ class CausalLMImpl : public torch::nn::Module {
   // (policy/recompute.hpp). 0: off. Results and gradients are unchanged.
   void set_activation_checkpointing(int64_t every);
   int64_t activation_checkpointing() const { return checkpoint_every_; }
-  // One decoding step, the same math as hidden() with T = 1: ids [B] and RoPE positions [B] int64;
-  // key_valid [B, >= cache.length + 1] bool, false for padding slots. Appends to `cache` and returns
-  // final-norm hidden states [B, H]. float32 on CPU runs fused kernels (policy/cpu_kernels.hpp).
-  at::Tensor decode(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_valid, KVCache& cache);
-  // Whether decode() runs the fused CPU kernels (float32 on CPU with AVX2 and a supported head_dim,
-  // outside grad mode). Shared-prefix caches pay off there; elsewhere they are materialized per step.
+  // Final-norm hidden states [B, T, H] of a forward over the paged cache (PagedInput), the same math
+  // as hidden() on each row's own tokens. One-token calls in float32 on CPU run fused kernels
+  // (policy/cpu_kernels.hpp); the rest ATen, where calls with past keys gather them by block table.
+  at::Tensor forward_paged(const PagedInput& in, PagedKVCache& cache);
+  // Whether one-token paged calls run the fused CPU kernels (float32 on CPU with AVX2 and a
+  // supported head_dim, outside grad mode).
   bool fused_decode_available() const;
   // Logits [.., V] in float32 for hidden states [.., H]; banned ids get -inf.
   at::Tensor logits(const at::Tensor& hidden);
@@ -201,12 +254,10 @@ class CausalLMImpl : public torch::nn::Module {
   Linear lm_head{nullptr};  // absent when tie_word_embeddings
 
  private:
-  bool fused_decode_applies(const KVCache& cache) const;
   bool recomputes_layer(int64_t layer) const;
   // `run` on decoder layer `layer`, between layer_hooks' calls.
   std::vector<at::Tensor> hooked(int64_t layer, const std::function<std::vector<at::Tensor>()>& run);
-  at::Tensor fused_decode(const at::Tensor& ids, const at::Tensor& positions, const at::Tensor& key_valid,
-                          KVCache& cache);
+  at::Tensor fused_decode(const PagedInput& in, PagedKVCache& cache);  // [B, H]
   ModelConfig config_;
   at::TensorOptions opts_;
   RopeTable rope_;

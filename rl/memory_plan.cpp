@@ -168,17 +168,25 @@ void training_parts(MemoryPlan& p, const RunConfig& cfg, const Shape& sh, const 
       MemoryPhase::training);
 }
 
-// The rollout phase: every worker's KV cache at the longest sequence, and its logits.
+// The rollout phase: every worker's paged KV cache and its logits. A prompt's blocks serve its G
+// samples; on CPU only the blocks in use take memory, on a GPU the pool is allocated whole.
 void rollout_parts(MemoryPlan& p, const RunConfig& cfg, const Shape& sh, const Workload& w) {
   const double s = dtype_bytes(cfg.model.dtype), workers = static_cast<double>(cfg.rollout.workers);
-  // The fused CPU decode (float32) keeps each prompt's keys once for its G samples.
-  const bool shared = cfg.model.device == "cpu" && cfg.model.dtype == Dtype::float32;
-  const double slots = shared ? w.rollout_prompts * w.prompt + w.rollout_rows * w.completion
-                              : w.rollout_rows * (w.prompt + w.completion);
-  add(p, "KV cache", workers * sh.L * 2 * sh.kv * s * slots,
-      fmt::format("{} worker(s) x {:.0f} sequences x {:.0f} + {:.0f} tokens", cfg.rollout.workers, w.rollout_rows,
-                  w.prompt, w.completion),
-      "[rollout] max_batch, [sampling] max_new_tokens", MemoryPhase::rollout);
+  const double bs = static_cast<double>(cfg.rollout.kv_block_size);
+  auto blocks = [&](double tokens) { return std::ceil(tokens / bs); };
+  double slots = bs * (w.rollout_prompts * blocks(w.prompt) + w.rollout_rows * blocks(w.completion + bs));
+  std::string detail =
+      fmt::format("{} worker(s) x {:.0f} prompts x {:.0f} + {:.0f} sequences x {:.0f} tokens, in blocks of {:.0f}",
+                  cfg.rollout.workers, w.rollout_prompts, w.prompt, w.rollout_rows, w.completion, bs);
+  if (cfg.rollout.kv_blocks > 0 || cfg.model.device != "cpu") {
+    const double pool = cfg.rollout.kv_blocks > 0
+                            ? static_cast<double>(cfg.rollout.kv_blocks)
+                            : static_cast<double>(cfg.rollout.max_batch) * blocks(w.prompt + w.completion);
+    slots = pool * bs;
+    detail = fmt::format("{} worker(s) x a pool of {:.0f} blocks of {:.0f} tokens", cfg.rollout.workers, pool, bs);
+  }
+  add(p, "KV cache", workers * sh.L * 2 * sh.kv * s * slots, detail,
+      "[rollout] max_batch, kv_blocks, kv_block_size, [sampling] max_new_tokens", MemoryPhase::rollout);
   add(p, "rollout logits", workers * (w.rollout_rows * sh.V * 4 * 3 + w.rollout_prompts * w.prompt * sh.I * s * 3),
       "per decode step [sequences, V] float32, and the prefill's largest intermediates", "", MemoryPhase::rollout);
 }

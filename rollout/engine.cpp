@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <span>
 
 #include "common/error.hpp"
 
@@ -11,13 +13,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Per-row decoding state of one sequence in flight.
-struct Row {
-  size_t out_index;  // into the output vector
-  SequenceRng rng;
-  int64_t position;  // RoPE position of the next token
-};
 
 // Does the decoded tail of `tokens` end with (or newly contain) a stop string? Returns the byte
 // offset in the full text just past the stop string, if any.
@@ -39,175 +34,330 @@ std::optional<size_t> find_stop(const Tokenizer& tok, const std::vector<TokenId>
   return std::nullopt;
 }
 
+// A sample in flight: its cache, the token it feeds next, its budget.
+struct Row {
+  size_t out;  // into the completions
+  int64_t request, sample;
+  BlockTable kv;
+  TokenId next = 0;  // sampled, not yet in the cache
+  int64_t budget = 0;
+  bool finished = false;
+};
+
+// A prompt being prefilled, `done` of its tokens in the cache.
+struct Prefill {
+  int64_t request;
+  BlockTable kv;
+  int64_t done = 0;
+};
+
 }  // namespace
+
+struct GenerationRun::State {
+  Engine& engine;
+  PagedKVCache& cache;
+  std::vector<GenerationRequest> reqs;
+  SamplingOptions s;
+  std::vector<size_t> offsets;  // [R + 1] first completion of each request
+  std::vector<Completion> out;
+  std::vector<bool> paused;
+  size_t next = 0;  // first request not yet admitted
+  std::vector<Prefill> prefilling;
+  std::vector<Row> rows;  // running; a request's samples adjacent
+  std::vector<int64_t> stop_ids;
+  at::Tensor stop_ids_dev;  // [S] int64 on the model's device
+  size_t max_stop_bytes = 0;
+
+  int64_t budget(int64_t r) const { return reqs[r].max_new_tokens > 0 ? reqs[r].max_new_tokens : s.max_new_tokens; }
+  // Blocks a request may still take: its prompt's, then each sample's own (a copied last prompt block included).
+  int64_t worst_blocks(int64_t r) const {
+    const auto P = static_cast<int64_t>(reqs[r].prompt.size());
+    return cache.blocks_for(P) + reqs[r].n * (cache.blocks_for(P + budget(r)) - P / cache.block_size());
+  }
+  // Blocks that admitted work may still allocate.
+  int64_t promised() const;
+  // Sampled tokens [B] and log-probs [B] for logits [B, V], rows drawing from `keys`, with the
+  // device's stop-token check; one copy to the host.
+  std::vector<std::array<double, 3>> sample(const at::Tensor& logits, const std::vector<DrawKey>& keys);
+  // Records a sampled token; marks the row finished at a stop token, stop string or its budget.
+  void accept(Row& row, TokenId t, float logprob, bool stop_token);
+  void spawn(Prefill& p, const at::Tensor& last_hidden);  // the prompt's n samples, their first tokens
+  void finish_text(Completion& c) const;
+};
+
+int64_t GenerationRun::State::promised() const {
+  int64_t n = 0;
+  for (const auto& r : rows) {
+    if (r.finished) continue;
+    const auto P = static_cast<int64_t>(reqs[r.request].prompt.size());
+    const bool copy = r.kv.length % cache.block_size() != 0 && cache.allocator().refcount(r.kv.blocks.back()) > 1;
+    n += cache.blocks_for(P + r.budget) - static_cast<int64_t>(r.kv.blocks.size()) + (copy ? 1 : 0);
+  }
+  for (const auto& p : prefilling) n += worst_blocks(p.request) - static_cast<int64_t>(p.kv.blocks.size());
+  return n;
+}
+
+std::vector<std::array<double, 3>> GenerationRun::State::sample(const at::Tensor& logits,
+                                                                const std::vector<DrawKey>& keys) {
+  at::Tensor u;
+  if (s.temperature > 0)
+    u = philox_uniforms(static_cast<uint64_t>(s.seed), keys).to(logits.device(), /*non_blocking=*/true);
+  SampledTokens st = sample_tokens(logits, s, u);
+  at::Tensor stop = stop_ids_dev.numel() > 0 ? at::isin(st.tokens, stop_ids_dev) : at::zeros_like(st.tokens);
+  at::Tensor packed = at::stack({st.tokens.to(at::kDouble), st.logprobs.to(at::kDouble), stop.to(at::kDouble)}, 1);
+  packed = packed.to(at::kCPU).contiguous();  // [B, 3]: the step's one device-to-host copy
+  std::vector<std::array<double, 3>> rows(static_cast<size_t>(packed.size(0)));
+  std::memcpy(rows.data(), packed.data_ptr<double>(), rows.size() * sizeof(rows[0]));
+  return rows;
+}
+
+void GenerationRun::State::accept(Row& row, TokenId t, float logprob, bool stop_token) {
+  Completion& c = out[row.out];
+  const auto& forced = reqs[row.request].forced_stop;
+  if (!forced.empty() && static_cast<int64_t>(c.tokens.size()) + 1 == forced[row.sample])
+    t = static_cast<TokenId>(engine.model_->config().eos_token_ids.at(0)), stop_token = true;
+  c.tokens.push_back(t);
+  c.logprobs.push_back(logprob);
+  row.next = t;
+  if (stop_token) {
+    c.finish_reason = FinishReason::stop, row.finished = true;
+  } else if (!s.stop.empty()) {
+    if (auto end = find_stop(*engine.tokenizer_, c.tokens, s.stop, max_stop_bytes)) {
+      c.text = engine.tokenizer_->decode(c.tokens);
+      c.text.resize(*end);
+      if (!s.include_stop_str)
+        for (const auto& st : s.stop)
+          if (c.text.size() >= st.size() && c.text.compare(c.text.size() - st.size(), st.size(), st) == 0) {
+            c.text.resize(c.text.size() - st.size());
+            break;
+          }
+      c.finish_reason = FinishReason::stop, row.finished = true;
+    }
+  }
+  if (!row.finished && static_cast<int64_t>(c.tokens.size()) >= row.budget) row.finished = true;
+}
+
+void GenerationRun::State::spawn(Prefill& p, const at::Tensor& last_hidden) {
+  const GenerationRequest& req = reqs[p.request];
+  at::Tensor logits = engine.model_->logits(last_hidden.unsqueeze(0)).expand({req.n, -1});  // [n, V]
+  std::vector<DrawKey> keys;
+  for (int64_t j = 0; j < req.n; ++j) keys.push_back({req.stream, static_cast<uint64_t>(j), 0});
+  const auto drawn = sample(logits, keys);
+  for (int64_t j = 0; j < req.n; ++j) {
+    Row row{offsets[p.request] + j, p.request, j, cache.fork(p.kv)};
+    row.budget = budget(p.request);
+    out[row.out].request = p.request, out[row.out].sample = j;
+    accept(row, static_cast<TokenId>(drawn[j][0]), static_cast<float>(drawn[j][1]), drawn[j][2] != 0);
+    rows.push_back(std::move(row));
+  }
+  cache.release(p.kv);
+}
+
+void GenerationRun::State::finish_text(Completion& c) const {
+  if (!engine.tokenizer_ || !c.text.empty()) return;
+  std::span<const TokenId> toks(c.tokens);
+  if (c.finish_reason == FinishReason::stop && !toks.empty() &&
+      std::find(stop_ids.begin(), stop_ids.end(), toks.back()) != stop_ids.end())
+    toks = toks.first(toks.size() - 1);
+  c.text = engine.tokenizer_->decode(toks);
+}
+
+GenerationRun::GenerationRun(Engine& engine, std::vector<GenerationRequest> requests, SamplingOptions sampling) {
+  R1_CHECK(sampling.stop.empty() || engine.tokenizer_, "stop strings need a tokenizer");
+  const int64_t vocab = engine.model_->config().vocab_size;
+  std::vector<size_t> offsets(requests.size() + 1, 0);
+  const int64_t bs = engine.options_.block_size;
+  auto blocks = [bs](int64_t tokens) { return (tokens + bs - 1) / bs; };
+  int64_t longest = 0, largest = 0;  // tokens of the longest sequence, blocks of the largest request
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    R1_CHECK(!r.prompt.empty(), "request {}: empty prompt", i);
+    R1_CHECK(r.n >= 1 && r.n <= engine.options_.max_batch, "request {}: n = {} must be in [1, max_batch = {}]", i, r.n,
+             engine.options_.max_batch);
+    R1_CHECK(r.max_new_tokens >= 0, "request {}: max_new_tokens = {}", i, r.max_new_tokens);
+    R1_CHECK(r.forced_stop.empty() || static_cast<int64_t>(r.forced_stop.size()) == r.n,
+             "request {}: forced_stop needs one length per sample", i);
+    for (size_t t = 0; t < r.prompt.size(); ++t)
+      R1_CHECK(r.prompt[t] >= 0 && r.prompt[t] < vocab, "request {}: token {} = {} is outside the vocabulary [0, {})",
+               i, t, r.prompt[t], vocab);
+    offsets[i + 1] = offsets[i] + static_cast<size_t>(r.n);
+    const auto P = static_cast<int64_t>(r.prompt.size());
+    const int64_t M = r.max_new_tokens > 0 ? r.max_new_tokens : sampling.max_new_tokens;
+    longest = std::max(longest, P + M);
+    largest = std::max(largest, blocks(P) + r.n * (blocks(P + M) - P / bs));
+  }
+  PagedKVCache& cache = engine.cache_for(std::max(engine.options_.max_batch * blocks(longest), largest));
+  s_ = std::unique_ptr<State>(new State{engine, cache, std::move(requests), std::move(sampling)});
+  s_->offsets = std::move(offsets);
+  s_->out.resize(s_->offsets.back());
+  s_->paused.assign(s_->reqs.size(), false);
+  s_->stop_ids = s_->s.stop_token_ids;
+  if (!s_->s.ignore_eos)
+    for (auto e : engine.model_->config().eos_token_ids) s_->stop_ids.push_back(e);
+  s_->stop_ids_dev = at::tensor(s_->stop_ids, at::kLong).to(engine.model_->options().device());
+  for (const auto& st : s_->s.stop) s_->max_stop_bytes = std::max(s_->max_stop_bytes, st.size());
+  cache.allocator().reset_peak();
+}
+
+GenerationRun::GenerationRun(GenerationRun&&) noexcept = default;
+
+GenerationRun::~GenerationRun() {
+  if (!s_) return;
+  for (auto& p : s_->prefilling) s_->cache.release(p.kv);
+  for (auto& r : s_->rows) s_->cache.release(r.kv);
+}
+
+bool GenerationRun::done() const { return s_->next == s_->reqs.size() && s_->prefilling.empty() && s_->rows.empty(); }
+
+void GenerationRun::pause(int64_t request) {
+  R1_CHECK(request >= 0 && request < static_cast<int64_t>(s_->reqs.size()), "pause: no request {}", request);
+  s_->paused[request] = true;
+}
+
+void GenerationRun::resume(int64_t request) {
+  R1_CHECK(request >= 0 && request < static_cast<int64_t>(s_->reqs.size()), "resume: no request {}", request);
+  s_->paused[request] = false;
+}
+
+void GenerationRun::step() {
+  at::NoGradGuard no_grad;
+  admit();
+  prefill();
+  decode();
+  retire();
+  EngineStats& st = s_->engine.stats_;
+  st.kv_peak_blocks = std::max(st.kv_peak_blocks, s_->cache.allocator().peak_used());
+}
+
+std::vector<Completion> GenerationRun::take() {
+  R1_CHECK(done(), "generation: take() before every request finished");
+  return std::move(s_->out);
+}
+
+void GenerationRun::admit() {
+  State& s = *s_;
+  if (s.engine.options_.schedule == Schedule::drained && (!s.rows.empty() || !s.prefilling.empty())) return;
+  int64_t live = static_cast<int64_t>(s.rows.size());
+  for (const auto& p : s.prefilling) live += s.reqs[p.request].n;
+  int64_t promised = s.promised();
+  while (s.next < s.reqs.size()) {
+    const auto r = static_cast<int64_t>(s.next);
+    const int64_t need = s.worst_blocks(r);
+    if (live + s.reqs[r].n > s.engine.options_.max_batch) break;
+    if (need > s.cache.allocator().free() - promised) {
+      R1_CHECK(live > 0, "generation: request {} needs up to {} KV blocks, the cache has {} (raise kv_blocks)", r, need,
+               s.cache.allocator().capacity());
+      break;
+    }
+    s.prefilling.push_back({r, {}, 0});
+    live += s.reqs[r].n, promised += need, ++s.next;
+  }
+}
+
+void GenerationRun::prefill() {
+  State& s = *s_;
+  auto t0 = Clock::now();
+  int64_t budget = s.engine.options_.prefill_tokens;
+  // Chunks of this step: prompts already started (with past keys) in one call, new ones in another.
+  for (bool fresh : {false, true}) {
+    std::vector<std::pair<Prefill*, int64_t>> chunks;  // (prompt, tokens this call)
+    for (auto& p : s.prefilling) {
+      if (budget <= 0) break;
+      if (s.paused[p.request] || (p.done == 0) != fresh) continue;
+      const int64_t n = std::min(static_cast<int64_t>(s.reqs[p.request].prompt.size()) - p.done, budget);
+      chunks.push_back({&p, n});
+      budget -= n;
+    }
+    if (chunks.empty()) continue;
+    PagedBatch pb;
+    for (const auto& [p, n] : chunks) {
+      const auto& prompt = s.reqs[p->request].prompt;
+      pb.add(s.cache, p->kv, std::vector<int64_t>(prompt.begin() + p->done, prompt.begin() + p->done + n));
+    }
+    at::Tensor h = s.engine.model_->forward_paged(pb.to(s.engine.model_->options().device()), s.cache);
+    for (size_t b = 0; b < chunks.size(); ++b) {
+      auto [p, n] = chunks[b];
+      p->done += n;
+      if (p->done == static_cast<int64_t>(s.reqs[p->request].prompt.size())) s.spawn(*p, h[b][n - 1]);
+    }
+    s.engine.stats_.prefill_tokens += pb.width() * pb.rows();
+    ++s.engine.stats_.prefill_calls;
+  }
+  std::erase_if(s.prefilling, [](const Prefill& p) { return p.kv.blocks.empty() && p.done > 0; });
+  s.engine.stats_.prefill_seconds += seconds_since(t0);
+}
+
+void GenerationRun::decode() {
+  State& s = *s_;
+  std::vector<Row*> active;
+  for (auto& r : s.rows)
+    if (!r.finished && !s.paused[r.request]) active.push_back(&r);
+  if (active.empty()) return;
+  auto t0 = Clock::now();
+  PagedBatch pb;
+  std::vector<DrawKey> keys;
+  for (Row* r : active) {
+    pb.add(s.cache, r->kv, {r->next});
+    keys.push_back({s.reqs[r->request].stream, static_cast<uint64_t>(r->sample), s.out[r->out].tokens.size()});
+  }
+  CausalLM& m = s.engine.model_;
+  at::Tensor h = m->forward_paged(pb.to(m->options().device()), s.cache).squeeze(1);  // [B, H]
+  const auto drawn = s.sample(m->logits(h), keys);
+  for (size_t b = 0; b < active.size(); ++b)
+    s.accept(*active[b], static_cast<TokenId>(drawn[b][0]), static_cast<float>(drawn[b][1]), drawn[b][2] != 0);
+  EngineStats& st = s.engine.stats_;
+  ++st.decode_steps;
+  st.decode_tokens += static_cast<int64_t>(active.size());
+  st.decode_seconds += seconds_since(t0);
+}
+
+void GenerationRun::retire() {
+  State& s = *s_;
+  for (auto& r : s.rows)
+    if (r.finished) {
+      s.finish_text(s.out[r.out]);
+      s.cache.release(r.kv);
+    }
+  std::erase_if(s.rows, [](const Row& r) { return r.finished; });
+}
 
 Engine::Engine(CausalLM model, const Tokenizer* tokenizer, EngineOptions options)
     : model_(std::move(model)), tokenizer_(tokenizer), options_(options) {
   R1_CHECK(options_.max_batch >= 1, "engine: max_batch must be >= 1");
-  if (tokenizer_) model_->ban_ids_without_token(*tokenizer_);  // every sampled id decodes
+  R1_CHECK(options_.block_size >= 1 && options_.kv_blocks >= 0 && options_.prefill_tokens >= 1,
+           "engine: block_size and prefill_tokens must be >= 1 and kv_blocks >= 0");
+  if (tokenizer_) model_->ban_ids_without_token(*tokenizer_);                         // every sampled id decodes
+  log_sdpa_calls(model_->config(), model_->options(), options_.max_batch, 256, 512);  // on GPUs: kernels per call
+}
+
+Engine::~Engine() = default;
+
+PagedKVCache& Engine::cache_for(int64_t blocks) {
+  if (options_.kv_blocks > 0) blocks = options_.kv_blocks;
+  if (!cache_ || cache_->allocator().capacity() < blocks) {
+    cache_.reset();  // the old pool goes before the new one comes
+    cache_.emplace(model_->config(), PagedKVOptions{blocks, options_.block_size}, model_->options());
+    stats_.kv_block_bytes = cache_->bytes_per_block();
+    stats_.kv_capacity_blocks = blocks;
+  }
+  return *cache_;
+}
+
+EngineOptions engine_options(const RolloutOptions& o) {
+  return {.max_batch = o.max_batch,
+          .block_size = o.kv_block_size,
+          .kv_blocks = o.kv_blocks,
+          .prefill_tokens = o.prefill_tokens};
+}
+
+GenerationRun Engine::start(const std::vector<GenerationRequest>& requests, const SamplingOptions& sampling) {
+  return GenerationRun(*this, requests, sampling);
 }
 
 std::vector<Completion> Engine::generate(const std::vector<GenerationRequest>& requests, const SamplingOptions& s) {
-  R1_CHECK(s.stop.empty() || tokenizer_, "stop strings need a tokenizer");
-  std::vector<size_t> offsets(requests.size() + 1, 0);
-  for (size_t i = 0; i < requests.size(); ++i) {
-    R1_CHECK(!requests[i].prompt.empty(), "request {}: empty prompt", i);
-    R1_CHECK(requests[i].n >= 1 && requests[i].n <= options_.max_batch,
-             "request {}: n = {} must be in [1, max_batch = {}]", i, requests[i].n, options_.max_batch);
-    offsets[i + 1] = offsets[i] + static_cast<size_t>(requests[i].n);
-  }
-  std::vector<Completion> out(offsets.back());
-  // Pack whole requests into batches of at most max_batch sequences.
-  size_t first = 0;
-  while (first < requests.size()) {
-    size_t count = 0, rows = 0;
-    while (first + count < requests.size() &&
-           rows + requests[first + count].n <= static_cast<size_t>(options_.max_batch))
-      rows += requests[first + count++].n;
-    run_batch(requests, first, count, s, out, offsets);
-    first += count;
-  }
-  return out;
-}
-
-void Engine::run_batch(const std::vector<GenerationRequest>& requests, size_t first, size_t count,
-                       const SamplingOptions& s, std::vector<Completion>& out, const std::vector<size_t>& offsets) {
-  at::NoGradGuard no_grad;
-  const auto dev = model_->options().device();
-  const int64_t vocab = model_->config().vocab_size;
-  const int64_t R = static_cast<int64_t>(count);
-  int64_t P = 0;
-  for (size_t i = first; i < first + count; ++i) P = std::max<int64_t>(P, requests[i].prompt.size());
-  const int64_t S = P + s.max_new_tokens;
-
-  std::vector<int64_t> stop_ids = s.stop_token_ids;
-  if (!s.ignore_eos)
-    for (auto e : model_->config().eos_token_ids) stop_ids.push_back(e);
-  size_t max_stop_bytes = 0;
-  for (const auto& st : s.stop) max_stop_bytes = std::max(max_stop_bytes, st.size());
-
-  // Prefill the distinct prompts, left-padded: ids [R, P], validity [R, S], positions [R, P].
-  at::Tensor ids = at::zeros({R, P}, at::kLong), valid = at::zeros({R, S}, at::kBool),
-             pos = at::zeros({R, P}, at::kLong);
-  auto ids_a = ids.accessor<int64_t, 2>();
-  auto pos_a = pos.accessor<int64_t, 2>();
-  for (int64_t r = 0; r < R; ++r) {
-    const auto& p = requests[first + r].prompt;
-    const int64_t len = static_cast<int64_t>(p.size()), pad = P - len;
-    for (int64_t t = 0; t < len; ++t) {
-      R1_CHECK(p[t] >= 0 && p[t] < vocab, "request {}: token {} = {} is outside the vocabulary [0, {})", first + r, t,
-               p[t], vocab);
-      ids_a[r][pad + t] = p[t];
-      pos_a[r][pad + t] = t;
-    }
-    valid[r].narrow(0, pad, len).fill_(true);
-    valid[r].narrow(0, P, s.max_new_tokens).fill_(true);
-  }
-  auto t0 = Clock::now();
-  // The fused CPU decode reads each prompt's keys once for all its samples (a shared prefix); other
-  // paths get every sample's own copy of the prompt's cache rows.
-  const bool share = model_->fused_decode_available() && s.max_new_tokens >= 1;
-  KVCache cache = KVCache::allocate(model_->config(), R, share ? P : S, model_->options());
-  at::Tensor h = model_->hidden({ids.to(dev), pos.to(dev), causal_mask(valid.narrow(1, 0, P).to(dev), P)}, &cache);
-  at::Tensor last = h.select(1, P - 1);  // [R, H]
-  stats_.prefill_tokens += R * P;
-
-  // Expand each prompt to its n samples: cache rows, validity, last hidden state.
-  std::vector<int64_t> expand;
-  std::vector<Row> rows;
-  for (int64_t r = 0; r < R; ++r) {
-    const auto& req = requests[first + r];
-    for (int64_t j = 0; j < req.n; ++j) {
-      expand.push_back(r);
-      size_t oi = offsets[first + r] + j;
-      out[oi].request = static_cast<int64_t>(first + r);
-      out[oi].sample = j;
-      rows.push_back({oi, SequenceRng(static_cast<uint64_t>(s.seed), req.stream, static_cast<uint64_t>(j)),
-                      static_cast<int64_t>(req.prompt.size())});
-    }
-  }
-  at::Tensor sel = at::tensor(expand, at::kLong).to(dev);
-  if (share)
-    cache = cache.share_prefix(sel, s.max_new_tokens);
-  else
-    cache.select_rows(sel);
-  valid = valid.to(dev).index_select(0, sel);
-  last = last.index_select(0, sel);
-  stats_.prefill_seconds += seconds_since(t0);
-
-  auto t1 = Clock::now();
-  int64_t finished_since_compaction = 0;
-  std::vector<bool> done(rows.size(), false);
-  for (int64_t step = 0; step < s.max_new_tokens; ++step) {
-    std::vector<SequenceRng*> rngs;
-    for (auto& r : rows) rngs.push_back(&r.rng);
-    SampledTokens st = sample_tokens(model_->logits(last), s, rngs);
-    at::Tensor tok_cpu = st.tokens.to(at::kCPU), lp_cpu = st.logprobs.to(at::kCPU);
-    auto tok_a = tok_cpu.accessor<int64_t, 1>();
-    auto lp_a = lp_cpu.accessor<float, 1>();
-    ++stats_.decode_steps;
-    stats_.decode_tokens += static_cast<int64_t>(rows.size());
-    for (size_t b = 0; b < rows.size(); ++b) {
-      if (done[b]) continue;
-      Completion& c = out[rows[b].out_index];
-      const TokenId t = static_cast<TokenId>(tok_a[b]);
-      c.tokens.push_back(t);
-      c.logprobs.push_back(lp_a[b]);
-      bool stopped = false;
-      if (std::find(stop_ids.begin(), stop_ids.end(), t) != stop_ids.end()) {
-        stopped = true;
-      } else if (!s.stop.empty()) {
-        if (auto end = find_stop(*tokenizer_, c.tokens, s.stop, max_stop_bytes)) {
-          stopped = true;
-          c.text = tokenizer_->decode(c.tokens);
-          c.text.resize(*end);
-          if (!s.include_stop_str)
-            for (const auto& st2 : s.stop)
-              if (c.text.size() >= st2.size() && c.text.compare(c.text.size() - st2.size(), st2.size(), st2) == 0) {
-                c.text.resize(c.text.size() - st2.size());
-                break;
-              }
-        }
-      }
-      if (stopped) c.finish_reason = FinishReason::stop, done[b] = true, ++finished_since_compaction;
-    }
-    const int64_t active = std::count(done.begin(), done.end(), false);
-    if (active == 0 || step + 1 == s.max_new_tokens) break;
-
-    // Compact finished rows out of the batch once enough have finished.
-    if (finished_since_compaction > 0 &&
-        finished_since_compaction >=
-            std::max<int64_t>(1, static_cast<int64_t>(options_.compact_fraction * rows.size()))) {
-      std::vector<int64_t> keep;
-      std::vector<Row> kept_rows;
-      for (size_t b = 0; b < rows.size(); ++b)
-        if (!done[b]) keep.push_back(static_cast<int64_t>(b)), kept_rows.push_back(rows[b]);
-      at::Tensor k = at::tensor(keep, at::kLong).to(dev);
-      cache.select_rows(k);
-      valid = valid.index_select(0, k);
-      tok_cpu = tok_cpu.index_select(0, at::tensor(keep, at::kLong));
-      rows = std::move(kept_rows);
-      done.assign(rows.size(), false);
-      finished_since_compaction = 0;
-      ++stats_.compactions;
-    }
-    std::vector<int64_t> positions;
-    for (auto& r : rows) positions.push_back(r.position++);
-    last = model_->decode(tok_cpu.to(dev), at::tensor(positions, at::kLong).to(dev), valid, cache);  // [B, H]
-  }
-  stats_.decode_seconds += seconds_since(t1);
-
-  for (size_t i = first; i < first + count; ++i)
-    for (size_t oi = offsets[i]; oi < offsets[i + 1]; ++oi) {
-      Completion& c = out[oi];
-      if (tokenizer_ && c.text.empty()) {
-        std::span<const TokenId> toks(c.tokens);
-        if (c.finish_reason == FinishReason::stop && !toks.empty() &&
-            std::find(stop_ids.begin(), stop_ids.end(), toks.back()) != stop_ids.end())
-          toks = toks.first(toks.size() - 1);
-        c.text = tokenizer_->decode(toks);
-      }
-    }
+  GenerationRun run = start(requests, s);
+  while (!run.done()) run.step();
+  return run.take();
 }
 
 }  // namespace r1

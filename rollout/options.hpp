@@ -32,6 +32,13 @@ struct RolloutOptions {
   F(int64_t, prompts_per_step, 8, "prompts per training step", x >= 1)                                      \
   F(int64_t, prompts_per_batch, 8, "prompts a worker generates together", x >= 1)                           \
   F(int64_t, max_batch, 64, "sequences decoded together by one worker", x >= 1)                             \
+  F(int64_t, kv_block_size, 16, "tokens per block of the paged KV cache", x >= 1 && x <= 1024)              \
+  F(int64_t, kv_blocks, 0,                                                                                  \
+    "KV-cache blocks per worker; 0: enough for max_batch sequences of the longest request (on CPU only "    \
+    "the blocks in use take memory; on a GPU the pool is allocated whole)",                                 \
+    x >= 0)                                                                                                 \
+  F(int64_t, prefill_tokens, 2048,                                                                          \
+    "prompt tokens prefilled per scheduler step; longer prompts go in chunks between decode steps", x >= 1) \
   F(int64_t, max_policy_lag, 0,                                                                             \
     "0: on-policy (generate each step with the weights just trained); 1: generate step k+1 while training " \
     "step k, with weights one version old",                                                                 \

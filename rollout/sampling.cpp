@@ -4,17 +4,40 @@
 
 namespace r1 {
 
-static uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
+namespace {
+
+constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;  // Philox4x32 multipliers
+constexpr uint32_t kKey0 = 0x9E3779B9u, kKey1 = 0xBB67AE85u;  // Weyl key increments
+
+inline void mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
+  const uint64_t p = static_cast<uint64_t>(a) * b;
+  hi = static_cast<uint32_t>(p >> 32), lo = static_cast<uint32_t>(p);
 }
 
-SequenceRng::SequenceRng(uint64_t seed, uint64_t prompt, uint64_t sample)
-    : gen_(splitmix64(splitmix64(splitmix64(seed) ^ prompt) ^ sample)) {}
+}  // namespace
 
-double SequenceRng::uniform() { return std::generate_canonical<double, 53>(gen_); }
+float philox_uniform(uint64_t seed, uint64_t stream, uint64_t sample, uint64_t step) {
+  // Counter: (step, sample, stream lo, stream hi); key: the seed. Sample indices and steps fit 32 bits.
+  uint32_t c[4] = {static_cast<uint32_t>(step), static_cast<uint32_t>(sample), static_cast<uint32_t>(stream),
+                   static_cast<uint32_t>(stream >> 32)};
+  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    uint32_t hi0, lo0, hi1, lo1;
+    mulhilo(kMul0, c[0], hi0, lo0);
+    mulhilo(kMul1, c[2], hi1, lo1);
+    const uint32_t n[4] = {hi1 ^ c[1] ^ k0, lo1, hi0 ^ c[3] ^ k1, lo0};
+    c[0] = n[0], c[1] = n[1], c[2] = n[2], c[3] = n[3];
+    k0 += kKey0, k1 += kKey1;
+  }
+  return static_cast<float>(c[0] >> 8) * (1.0f / 16777216.0f);
+}
+
+at::Tensor philox_uniforms(uint64_t seed, const std::vector<DrawKey>& keys) {
+  at::Tensor u = at::empty({static_cast<int64_t>(keys.size())}, at::kFloat);
+  float* p = u.data_ptr<float>();
+  for (size_t i = 0; i < keys.size(); ++i) p[i] = philox_uniform(seed, keys[i].stream, keys[i].sample, keys[i].step);
+  return u;
+}
 
 at::Tensor filter_logits(const at::Tensor& scaled, const SamplingOptions& o) {
   const double neg_inf = -std::numeric_limits<double>::infinity();
@@ -40,23 +63,20 @@ at::Tensor filter_logits(const at::Tensor& scaled, const SamplingOptions& o) {
   return z;
 }
 
-SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, std::vector<SequenceRng*>& rngs) {
-  TORCH_CHECK(logits.dim() == 2 && static_cast<size_t>(logits.size(0)) == rngs.size(),
-              "sample_tokens: logits [B, V] and one rng per row expected");
-  const int64_t B = logits.size(0);
+SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms) {
+  TORCH_CHECK(logits.dim() == 2, "sample_tokens: logits must be [B, V], got ", logits.sizes());
   if (o.temperature == 0.0) {
     at::Tensor tok = logits.argmax(-1);
     at::Tensor lp = logits.log_softmax(-1).gather(1, tok.unsqueeze(1)).squeeze(1);
     return {tok, lp};
   }
+  TORCH_CHECK(uniforms.dim() == 1 && uniforms.size(0) == logits.size(0),
+              "sample_tokens: one uniform per row of logits expected, got ", uniforms.sizes(), " for ", logits.sizes());
   at::Tensor scaled = o.temperature == 1.0 ? logits : logits / o.temperature;
-  at::Tensor logp = scaled.log_softmax(-1);                 // [B, V]
-  at::Tensor probs = filter_logits(scaled, o).softmax(-1);  // [B, V]
-  at::Tensor cdf = probs.cumsum(-1);                        // [B, V]
-  std::vector<double> u(B);
-  for (int64_t b = 0; b < B; ++b) u[b] = rngs[b]->uniform();
-  at::Tensor uu =
-      at::tensor(u, at::kDouble).to(cdf.device(), at::kFloat).unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1);
+  at::Tensor logp = scaled.log_softmax(-1);                                                   // [B, V]
+  at::Tensor probs = filter_logits(scaled, o).softmax(-1);                                    // [B, V]
+  at::Tensor cdf = probs.cumsum(-1);                                                          // [B, V]
+  at::Tensor uu = uniforms.to(cdf.dtype()).unsqueeze(1) * cdf.narrow(1, cdf.size(1) - 1, 1);  // [B, 1]
   at::Tensor tok =
       at::searchsorted(cdf, uu, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(logits.size(1) - 1);
   // Guard against rounding at the top of the cdf landing on a filtered token.

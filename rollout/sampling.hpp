@@ -1,27 +1,27 @@
 // Sampling parameters and the batched sampler: temperature, top-k, top-p, min-p over a batch of
-// logits, with one random stream per sequence so a sample never depends on what else shares the
-// batch. The log-prob recorded for a sampled token is under the full softmax(logits / temperature),
-// the distribution the trainer's forward computes.
+// logits on their device, driven by a counter-based generator, so that a sample depends only on
+// (seed, prompt, sample index, step), never on what else shares the batch or when it arrived. The log-prob recorded for
+// a sampled token is under the full softmax(logits / temperature), the distribution the trainer's forward computes.
 #pragma once
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <random>
 #include <vector>
 
 #include "rollout/options.hpp"
 
 namespace r1 {
 
-// One deterministic random stream per sequence.
-class SequenceRng {
- public:
-  SequenceRng(uint64_t seed, uint64_t prompt, uint64_t sample);
-  double uniform();  // [0, 1)
+// Philox4x32-10 (Salmon et al., SC'11): a uniform in [0, 1) (24 bits) that is a pure function of
+// the key (seed) and the counter (prompt stream, sample index, step).
+float philox_uniform(uint64_t seed, uint64_t stream, uint64_t sample, uint64_t step);
 
- private:
-  std::mt19937_64 gen_;
+// What one row draws from: its prompt's stream, its sample index and the step (0 = first token).
+struct DrawKey {
+  uint64_t stream = 0, sample = 0, step = 0;
 };
+// philox_uniform of each key, as a float32 CPU tensor [B].
+at::Tensor philox_uniforms(uint64_t seed, const std::vector<DrawKey>& keys);
 
 struct SampledTokens {
   at::Tensor tokens;    // [B] int64
@@ -32,7 +32,8 @@ struct SampledTokens {
 // then min-p, in that order (as Hugging Face's warpers). Always keeps the most likely token.
 at::Tensor filter_logits(const at::Tensor& scaled, const SamplingOptions& o);
 
-// Samples one token per row of logits [B, V] float32. `rngs[b]` serves row b.
-SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, std::vector<SequenceRng*>& rngs);
+// Samples one token per row of logits [B, V] float32 by inverting the filtered cdf at uniforms [B]
+// (float32, the logits' device; unused when greedy). Everything stays on the logits' device.
+SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms);
 
 }  // namespace r1

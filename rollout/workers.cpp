@@ -27,8 +27,7 @@ void RolloutPool::start_at(int64_t sequence) {
 
 void RolloutPool::start() {
   for (int64_t w = 0; w < options_.workers; ++w)
-    engines_.push_back(std::make_unique<Engine>(parts_.make_model(w), parts_.tokenizer,
-                                                EngineOptions{.max_batch = options_.max_batch}));
+    engines_.push_back(std::make_unique<Engine>(parts_.make_model(w), parts_.tokenizer, engine_options(options_)));
   for (int64_t w = 0; w < options_.workers; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
   threads_.emplace_back([this] { reward_loop(); });
 }
@@ -202,7 +201,10 @@ EngineStats RolloutPool::engine_stats() const {
     total.prefill_tokens += s.prefill_tokens;
     total.decode_tokens += s.decode_tokens;
     total.decode_steps += s.decode_steps;
-    total.compactions += s.compactions;
+    total.prefill_calls += s.prefill_calls;
+    total.kv_peak_blocks = std::max(total.kv_peak_blocks, s.kv_peak_blocks);
+    total.kv_block_bytes = s.kv_block_bytes;
+    total.kv_capacity_blocks += s.kv_capacity_blocks;
     total.prefill_seconds += s.prefill_seconds;
     total.decode_seconds += s.decode_seconds;
   }

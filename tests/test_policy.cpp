@@ -4,6 +4,9 @@
 // bit-identical save round trips, and clear errors for broken checkpoints and configs.
 #include <doctest/doctest.h>
 
+#include <random>
+#include <set>
+
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <boost/json.hpp>
@@ -249,84 +252,184 @@ TEST_CASE("shared-prefix forward equals each row's own forward, hidden states an
   CHECK(completion_logprobs(*m, {{a.data(), 3, 1, 0}, {b.data(), 3, 1, 1}}).logprobs.sizes() == at::IntArrayRef{2, 1});
 }
 
-TEST_CASE("fused CPU decode steps equal the generic cached forward (padding, GQA, q/k norm, biases, llama3 rope)") {
+namespace {
+
+// Hidden states of rows run through the paged cache: prompts A (7 tokens) and B (5) prefilled in
+// chunks (A's first 4 with B in one call, A's last 3 with past keys), A forked into two samples
+// that share its blocks, then `steps` decode steps of A1, A2 and B. Returns the largest difference
+// from each row's own uncached forward over its whole sequence.
+double paged_vs_uncached(CausalLM& m, const at::TensorOptions& cache_opts, int64_t block_size, int64_t steps) {
+  at::manual_seed(3);
+  const int64_t V = m->config().vocab_size;
+  auto rand_ids = [&](int64_t n) {
+    at::Tensor t = at::randint(1, V, {n}, at::kLong);
+    return std::vector<int64_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + n);
+  };
+  PagedKVCache cache(m->config(), {.blocks = 64, .block_size = block_size}, cache_opts);
+  std::vector<int64_t> a = rand_ids(7), b = rand_ids(5);
+  BlockTable ta, tb;
+  double worst = 0;
+  auto compare = [&](const at::Tensor& h, const std::vector<int64_t>& seq, int64_t first, int64_t n) {
+    at::Tensor ids = at::tensor(seq, at::kLong).unsqueeze(0);
+    at::Tensor ref = m->hidden({ids}).squeeze(0).narrow(0, first, n).to(at::kDouble);  // [n, H]
+    worst = std::max(worst, (h.narrow(0, 0, n).to(at::kDouble) - ref).abs().max().item<double>());
+  };
+  PagedBatch first;
+  first.add(cache, ta, {a.begin(), a.begin() + 4});
+  first.add(cache, tb, b);
+  at::Tensor h1 = m->forward_paged(first.to(at::kCPU), cache);  // [2, 5, H], fresh
+  compare(h1[0], {a.begin(), a.begin() + 4}, 0, 4);
+  compare(h1[1], b, 0, 5);
+  PagedBatch second;
+  second.add(cache, ta, {a.begin() + 4, a.end()});
+  compare(m->forward_paged(second.to(at::kCPU), cache)[0], a, 4, 3);
+  std::vector<BlockTable> rows = {cache.fork(ta), cache.fork(ta), tb};
+  cache.release(ta);
+  std::vector<std::vector<int64_t>> seqs = {a, a, b};
+  for (int64_t t = 0; t < steps; ++t) {
+    PagedBatch step;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      seqs[r].push_back(rand_ids(1)[0]);
+      step.add(cache, rows[r], {seqs[r].back()});
+    }
+    at::Tensor h = m->forward_paged(step.to(at::kCPU), cache);  // [3, 1, H]
+    for (size_t r = 0; r < rows.size(); ++r)
+      compare(h[static_cast<int64_t>(r)], seqs[r], static_cast<int64_t>(seqs[r].size()) - 1, 1);
+  }
+  // Blocks in use: A's full blocks shared by both samples, everything else each row's own.
+  const int64_t bs = block_size, shared = 7 / bs;
+  int64_t expect = shared;
+  for (const auto& r : rows) expect += cache.blocks_for(r.length) - (&r == &rows[2] ? 0 : shared);
+  CHECK(cache.allocator().used() == expect);
+  for (auto& r : rows) cache.release(r);
+  CHECK(cache.allocator().used() == 0);
+  return worst;
+}
+
+}  // namespace
+
+TEST_CASE("paged forwards equal each row's own forward: chunked prefill, shared prompt blocks, fused and generic") {
   at::NoGradGuard ng;
-  for (const std::string name : {"qwen2", "qwen3", "llama", "llama-bias"}) {
+  for (const std::string name : {"qwen2", "qwen3", "llama", "llama-bias", "qwen3-bf16-sharded"}) {
     CAPTURE(name);
     CausalLM m = load_f32(model_dir(name));
-    Parity p = parity(name);
-    const int64_t B = p.ids.size(0), P = 10, steps = 6;     // prefill 10 left-padded tokens, decode 6
-    at::Tensor valid = p.mask.to(at::kBool);                // [B, 16]
-    at::Tensor pos = (p.mask.cumsum(-1) - 1).clamp_min(0);  // [B, 16]
-    KVCache fused = KVCache::allocate(m->config(), B, 16, m->options());
-    KVCache plain = KVCache::allocate(m->config(), B, 16, m->options());
-    auto prefill = [&](KVCache& c) {
-      return m->hidden({p.ids.narrow(1, 0, P), pos.narrow(1, 0, P), causal_mask(valid.narrow(1, 0, P), P)}, &c);
-    };
-    prefill(fused), prefill(plain);
-    for (int64_t t = P; t < P + steps; ++t) {
-      at::Tensor a = m->decode(p.ids.select(1, t), pos.select(1, t), valid, fused);  // [B, H]
-      at::Tensor b =
-          m->hidden({p.ids.narrow(1, t, 1), pos.narrow(1, t, 1), causal_mask(valid.narrow(1, 0, t + 1), 1)}, &plain)
-              .squeeze(1);
-      REQUIRE(a.isfinite().all().item<bool>());
-      REQUIRE(b.isfinite().all().item<bool>());
-      CHECK((a - b).abs().max().item<double>() <= 1e-5);
-      CHECK((m->logits(a) - m->logits(b)).abs().max().item<double>() <= 1e-4);
+    // float32 on a CPU with AVX2: decode steps run the fused kernels (R1_CPU_ISA=none: the generic path)
+    CHECK(m->fused_decode_available() == (cpu::isa() != cpu::Isa::none));
+    for (int64_t bs : {1, 3, 16}) {
+      CAPTURE(bs);
+      CHECK(paged_vs_uncached(m, m->options(), bs, 6) <= 1e-5);
     }
-    CHECK(fused.length == plain.length);
-    for (size_t l = 0; l < fused.k.size(); ++l) {  // the cache slots each path wrote
-      CHECK((fused.k[l].narrow(2, 0, P + steps) - plain.k[l].narrow(2, 0, P + steps)).abs().max().item<double>() <=
-            1e-5);
-      CHECK((fused.v[l].narrow(2, 0, P + steps) - plain.v[l].narrow(2, 0, P + steps)).abs().max().item<double>() <=
-            1e-5);
+    // A float64 cache takes the generic path for every call (gathered keys, explicit mask).
+    CausalLM d = load_f32(model_dir(name));
+    d->to(at::kDouble);
+    for (int64_t bs : {1, 4}) {
+      CAPTURE(bs);
+      CHECK(paged_vs_uncached(d, m->options().dtype(at::kDouble), bs, 6) <= 1e-10);
     }
   }
 }
 
-TEST_CASE("shared-prefix KV caches decode like per-sample copies of the prompt's cache, fused and generic") {
-  at::NoGradGuard ng;
-  for (const std::string name : {"qwen3", "llama"}) {
-    CAPTURE(name);
-    CausalLM m = load_f32(model_dir(name));
-    Parity p = parity(name);
-    const int64_t R = p.ids.size(0), P = 10, steps = 6;  // R prompts, 2 samples each
-    at::Tensor valid = p.mask.to(at::kBool);
-    at::Tensor pos = (p.mask.cumsum(-1) - 1).clamp_min(0);
-    at::Tensor of = at::arange(R, at::kLong).repeat_interleave(2);  // [2R]: samples of a prompt are adjacent
-    at::Tensor rows_valid = valid.index_select(0, of), rows_pos = pos.index_select(0, of);
-    // Each sample continues with its own tokens: sample j of prompt r takes prompt (r + j) % R's.
-    at::Tensor cont = p.ids.index_select(0, of).clone();  // [2R, 16]
-    for (int64_t i = 1; i < 2 * R; i += 2) cont[i] = p.ids[((i / 2) + 1) % R];
-    auto prefill = [&](int64_t capacity) {
-      KVCache c = KVCache::allocate(m->config(), R, capacity, m->options());
-      m->hidden({p.ids.narrow(1, 0, P), pos.narrow(1, 0, P), causal_mask(valid.narrow(1, 0, P), P)}, &c);
-      return c;
-    };
-    KVCache fused = prefill(P).share_prefix(of, steps + 1), generic = prefill(P).share_prefix(of, steps + 1);
-    KVCache copies = prefill(P + steps + 1);
-    copies.select_rows(of);
-    CHECK(fused.capacity() == P + steps + 1);
-    CHECK(fused.prefix_len() == P);
-    for (int64_t t = P; t < P + steps; ++t) {
-      at::Tensor ids = cont.select(1, t), ps = rows_pos.select(1, t);
-      at::Tensor a = m->decode(ids, ps, rows_valid, fused);  // fused kernels, prefix read in place
-      at::Tensor mask = causal_mask(rows_valid.narrow(1, 0, t + 1), 1);
-      at::Tensor b = m->hidden({ids.unsqueeze(1), ps.unsqueeze(1), mask}, &generic).squeeze(1);  // prefix materialized
-      at::Tensor c = m->hidden({ids.unsqueeze(1), ps.unsqueeze(1), mask}, &copies).squeeze(1);   // per-sample copies
-      CHECK((a - c).abs().max().item<double>() <= 1e-5);
-      CHECK((b - c).abs().max().item<double>() <= 1e-5);
+TEST_CASE("fused paged decode attention equals reference attention over scattered blocks (1e-5)") {
+  at::manual_seed(21);
+  for (int64_t D : {16, 64, 128}) {
+    CAPTURE(D);
+    const int64_t B = 3, Hq = 4, Hkv = 2, bs = 5, NB = 20;
+    const std::vector<int64_t> len = {1, 13, 22};  // keys per row, the new token's included
+    at::Tensor kp = at::randn({NB, bs, Hkv, D}), vp = at::randn({NB, bs, Hkv, D});
+    // Row b's blocks: a shuffled, disjoint set of pool blocks (block 0 left out, as the scratch).
+    at::Tensor perm = at::randperm(NB - 1, at::kLong) + 1;
+    at::Tensor tables = at::zeros({B, 5}, at::kInt);
+    for (int64_t b = 0, next = 0; b < B; ++b)
+      for (int64_t j = 0; j < (len[b] + bs - 1) / bs; ++j) tables[b][j] = perm[next++].item<int64_t>();
+    at::Tensor q = at::randn({B, Hq, D}), k = at::randn({B, Hkv, D}), v = at::randn({B, Hkv, D});
+    at::Tensor cos = at::ones({B, D}), sin = at::zeros({B, D});  // RoPE at position 0: identity
+    at::Tensor lengths = at::tensor(len, at::kLong), out = at::empty({B, Hq, D});
+    at::Tensor k_ref = kp.clone(), v_ref = vp.clone();
+    cpu::DecodeAttention a;
+    a.q = q.data_ptr<float>(), a.k = k.data_ptr<float>(), a.v = v.data_ptr<float>();
+    a.cos = cos.data_ptr<float>(), a.sin = sin.data_ptr<float>();
+    a.k_pool = kp.data_ptr<float>(), a.v_pool = vp.data_ptr<float>();
+    a.block_tables = tables.data_ptr<int32_t>(), a.lengths = lengths.data_ptr<int64_t>();
+    a.max_blocks = 5, a.block_size = bs, a.B = B, a.Hq = Hq, a.Hkv = Hkv, a.D = D;
+    a.out = out.data_ptr<float>();
+    if (cpu::isa() == cpu::Isa::none) {  // R1_CPU_ISA=none: the kernel refuses; forward_paged takes ATen
+      CHECK_THROWS_WITH(cpu::decode_attention(a), doctest::Contains("needs AVX2+FMA"));
+      CHECK_FALSE(cpu::decode_attention_supports(D));
+      continue;
     }
-    // Compaction keeps each row's prefix: drop the first sample of every prompt.
-    at::Tensor keep = at::arange(1, 2 * R, 2, at::kLong);
-    fused.select_rows(keep), copies.select_rows(keep);
-    at::Tensor ids = cont.index_select(0, keep).select(1, 0),
-               ps = rows_pos.index_select(0, keep).select(1, P + steps - 1) + 1;
-    at::Tensor kv = at::ones({R, P + steps + 1}, at::kBool);
-    kv.narrow(1, 0, 16).copy_(rows_valid.index_select(0, keep));
-    at::Tensor a = m->decode(ids, ps, kv, fused);
-    at::Tensor c = m->hidden({ids.unsqueeze(1), ps.unsqueeze(1), causal_mask(kv, 1)}, &copies).squeeze(1);
-    CHECK((a - c).abs().max().item<double>() <= 1e-5);
+    cpu::decode_attention(a);
+    double worst = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t n = len[b], t = n - 1;
+      const int64_t blk = tables[b][t / bs].item<int64_t>();
+      k_ref[blk][t % bs].copy_(k[b]), v_ref[blk][t % bs].copy_(v[b]);
+      CHECK((kp[blk][t % bs] - k[b]).abs().max().item<double>() == 0);  // the new key went to its slot
+      std::vector<at::Tensor> ks, vs;
+      for (int64_t j = 0; j < n; ++j) {
+        const int64_t bj = tables[b][j / bs].item<int64_t>();
+        ks.push_back(k_ref[bj][j % bs]), vs.push_back(v_ref[bj][j % bs]);  // [Hkv, D]
+      }
+      at::Tensor K = at::stack(ks, 1).repeat_interleave(Hq / Hkv, 0),
+                 Vv = at::stack(vs, 1).repeat_interleave(Hq / Hkv, 0);
+      at::Tensor att =
+          (at::matmul(q[b].unsqueeze(1), K.transpose(1, 2)) / std::sqrt(static_cast<double>(D))).softmax(-1);
+      at::Tensor ref = at::matmul(att, Vv).squeeze(1);  // [Hq, D]
+      worst = std::max(worst, (out[b] - ref).abs().max().item<double>());
+    }
+    CHECK(worst <= 1e-5);
+  }
+}
+
+TEST_CASE(
+    "KV block accounting: 10k sequences with shared prompts leave nothing behind; use = sum of lengths in blocks") {
+  ModelConfig c;
+  c.num_hidden_layers = 1, c.num_key_value_heads = 1, c.head_dim = 4;
+  std::mt19937 rng(7);
+  for (int64_t bs : {1, 4, 16}) {
+    CAPTURE(bs);
+    PagedKVCache cache(c, {.blocks = 4096, .block_size = bs}, at::TensorOptions().dtype(at::kFloat));
+    struct Live {
+      std::vector<BlockTable> samples;
+      int64_t prompt;
+    };
+    std::vector<Live> live;
+    int64_t sequences = 0;
+    std::vector<int64_t> slots;
+    while (sequences < 10000 || !live.empty()) {
+      if (sequences < 10000 && live.size() < 24) {  // a prompt of 1..40 tokens and its 1..8 samples
+        BlockTable p;
+        const int64_t P = 1 + rng() % 40, n = 1 + rng() % 8;
+        cache.append(p, P, slots);
+        Live g{{}, P};
+        for (int64_t j = 0; j < n; ++j) g.samples.push_back(cache.fork(p));
+        cache.release(p);
+        live.push_back(std::move(g));
+        sequences += n;
+      }
+      for (auto& g : live)  // every sample grows by 0..3 tokens; some finish
+        for (auto& t : g.samples) {
+          cache.append(t, rng() % 4, slots);
+          if (rng() % 23 == 0) cache.release(t);
+        }
+      for (auto& g : live) std::erase_if(g.samples, [](const BlockTable& t) { return t.blocks.empty(); });
+      std::erase_if(live, [](const Live& g) { return g.samples.empty(); });
+      // In use: each group's full prompt blocks that every live sample still shares once, the rest per sample.
+      std::set<int32_t> distinct;
+      int64_t sum = 0;
+      for (const auto& g : live)
+        for (const auto& t : g.samples) {
+          distinct.insert(t.blocks.begin(), t.blocks.end());
+          sum += cache.blocks_for(t.length);
+        }
+      REQUIRE(cache.allocator().used() == static_cast<int64_t>(distinct.size()));
+      REQUIRE(cache.allocator().used() <= sum);
+      for (const auto& g : live)  // a shared block is a full prompt block, or a partial one nobody wrote past
+        for (const auto& t : g.samples)
+          for (size_t j = 0; j < t.blocks.size(); ++j)
+            if (cache.allocator().refcount(t.blocks[j]) > 1) REQUIRE(static_cast<int64_t>(j) * bs < g.prompt);
+    }
+    CHECK(cache.allocator().used() == 0);
+    CHECK(cache.allocator().free() == 4096);
   }
 }
 

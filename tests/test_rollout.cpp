@@ -48,14 +48,19 @@ std::vector<std::vector<TokenId>> parity_prompts(const std::string& name, std::v
 
 }  // namespace
 
-TEST_CASE("greedy rollouts equal transformers generate: mixed prompt lengths, shared prefills, small batches") {
+TEST_CASE(
+    "greedy rollouts equal transformers generate: mixed prompt lengths, shared prompt blocks, block sizes, "
+    "chunked prefill, small batches") {
   for (std::string name : {"qwen2", "qwen3", "llama", "llama-bias", "qwen3-bf16-sharded"}) {
     CAPTURE(name);
     std::vector<std::vector<TokenId>> want;
     auto prompts = parity_prompts(name, &want);
-    for (int64_t max_batch : {64, 2}) {
-      CAPTURE(max_batch);
-      Engine engine(load_f32(test::fixtures() / "models" / name), nullptr, {.max_batch = max_batch});
+    // Whole batches, two rows at a time, one-token blocks with prompts prefilled 3 tokens per step.
+    for (EngineOptions eo : {EngineOptions{.max_batch = 64}, EngineOptions{.max_batch = 2, .block_size = 4},
+                             EngineOptions{.max_batch = 4, .block_size = 1, .prefill_tokens = 3}}) {
+      CAPTURE(eo.max_batch);
+      CAPTURE(eo.block_size);
+      Engine engine(load_f32(test::fixtures() / "models" / name), nullptr, eo);
       std::vector<GenerationRequest> reqs;
       for (auto& p : prompts) reqs.push_back({p, 2, 0});
       auto out = engine.generate(reqs, greedy(20));
@@ -95,13 +100,11 @@ TEST_CASE("sampling frequencies match the temperature / top-k / top-p / min-p di
     CAPTURE(c.what);
     // Expected: softmax of the filtered, temperature-scaled logits.
     at::Tensor expect = filter_logits(logits / c.o.temperature, c.o).softmax(-1).squeeze(0);
-    std::vector<SequenceRng> streams;
-    for (int64_t r = 0; r < rows; ++r) streams.emplace_back(42, 0, r);
-    std::vector<SequenceRng*> rngs;
-    for (auto& s : streams) rngs.push_back(&s);
     std::vector<double> counts(8, 0.0);
     for (int64_t k = 0; k < rounds; ++k) {
-      auto st = sample_tokens(logits.expand({rows, 8}).contiguous(), c.o, rngs);
+      std::vector<DrawKey> keys;
+      for (int64_t r = 0; r < rows; ++r) keys.push_back({0, static_cast<uint64_t>(r), static_cast<uint64_t>(k)});
+      auto st = sample_tokens(logits.expand({rows, 8}).contiguous(), c.o, philox_uniforms(42, keys));
       for (int64_t r = 0; r < rows; ++r) counts[st.tokens[r].item<int64_t>()] += 1;
       // The recorded log-prob is under the full tempered softmax, not the filtered one.
       at::Tensor full = (logits / c.o.temperature).log_softmax(-1).squeeze(0);
@@ -230,28 +233,115 @@ TEST_CASE("rollout log-probs equal the trainer-side forward log-probs, prompts s
   }
 }
 
-TEST_CASE("same seed, same samples; independent of batch size and compaction") {
+TEST_CASE("same seed, same samples, whatever the batch size, arrival order, block size, chunking, schedule or pauses") {
   Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
   SamplingOptions s;
   s.temperature = 1.0;
-  s.max_new_tokens = 16;
+  s.top_p = 0.95;
+  s.max_new_tokens = 24;
   s.seed = 5;
-  std::vector<GenerationRequest> reqs = {{tok.encode("What is 2 + 3?"), 4, 0}, {tok.encode("Tom has 7 apples."), 4, 1}};
-  auto a = Engine(load_f32(tiny()), &tok, {.max_batch = 8}).generate(reqs, s);
-  auto b = Engine(load_f32(tiny()), &tok, {.max_batch = 4}).generate(reqs, s);
-  REQUIRE(a.size() == 8);
+  std::vector<GenerationRequest> reqs;
+  const char* questions[] = {"What is 2 + 3?", "Tom has 7 apples.", "Compute 12 * 4.", "A train leaves at 3 pm.",
+                             "What is 99 - 17?"};
+  for (uint64_t i = 0; i < 5; ++i) reqs.push_back({tok.encode(questions[i]), 1 + static_cast<int64_t>(i % 3) * 2, i});
+  reqs[3].max_new_tokens = 6;  // a request with its own budget
+  CausalLM model = load_f32(tiny());
+  auto run = [&](EngineOptions eo, const std::vector<GenerationRequest>& rs) {
+    return Engine(model, &tok, eo).generate(rs, s);
+  };
+  const auto base = run({.max_batch = 16}, reqs);
+  REQUIRE(base.size() == 1 + 3 + 5 + 1 + 3);
+  CHECK(base[9].tokens.size() <= 6);  // request 3's only sample
   std::set<std::vector<TokenId>> distinct;
+  for (const auto& c : base) distinct.insert(c.tokens);
+  CHECK(distinct.size() > 6);  // the samples of a prompt differ from each other
+  auto same = [&](const std::vector<Completion>& other, const std::string& what) {
+    CAPTURE(what);
+    REQUIRE(other.size() == base.size());
+    for (size_t i = 0; i < base.size(); ++i) {
+      CHECK(other[i].tokens == base[i].tokens);
+      CHECK(other[i].text == base[i].text);
+      CHECK(other[i].finish_reason == base[i].finish_reason);
+    }
+  };
+  same(run({.max_batch = 5}, reqs), "5 rows at a time");
+  same(run({.max_batch = 16, .block_size = 1}, reqs), "one-token blocks");
+  same(run({.max_batch = 16, .block_size = 7, .prefill_tokens = 4}, reqs), "7-token blocks, 4-token prefill chunks");
+  same(run({.max_batch = 16, .schedule = Schedule::drained}, reqs), "static batches");
+  same(run({.max_batch = 16, .kv_blocks = 20}, reqs), "a cache too small for all at once");
+  // Arrival order: the requests reversed give the same completions for the same (stream, sample).
+  std::vector<GenerationRequest> rev(reqs.rbegin(), reqs.rend());
+  auto r = run({.max_batch = 6}, rev);
+  std::vector<Completion> back;
+  for (int64_t i = 0; i < 5; ++i)  // original request i is request 4 - i of the reversed list
+    for (const auto& c : r)
+      if (c.request == 4 - i) back.push_back(c);
+  same(back, "requests reversed");
+  // Pauses: request 1 stops for 5 steps after its first 3, then continues from its blocks.
+  Engine e(model, &tok, {.max_batch = 16});
+  GenerationRun g = e.start(reqs, s);
+  for (int i = 0; i < 3; ++i) g.step();
+  g.pause(1);
+  for (int i = 0; i < 5; ++i) g.step();
+  g.resume(1);
+  while (!g.done()) g.step();
+  same(g.take(), "paused and resumed");
+  // Other seeds, other samples.
+  s.seed = 6;
+  auto c = run({.max_batch = 16}, reqs);
+  bool any_diff = false;
+  for (size_t i = 0; i < base.size(); ++i) any_diff = any_diff || base[i].tokens != c[i].tokens;
+  CHECK(any_diff);
+}
+
+TEST_CASE("an engine's later calls equal a fresh engine's, bit for bit (blocks reused from earlier sequences)") {
+  Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
+  CausalLM model = load_f32(tiny());
+  SamplingOptions s;
+  s.max_new_tokens = 12;
+  s.seed = 2;
+  std::vector<GenerationRequest> first = {{tok.encode("What is 7 + 8?"), 4, 0}, {tok.encode("Compute 3 * 9."), 4, 1}};
+  std::vector<GenerationRequest> second = {{tok.encode("What is 19 + 2?"), 4, 2}, {tok.encode("Tom has 5."), 4, 3}};
+  Engine used(model, &tok, {.max_batch = 8});
+  used.generate(first, s);
+  const auto a = used.generate(second, s);
+  const auto b = Engine(model, &tok, {.max_batch = 8}).generate(second, s);
+  REQUIRE(a.size() == b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     CHECK(a[i].tokens == b[i].tokens);
-    CHECK(a[i].text == b[i].text);
-    distinct.insert(a[i].tokens);
+    CHECK(a[i].logprobs == b[i].logprobs);
   }
-  CHECK(distinct.size() > 1);  // the samples of a prompt differ from each other
-  s.seed = 6;
-  auto c = Engine(load_f32(tiny()), &tok, {.max_batch = 8}).generate(reqs, s);
-  bool any_diff = false;
-  for (size_t i = 0; i < a.size(); ++i) any_diff = any_diff || a[i].tokens != c[i].tokens;
-  CHECK(any_diff);
+}
+
+TEST_CASE("the engine frees every KV block, and a long tail does not hold the batch") {
+  Tokenizer tok = Tokenizer::load(tiny() / "tokenizer.json");
+  CausalLM model = load_f32(tiny());
+  SamplingOptions s = greedy(40);
+  std::vector<GenerationRequest> reqs;
+  for (uint64_t i = 0; i < 12; ++i) reqs.push_back({tok.encode("What is " + std::to_string(i) + " + 5?"), 2, i});
+  for (size_t i = 1; i < reqs.size(); ++i) reqs[i].max_new_tokens = 4;  // request 0 is the long tail
+  Engine cont(model, &tok, {.max_batch = 8, .block_size = 4});
+  Engine drained(model, &tok, {.max_batch = 8, .block_size = 4, .schedule = Schedule::drained});
+  auto a = cont.generate(reqs, s), b = drained.generate(reqs, s);
+  for (size_t i = 0; i < a.size(); ++i) CHECK(a[i].tokens == b[i].tokens);
+  // Continuous: the 11 short requests run beside the long one, 39 decode steps. Static batches of 4
+  // requests wait for their longest: 39 + 3 + 3.
+  MESSAGE("decode steps: continuous " << cont.stats().decode_steps << ", static " << drained.stats().decode_steps);
+  CHECK(cont.stats().decode_steps < 42);
+  CHECK(drained.stats().decode_steps >= 44);
+  // Peak KV use is at most the live sequences' lengths in blocks, far below max_batch x longest.
+  CHECK(cont.stats().kv_peak_blocks > 0);
+  CHECK(cont.stats().kv_peak_blocks < cont.stats().kv_capacity_blocks / 2);
+  // Nothing is left behind, also when a run is abandoned halfway.
+  CHECK(cont.kv_blocks_in_use() == 0);
+  {
+    GenerationRun g = cont.start(reqs, s);
+    for (int i = 0; i < 5; ++i) g.step();
+    CHECK(cont.kv_blocks_in_use() > 0);
+  }
+  CHECK(cont.kv_blocks_in_use() == 0);
+  auto again = cont.generate(reqs, s);
+  for (size_t i = 0; i < a.size(); ++i) CHECK(again[i].tokens == a[i].tokens);
 }
 
 TEST_CASE("weight sync: versions, whole snapshots, and checksum mismatches are errors") {

@@ -256,6 +256,9 @@ TEST_CASE("train: old_logprobs = recompute uses the weights that sampled each gr
   // sampler's log-probs run.
   c.train.steps = 1;
   c.rollout.max_policy_lag = 0;
+  // A penalty ramp over the lengths step 1 samples (8 tokens, ~20-40 chars), so its groups have a signal.
+  c.rewards.checkers[0].length->max_length = 40;
+  c.rewards.checkers[0].length->cache_length = 30;
   train(c, {.run_dir = dir / "recompute", .progress = false});
   c.train.old_logprobs = OldLogprobs::rollout;
   train(c, {.run_dir = dir / "rollout", .progress = false});
