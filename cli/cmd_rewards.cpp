@@ -10,6 +10,7 @@
 #include "cli/commands.hpp"
 #include "common/error.hpp"
 #include "rewards/backend.hpp"
+#include "rl/reward_lint.hpp"
 
 namespace r1::cli {
 
@@ -58,6 +59,21 @@ void add_rewards(CLI::App& app) {
                sum.timeouts, sum.errors, sum.bad_lines);
     if (sum.bad_lines > 0)
       throw Error(fmt::format("{} input lines were not valid samples (see their output lines)", sum.bad_lines));
+  });
+
+  auto* lint = rw->add_subcommand(
+      "lint",
+      "Check a run config's rewards on its training prompts: the gold answer must score full marks; an "
+      "empty, echoed or format-only completion must not (exit 1 on a failure)");
+  lint->add_option("--config", a->config, "run config (TOML)")->required();
+  lint->add_option("--set", a->sets, "override a field: section.key=value (repeatable)");
+  lint->callback([a] {
+    RunConfig cfg = load_run_config(a->config, a->sets);
+    auto backend = rewards::make_reward_backend(cfg.rewards, rewards::sandbox_from(cfg.sandbox));
+    const rewards::LintReport r = lint_run_rewards(cfg, *backend);
+    fmt::print("reward lint of {} ({} training prompts, accuracy part {}):\n{}", a->config, lint_probes(cfg).size(),
+               cfg.accuracy_part(), r.describe());
+    if (!r.passed()) throw Error("reward lint failed");
   });
 
   add_rewards_serve(*rw);

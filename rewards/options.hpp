@@ -35,6 +35,10 @@ constexpr std::array<const char*, 2> enum_names(FormatMode) { return {"strict", 
 enum class LengthUnit { tokens, words, chars };
 constexpr std::array<const char*, 3> enum_names(LengthUnit) { return {"tokens", "words", "chars"}; }
 
+// What a failing reward lint (rewards/lint.hpp) does before training: stop the run, warn, or skip the lint.
+enum class LintMode { error, warn, off };
+constexpr std::array<const char*, 3> enum_names(LintMode) { return {"error", "warn", "off"}; }
+
 struct FormatOptions {
 #define R1_FORMAT_FIELDS(F)                                                                          \
   F(FormatMode, mode, FormatMode::strict,                                                            \
@@ -153,7 +157,12 @@ struct RewardsConfig {
     x >= 1)                                                                                                           \
   F(std::vector<RewardEntry>, checkers, {}, "weighted checkers; the total is the weighted sum", true)                 \
   F(std::vector<PluginDecl>, plugins, {}, "shared-library checkers, usable by name", true)                            \
-  F(std::vector<CommandDecl>, commands, {}, "external-command checkers, usable by name", true)
+  F(std::vector<CommandDecl>, commands, {}, "external-command checkers, usable by name", true)                        \
+  F(LintMode, lint, LintMode::error,                                                                                  \
+    "reward lint before step 1 (r1 rewards lint): error stops the run when the gold answer does not score "           \
+    "full marks or an empty, echoed or format-only completion does; warn only logs it; off skips it",                 \
+    true)                                                                                                             \
+  F(int64_t, lint_probes, 16, "training prompts the reward lint scores", x >= 1 && x <= 4096)
   R1_CONFIG(RewardsConfig, R1_REWARDS_FIELDS)
 };
 

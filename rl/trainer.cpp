@@ -25,6 +25,7 @@
 #include "rl/precision.hpp"
 #include "rl/progress.hpp"
 #include "rl/resume.hpp"
+#include "rl/reward_lint.hpp"
 #include "rl/run_checks.hpp"
 #include "rl/step_metrics.hpp"
 #include "rl/update.hpp"
@@ -191,6 +192,7 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
     (*ref_)->ban_ids_without_token(tok_);
   }
   rewards_ = rewards::make_reward_backend(cfg_.rewards, rewards::sandbox_from(cfg_.sandbox));
+  apply_reward_lint(cfg_, *rewards_, /*quiet=*/rank_ != 0 || !setup_.progress);  // before anything is generated
   dataset_ = std::make_shared<Dataset>(cfg_.data, rank_, world_);
   eval_prompts_ = eval_records(cfg_);
   store_ = std::make_shared<WeightStore>(2);  // versions only: the workers share one module

@@ -13,6 +13,7 @@
 #include "common/error.hpp"
 #include "common/utf8.hpp"
 #include "rewards/backend.hpp"
+#include "rewards/lint.hpp"
 #include "rewards/rewards.hpp"
 #include "test_paths.hpp"
 
@@ -304,4 +305,95 @@ TEST_CASE("what a check returns is valid UTF-8 in the output, whatever the check
   CAPTURE(r.reason);
   CHECK(r1::utf8::valid_prefix(r.reason) == r.reason.size());
   CHECK(r.reason.find("…") != std::string::npos);
+}
+
+namespace {
+
+// Pays `score` for anything (the always-pay reward a broken checker amounts to).
+class ConstantChecker final : public Checker {
+ public:
+  explicit ConstantChecker(double score) : score_(score) {}
+  CheckResult check(const Sample&, const Deadline&) const override {
+    CheckResult r;
+    r.score = score_;
+    return r;
+  }
+
+ private:
+  double score_;
+};
+
+std::vector<LintProbe> lint_set(const std::string& prompt_end) {
+  std::vector<LintProbe> out;
+  for (const char* a : {"Natalia sold 48 clips. #### 72", "He has 1,234 coins. #### 1,234", "#### 5"}) {
+    boost::json::object ref{{"answer", a}};
+    out.push_back({"Question: how many?" + prompt_end, ref, gold_answer(a)});
+  }
+  return out;
+}
+
+const LintCheck& check_named(const LintReport& r, const std::string& name) {
+  for (const auto& c : r.checks)
+    if (c.name == name) return c;
+  throw std::runtime_error("no lint check " + name);
+}
+
+}  // namespace
+
+TEST_CASE("reward lint: a sound math + format reward passes; each listed mistake fails its check") {
+  CHECK(gold_answer("so 5 + 67 = 72.\n#### 72") == "72");
+  CHECK(gold_answer(" 1,234 ") == "1234");
+  const std::string sound = R"(
+[[rewards.checkers]]
+checker = "math"
+math.require_anchor = true
+[[rewards.checkers]]
+checker = "format"
+weight = 0.2
+format.think_prefilled = true
+)";
+  RewardsConfig cfg = parse_cfg(sound);
+  auto lint = [](const RewardsConfig& c, const std::vector<LintProbe>& probes, const std::string& part) {
+    Scorer sc(c, Registry::for_config(c));
+    return lint_rewards(sc, c, probes, part);
+  };
+  LintReport ok = lint(cfg, lint_set(" Assistant: <think>"), "math");
+  MESSAGE(ok.describe());
+  CHECK(ok.passed());
+  REQUIRE(ok.spread.size() == 2);
+  CHECK(ok.spread[0].max == 1.0);
+  CHECK(ok.spread[0].min == 0.0);
+  CHECK(ok.ms_per_sample > 0);
+
+  // The template does not open <think>, the format checker thinks it does: the gold answer fails.
+  LintReport prefill = lint(cfg, lint_set(" Assistant:"), "math");
+  CHECK_FALSE(check_named(prefill, "gold answer").passed());
+  CHECK(check_named(prefill, "format only, wrong answer").passed());
+  // The math checker reads the wrong reference field: the gold answer scores 0.
+  RewardsConfig wrong_field = cfg;
+  wrong_field.checkers[0].math->answer_field = "solution";
+  LintReport field = lint(wrong_field, lint_set(" Assistant: <think>"), "math");
+  CHECK_FALSE(check_named(field, "gold answer").passed());
+  CHECK(check_named(field, "gold answer").example.find("for \"72\"") != std::string::npos);
+
+  // A reward that only pays for format: the format-only completion gets full marks.
+  RewardsConfig format_only = parse_cfg("[[rewards.checkers]]\nchecker = \"format\"\nformat.think_prefilled = true\n");
+  LintReport fo = lint(format_only, lint_set(" Assistant: <think>"), "format");
+  CHECK(!check_named(fo, "gold answer").skipped.empty());  // no gold completion for a format accuracy part
+  CHECK_FALSE(check_named(fo, "format only, wrong answer").passed());
+  CHECK(check_named(fo, "empty completion").passed());
+  CHECK_FALSE(fo.passed());
+
+  // A checker that pays for anything (e.g. one whose worker times out into a constant): the empty
+  // completion and the echoed prompt score full marks.
+  std::vector<std::pair<PartResult, CheckerPtr>> parts;
+  parts.push_back({PartResult{"math", 1.0, {}}, std::make_shared<ConstantChecker>(1.0)});
+  Scorer always(std::move(parts), 2, 1000);
+  RewardsConfig always_cfg = parse_cfg("[[rewards.checkers]]\nchecker = \"math\"\n");
+  LintReport ap = lint_rewards(always, always_cfg, lint_set(" Assistant: <think>"), "math");
+  CHECK(check_named(ap, "gold answer").passed());
+  CHECK_FALSE(check_named(ap, "empty completion").passed());
+  CHECK_FALSE(check_named(ap, "prompt echoed").passed());
+  CHECK_FALSE(check_named(ap, "format only, wrong answer").passed());
+  CHECK(ap.describe().find("FAIL empty completion") != std::string::npos);
 }
