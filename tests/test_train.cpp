@@ -66,6 +66,10 @@ RunConfig small_config(const fs::path& dir) {
   c.eval.path = c.data.path;
   c.eval.limit = 4;
   c.eval.max_new_tokens = 6;
+  // These rewards fail the reward lint: the format checker does not know the
+  // template opens <think>, and math without an anchor pays an echoed "What is 0 + 1?". The tests
+  // are about other things, so the lint only warns (which runs its warn path in every test).
+  c.rewards.lint = rewards::LintMode::warn;
   return c;
 }
 
@@ -203,6 +207,11 @@ TEST_CASE("train: bad configs are refused before anything starts") {
     CHECK_FALSE(fs::exists(dir / "run"));  // nothing was created
   };
   RunConfig c = small_config(dir);
+  c.rewards.lint = rewards::LintMode::error;  // the lint's findings stop the run before anything is made
+  refused(c, "reward lint failed");
+  c.rewards.checkers[1].format.emplace().think_prefilled = true;  // the template opens <think>
+  refused(c, "FAIL prompt echoed");                               // math without an anchor still pays the echo
+  c = small_config(dir);
   c.sampling.temperature = 0;
   refused(c, "temperature must be > 0");
   c = small_config(dir);
