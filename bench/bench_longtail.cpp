@@ -32,37 +32,41 @@ static double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-int main(int argc, char** argv) {
-  r1::keep_freed_memory();
-  std::string model_dir, workload, schedule_name = "continuous";
+namespace {
+
+struct Args {
+  std::string model_dir, workload, schedule = "continuous";
   int threads = 2, repeats = 1;
   int64_t max_new = 512, max_batch = 64;
+};
+
+// False on an unknown flag.
+bool parse_args(int argc, char** argv, Args& a) {
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--model")
-      model_dir = v;
+      a.model_dir = v;
     else if (k == "--workload")
-      workload = v;
+      a.workload = v;
     else if (k == "--threads")
-      threads = std::stoi(v);
+      a.threads = std::stoi(v);
     else if (k == "--max-new")
-      max_new = std::stoll(v);
+      a.max_new = std::stoll(v);
     else if (k == "--max-batch")
-      max_batch = std::stoll(v);
+      a.max_batch = std::stoll(v);
     else if (k == "--repeats")
-      repeats = std::stoi(v);
+      a.repeats = std::stoi(v);
     else if (k == "--schedule")
-      schedule_name = v;
+      a.schedule = v;
     else
-      return fmt::print(stderr, "unknown flag {}\n", k), 2;
+      return fmt::print(stderr, "unknown flag {}\n", k), false;
   }
-  if (model_dir.empty() || workload.empty())
-    return fmt::print(stderr, "usage: bench_longtail --model DIR --workload FILE [--threads N] [--max-new N]\n"), 2;
-  at::set_num_threads(threads);
-  at::set_num_interop_threads(1);
+  return true;
+}
 
+std::vector<r1::GenerationRequest> read_workload(const std::string& file) {
   std::vector<r1::GenerationRequest> reqs;
-  std::ifstream f(workload);
+  std::ifstream f(file);
   for (std::string line; std::getline(f, line);) {
     if (line.empty()) continue;
     const auto o = boost::json::parse(line).as_object();
@@ -73,44 +77,74 @@ int main(int argc, char** argv) {
     r.stream = reqs.size();
     reqs.push_back(std::move(r));
   }
-  r1::CausalLM model = r1::load_pretrained(model_dir, r1::tensor_options(r1::Dtype::float32, "cpu"));
-  model->eval();
-  r1::SamplingOptions s;
-  s.temperature = 0.0;
-  s.max_new_tokens = max_new;
-  s.ignore_eos = true;  // lengths come from forced_stop alone
-  // Today's preallocation for the same batches (requests packed up to max_batch rows): each batch's
-  // prompts once at its longest prompt, plus max_new_tokens slots per row.
-  int64_t static_tokens = 0;
+  return reqs;
+}
+
+// The old engine's preallocation for the same batches (requests packed up to max_batch rows), in
+// tokens: each batch's prompts once at its longest prompt, plus max_new_tokens slots per row.
+int64_t static_kv_tokens(const std::vector<r1::GenerationRequest>& reqs, int64_t max_batch, int64_t max_new) {
+  int64_t most = 0;
   for (size_t i = 0; i < reqs.size();) {
     int64_t rows = 0, prompts = 0, longest = 0;
     for (; i < reqs.size() && rows + reqs[i].n <= max_batch; ++i)
       rows += reqs[i].n, ++prompts, longest = std::max<int64_t>(longest, reqs[i].prompt.size());
-    static_tokens = std::max(static_tokens, prompts * longest + rows * max_new);
+    most = std::max(most, prompts * longest + rows * max_new);
   }
-  const auto parsed = r1::cfg::parse_enum<r1::Schedule>(schedule_name);
-  if (!parsed) return fmt::print(stderr, "--schedule: continuous or drained\n"), 2;
-  const r1::Schedule schedule = *parsed;
-  r1::Engine engine(model, nullptr, {.max_batch = max_batch, .schedule = schedule});
-  engine.generate({{reqs[0].prompt, 1, 0, 4}}, s);  // warm-up
+  return most;
+}
+
+struct Timed {
   std::vector<double> tok_s, secs;
   int64_t tokens = 0, steps = 0;
-  uint64_t hash = 1469598103934665603ULL;  // FNV-1a over every completion's tokens
-  const r1::EngineStats warm = engine.stats();
+  uint64_t hash = 0;  // FNV-1a over every completion's tokens
+};
+
+Timed run(r1::Engine& engine, const std::vector<r1::GenerationRequest>& reqs, const r1::SamplingOptions& s,
+          int repeats) {
+  Timed t;
   for (int r = 0; r < repeats; ++r) {
     const int64_t steps0 = engine.stats().decode_steps;
     auto t0 = Clock::now();
     auto outs = engine.generate(reqs, s);
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
-    tokens = 0, hash = 1469598103934665603ULL;
+    t.tokens = 0, t.hash = 1469598103934665603ULL;
     for (const auto& c : outs) {
-      tokens += static_cast<int64_t>(c.tokens.size());
-      for (auto t : c.tokens) hash = (hash ^ static_cast<uint64_t>(t)) * 1099511628211ULL;
+      t.tokens += static_cast<int64_t>(c.tokens.size());
+      for (auto tok : c.tokens) t.hash = (t.hash ^ static_cast<uint64_t>(tok)) * 1099511628211ULL;
     }
-    steps = engine.stats().decode_steps - steps0;
-    tok_s.push_back(tokens / dt), secs.push_back(dt);
+    t.steps = engine.stats().decode_steps - steps0;
+    t.tok_s.push_back(t.tokens / dt), t.secs.push_back(dt);
   }
+  return t;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  r1::keep_freed_memory();
+  Args a;
+  if (!parse_args(argc, argv, a)) return 2;
+  const auto schedule = r1::cfg::parse_enum<r1::Schedule>(a.schedule);
+  if (a.model_dir.empty() || a.workload.empty() || !schedule)
+    return fmt::print(stderr,
+                      "usage: bench_longtail --model DIR --workload FILE [--threads N] [--max-new N] "
+                      "[--schedule continuous|drained]\n"),
+           2;
+  at::set_num_threads(a.threads);
+  at::set_num_interop_threads(1);
+  const std::vector<r1::GenerationRequest> reqs = read_workload(a.workload);
+  r1::CausalLM model = r1::load_pretrained(a.model_dir, r1::tensor_options(r1::Dtype::float32, "cpu"));
+  model->eval();
+  r1::SamplingOptions s;
+  s.temperature = 0.0;
+  s.max_new_tokens = a.max_new;
+  s.ignore_eos = true;  // lengths come from forced_stop alone
+  r1::Engine engine(model, nullptr, {.max_batch = a.max_batch, .schedule = *schedule});
+  engine.generate({{reqs.at(0).prompt, 1, 0, 4}}, s);  // warm-up
+  const r1::EngineStats warm = engine.stats();
+  const Timed t = run(engine, reqs, s, a.repeats);
   const auto& st = engine.stats();
+  const double mib = 1048576.0, token_bytes = static_cast<double>(st.kv_block_bytes) / engine.options().block_size;
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   fmt::print(
@@ -118,10 +152,10 @@ int main(int argc, char** argv) {
       "\"median_tok_s\":{:.2f},\"decode_steps\":{},\"kv_peak_mib\":{:.2f},\"kv_pool_mib\":{:.2f},"
       "\"kv_static_mib\":{:.2f},\"peak_rss_mib\":{:.1f},\"prefill_s\":{:.3f},\"decode_s\":{:.3f},"
       "\"prefill_calls\":{}}}\n",
-      r1::cfg::name_of(schedule), tokens, hash, median(secs), median(tok_s), steps,
-      st.kv_peak_blocks * st.kv_block_bytes / 1048576.0, st.kv_capacity_blocks * st.kv_block_bytes / 1048576.0,
-      static_tokens * st.kv_block_bytes / 16 / 1048576.0, static_cast<double>(ru.ru_maxrss) / 1024.0,
-      (st.prefill_seconds - warm.prefill_seconds) / repeats, (st.decode_seconds - warm.decode_seconds) / repeats,
-      (st.prefill_calls - warm.prefill_calls) / repeats);
+      r1::cfg::name_of(*schedule), t.tokens, t.hash, median(t.secs), median(t.tok_s), t.steps,
+      st.kv_peak_blocks * st.kv_block_bytes / mib, st.kv_capacity_blocks * st.kv_block_bytes / mib,
+      static_kv_tokens(reqs, a.max_batch, a.max_new) * token_bytes / mib, static_cast<double>(ru.ru_maxrss) / 1024.0,
+      (st.prefill_seconds - warm.prefill_seconds) / a.repeats, (st.decode_seconds - warm.decode_seconds) / a.repeats,
+      (st.prefill_calls - warm.prefill_calls) / a.repeats);
   return 0;
 }

@@ -80,7 +80,7 @@ bool expand_for_mask(const at::Tensor& k) { return !k.device().is_cpu(); }
 
 std::vector<SdpaCall> sdpa_calls(const ModelConfig& c, const at::TensorOptions& opts, int64_t rows, int64_t prompt,
                                  int64_t completion) {
-  const int64_t Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim, G = Hq / Hkv;
+  const int64_t Hq = c.num_attention_heads, Hkv = c.num_key_value_heads, D = c.head_dim;
   const int64_t prompts = std::max<int64_t>(1, rows / 8), S = prompt + completion;
   const bool gqa = Hq != Hkv;
   std::vector<SdpaCall> out;
@@ -96,7 +96,6 @@ std::vector<SdpaCall> sdpa_calls(const ModelConfig& c, const at::TensorOptions& 
   probe("training completion pass", {rows, Hq, completion, D}, {rows, Hkv, S, D}, true, false);
   probe("prefill", {prompts, Hq, prompt, D}, {prompts, Hkv, prompt, D}, false, true);
   probe("decode", {rows, Hq, 1, D}, {rows, Hkv, S, D}, true, false);
-  (void)G;
   return out;
 }
 
@@ -132,7 +131,7 @@ at::Tensor gather_rows(const at::Tensor& pool, const at::Tensor& tables, int64_t
 }  // namespace
 
 at::Tensor AttentionImpl::forward_paged(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                        const PagedInput& p, const at::Tensor& mask, PagedKVCache& cache,
+                                        const PagedInput& p, const PagedKeys& keys, PagedKVCache& cache,
                                         int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
   auto [q, k, v] = project(x, cos, sin);  // [B, Hq, T, D], [B, T, Hkv, D] x2
@@ -148,14 +147,11 @@ at::Tensor AttentionImpl::forward_paged(const at::Tensor& x, const at::Tensor& c
     out = at::scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2), {}, 0.0, /*is_causal=*/true, scale,
                                            gqa);
   } else {
-    const int64_t S = mask.size(3);
-    const at::Tensor key_ok =
-        (at::arange(S, p.lengths.options()).view({1, S}) < p.lengths.unsqueeze(1)).view({B, 1, S, 1});
-    const at::Tensor tables = p.block_tables.to(at::kLong);
-    at::Tensor ks = gather_rows(kp, tables, S, key_ok), vs = gather_rows(vp, tables, S, key_ok);  // [B, Hkv, S, D]
+    const int64_t S = keys.mask.size(3);
+    at::Tensor ks = gather_rows(kp, keys.tables, S, keys.key_ok), vs = gather_rows(vp, keys.tables, S, keys.key_ok);
     const bool expand = gqa && expand_for_mask(ks);
     if (expand) ks = ks.repeat_interleave(heads / kv_heads, 1), vs = vs.repeat_interleave(heads / kv_heads, 1);
-    out = at::scaled_dot_product_attention(q, ks.to(q.dtype()), vs.to(q.dtype()), mask, 0.0, false, scale,
+    out = at::scaled_dot_product_attention(q, ks.to(q.dtype()), vs.to(q.dtype()), keys.mask, 0.0, false, scale,
                                            gqa && !expand);
   }
   return o_proj(out.transpose(1, 2).reshape({B, T, heads * head_dim}));
@@ -181,18 +177,21 @@ at::Tensor CausalLMImpl::forward_paged(const PagedInput& in, PagedKVCache& cache
               cache.k.size(), " layers, the model ", config_.num_hidden_layers);
   if (T == 1 && !in.fresh && fused_decode_available() && cache.k[0].scalar_type() == at::kFloat)
     return fused_decode(in, cache).unsqueeze(1);
-  at::Tensor mask;  // [B, 1, T, S]: query t of row b sees keys [0, past[b] + t], padding its row's keys
+  PagedKeys keys;  // padding queries see their row's keys
   if (!in.fresh) {
     const int64_t S = cache.blocks_for(in.max_len) * cache.block_size();
     const auto opts = in.past.options();
+    const at::Tensor slots = at::arange(S, opts);                               // [S]
     at::Tensor last = in.past.unsqueeze(1) + at::arange(T, opts).unsqueeze(0);  // [B, T]
     last = at::minimum(last, (in.lengths - 1).unsqueeze(1));
-    mask = (at::arange(S, opts).view({1, 1, S}) <= last.unsqueeze(2)).unsqueeze(1);
+    keys.mask = (slots.view({1, 1, S}) <= last.unsqueeze(2)).unsqueeze(1);            // [B, 1, T, S]
+    keys.key_ok = (slots.view({1, S}) < in.lengths.unsqueeze(1)).view({B, 1, S, 1});  // [B, 1, S, 1]
+    keys.tables = in.block_tables.to(at::kLong);
   }
   at::Tensor x = model->embed_tokens(in.input_ids);  // [B, T, H]
   auto [cos, sin] = rope_.cos_sin(in.positions, x.scalar_type());
   for (size_t i = 0; i < model->layers->size(); ++i)
-    x = model->layers->ptr<DecoderLayerImpl>(i)->forward_paged(x, cos, sin, in, mask, cache, static_cast<int64_t>(i));
+    x = model->layers->ptr<DecoderLayerImpl>(i)->forward_paged(x, cos, sin, in, keys, cache, static_cast<int64_t>(i));
   return model->norm(x);
 }
 

@@ -149,9 +149,9 @@ at::Tensor DecoderLayerImpl::forward(const at::Tensor& x, const at::Tensor& cos,
 }
 
 at::Tensor DecoderLayerImpl::forward_paged(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin,
-                                           const PagedInput& p, const at::Tensor& mask, PagedKVCache& cache,
+                                           const PagedInput& p, const PagedKeys& keys, PagedKVCache& cache,
                                            int64_t layer) {
-  at::Tensor h = x + self_attn->forward_paged(input_layernorm(x), cos, sin, p, mask, cache, layer);
+  at::Tensor h = x + self_attn->forward_paged(input_layernorm(x), cos, sin, p, keys, cache, layer);
   return h + mlp(post_attention_layernorm(h));
 }
 

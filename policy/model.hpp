@@ -78,6 +78,13 @@ struct PagedInput {
   bool fresh = false;       // no row holds keys yet: attention runs over this call's keys alone (causal)
 };
 
+// What every layer of a forward_paged call with past keys shares, made once per call.
+struct PagedKeys {
+  at::Tensor mask;    // [B, 1, T, S] bool: query t of row b sees keys [0, past[b] + t]
+  at::Tensor key_ok;  // [B, 1, S, 1] bool: key slots that hold the row's keys
+  at::Tensor tables;  // [B, max_blocks] int64 block tables, for gathering
+};
+
 // Builds a PagedInput on the host: add() each row's new tokens (their slots are appended to the
 // row's table), then to() the model's device in one go.
 class PagedBatch {
@@ -129,10 +136,10 @@ class AttentionImpl : public torch::nn::Module {
   // x [B, T, H]; cos/sin [B, T, D]; mask [B, 1, T, S] bool (true = attend) or undefined (causal).
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      KVCache* cache, int64_t layer);
-  // The same over the paged cache (generic ATen path): `p` of the call, `mask` [B, 1, T, S] for
-  // calls with past keys (undefined when p.fresh).
+  // The same over the paged cache (generic ATen path): `p` of the call, `keys` for calls with past
+  // keys (empty when p.fresh).
   at::Tensor forward_paged(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const PagedInput& p,
-                           const at::Tensor& mask, PagedKVCache& cache, int64_t layer);
+                           const PagedKeys& keys, PagedKVCache& cache, int64_t layer);
   // Queries [B, Hq, T, D] and keys, values [B, T, Hkv, D], normed and rotated.
   std::array<at::Tensor, 3> project(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
@@ -155,7 +162,7 @@ class DecoderLayerImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const at::Tensor& mask,
                      KVCache* cache, int64_t layer);
   at::Tensor forward_paged(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const PagedInput& p,
-                           const at::Tensor& mask, PagedKVCache& cache, int64_t layer);
+                           const PagedKeys& keys, PagedKVCache& cache, int64_t layer);
   Attention self_attn{nullptr};
   MLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};

@@ -72,8 +72,6 @@ void PagedKVCache::release(BlockTable& t) {
   t.length = 0;
 }
 
-int32_t PagedKVCache::fresh_block() { return alloc_.allocate(); }
-
 void PagedKVCache::copy_block(int32_t from, int32_t to) {
   for (auto* pool : {&k, &v})
     for (auto& t : *pool) t[to].copy_(t[from]);
@@ -86,9 +84,9 @@ void PagedKVCache::append(BlockTable& t, int64_t n, std::vector<int64_t>& slots)
   for (int64_t i = 0; i < n; ++i, ++t.length) {
     const int64_t off = t.length % block_size_;
     if (off == 0) {
-      t.blocks.push_back(fresh_block());
+      t.blocks.push_back(alloc_.allocate());
     } else if (alloc_.refcount(t.blocks.back()) > 1) {  // copy-on-write of a shared, partly filled block
-      const int32_t mine = fresh_block();
+      const int32_t mine = alloc_.allocate();
       copy_block(t.blocks.back(), mine);
       alloc_.release(t.blocks.back());
       t.blocks.back() = mine;

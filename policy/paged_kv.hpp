@@ -73,7 +73,6 @@ class PagedKVCache {
   std::vector<at::Tensor> k, v;  // per layer [blocks + 1, block_size, Hkv, D]
 
  private:
-  int32_t fresh_block();
   void copy_block(int32_t from, int32_t to);
   BlockAllocator alloc_;
   int64_t block_size_ = 16;

@@ -9,7 +9,6 @@
 // One scheduler step (GenerationRun::step) is five phases: admit, prefill, decode, sample, retire.
 #pragma once
 #include <array>
-#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
