@@ -1,5 +1,6 @@
 // r1: train, generate, eval, export, tokenize, rewards, curves, samples, config. Errors become exit codes here:
-// 0 success, 1 runtime failure, 2 bad usage or config (nothing was started).
+// 0 success, 1 runtime failure, 2 bad usage or config (nothing was started), 3 a training run
+// stopped by a guard rule (with its final checkpoint).
 #include <fmt/core.h>
 #include <CLI/CLI.hpp>
 

@@ -20,12 +20,20 @@ class ConfigError : public Error {
   using Error::Error;
 };
 
+// A run that a guard rule stopped cleanly: its final checkpoint is written, and the message names
+// the rule and the values. Exit code 3.
+class GuardStop : public Error {
+ public:
+  using Error::Error;
+};
+
 template <class... A>
 [[noreturn]] void fail(fmt::format_string<A...> f, A&&... a) {
   throw Error(fmt::format(f, std::forward<A>(a)...));
 }
 
-// Exit code for an exception caught at the program boundary: 2 for usage/config, 1 otherwise.
+// Exit code for an exception caught at the program boundary: 2 for usage/config, 3 for a guard's
+// stop, 1 otherwise.
 int exit_code_for(const std::exception& e);
 
 }  // namespace r1

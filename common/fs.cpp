@@ -30,6 +30,16 @@ void fsync_path(const fs::path& path) {
   R1_CHECK(rc == 0, "fsync {} failed: {}", path.string(), std::strerror(errno));
 }
 
+void write_all(int fd, std::string_view data, const fs::path& file) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    R1_CHECK(n > 0, "write to {} failed: {} (disk full?)", file.string(), std::strerror(errno));
+    off += static_cast<size_t>(n);
+  }
+}
+
 void write_file_atomic(const fs::path& path, std::string_view data) {
   fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
   fs::path tmp = dir / fmt::format(".{}.tmp{}", path.filename().string(), std::random_device{}());

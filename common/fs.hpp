@@ -12,6 +12,10 @@ std::string read_file(const std::filesystem::path& path);
 // Writes `data` to `path` atomically: readers see the old file or the new one, never a mix.
 void write_file_atomic(const std::filesystem::path& path, std::string_view data);
 
+// Writes all of `data` to descriptor `fd` (retrying short writes and EINTR); `file` names it in the
+// error.
+void write_all(int fd, std::string_view data, const std::filesystem::path& file);
+
 // fsync a file or folder by path (folders: makes a rename inside it durable).
 void fsync_path(const std::filesystem::path& path);
 

@@ -10,8 +10,10 @@
 //   R1_TEST_FAULT=nan_grad:N        NaN gradients in step N's backward passes (the loss times NaN);
 //                                   with several ranks the all-reduce carries them to every rank
 //   R1_TEST_FAULT=nan_grad:N+K@R    steps N to N+K-1, on rank R only
+//   R1_TEST_FAULT=lr_spike:N+K      the learning rate of steps N to N+K-1 times 1000, the first
+//                                   time each runs (a step run again after a rollback is clean)
 //
-// tests/test_resume.cpp, tests/test_distributed.cpp and tests/test_precision.cpp use it; nothing
+// tests/test_resume.cpp, tests/test_distributed.cpp, tests/test_precision.cpp and tests/test_guard.cpp use it; nothing
 // else should.
 #pragma once
 #include <cstdint>
@@ -23,7 +25,7 @@ enum class Point { after_step, in_save };
 // Kills the process when R1_TEST_CRASH names this point, step and rank.
 void crash_point(Point point, int64_t step, int64_t rank = 0);
 
-enum class Fault { nan_grad };
+enum class Fault { nan_grad, lr_spike };
 
 // True when R1_TEST_FAULT names this fault for this step and rank.
 bool fault_point(Fault fault, int64_t step, int64_t rank = 0);

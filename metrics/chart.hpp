@@ -21,10 +21,20 @@ struct Panel {
   std::vector<Curve> curves;  // runs without this metric are absent
 };
 
+// A guard event of one run (events.jsonl), drawn at its step in every panel: a tick under the x
+// axis in the terminal, a dashed vertical line with the message as its tooltip in files.
+struct Marker {
+  size_t run = 0;
+  int64_t step = 0;
+  std::string label;  // "kl rollback", "rollback", "stop"
+  std::string message;
+};
+
 struct Figure {
   std::vector<std::string> runs;  // labels, e.g. the run directory names
   std::vector<Panel> panels;
   double smoothing = 0;  // EMA weight, shown in titles when > 0
+  std::vector<Marker> markers;
 };
 
 struct TermStyle {

@@ -221,6 +221,17 @@ void panel_svg(const Figure& fig, const Panel& p, double ox, double oy, std::str
         out += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"2.6\" fill=\"{}\"/>\n",
                            X(static_cast<double>(pt.step)), Y(pt.value), run_color_hex(c.run));
   }
+  // Guard events: a dashed line at the step, its label at the top, the message as the tooltip.
+  for (const auto& m : fig.markers) {
+    const double s = static_cast<double>(m.step);
+    if (s < x0 || s > x1) continue;
+    out += fmt::format(
+        "<g class=\"marker\" data-run=\"{}\"><title>{}</title><line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" "
+        "y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"1.2\" stroke-dasharray=\"4 3\"/><text x=\"{:.1f}\" y=\"{:.1f}\" "
+        "font-size=\"10\" fill=\"{}\">{}</text></g>\n",
+        esc(fig.runs.at(m.run)), esc(fmt::format("step {}: {}", m.step, m.message)), X(s), T, X(s), T + ph,
+        run_color_hex(m.run), X(s) + 3, T + 11, run_color_hex(m.run), esc(m.label));
+  }
   out += "</g>\n";
 }
 

@@ -176,8 +176,16 @@ std::string render_terminal(const Figure& fig, size_t panel, const TermStyle& st
     out += '\n';
   }
 
-  // X axis with the step range.
+  // X axis with the step range, and under it a tick for each guard event in that range.
   out += std::string(lw + 1, ' ') + "└" + repeat("─", W) + '\n';
+  std::vector<int> marks(static_cast<size_t>(W), -1);
+  for (const auto& m : fig.markers)
+    if (m.step >= xmin && m.step <= xmax) marks[static_cast<size_t>(to_px(m.step) / 2)] = static_cast<int>(m.run);
+  if (std::any_of(marks.begin(), marks.end(), [](int r) { return r >= 0; })) {
+    std::string row = std::string(lw + 2, ' ');
+    for (int r : marks) row += r < 0 ? " " : paint(static_cast<size_t>(r), "▲");
+    out += row + '\n';
+  }
   std::string first = std::to_string(xmin), last = std::to_string(xmax), steps = "step";
   std::string axis = xmin == xmax ? std::string(static_cast<size_t>(W / 2), ' ') + first : first;
   if (xmin != xmax) {

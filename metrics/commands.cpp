@@ -228,6 +228,11 @@ void run_curves(const CurvesOptions& o, std::ostream& out, std::ostream& err) {
   Figure fig;
   fig.runs = run_labels(o.runs);
   fig.smoothing = o.smooth;
+  std::vector<std::string> warnings;
+  for (size_t i = 0; i < o.runs.size(); ++i)
+    for (auto& e : read_run_events(o.runs[i], &warnings))
+      fig.markers.push_back({i, e.step, e.event == "guard" ? e.rule + " " + e.action : e.event, e.message});
+  for (const auto& w : warnings) err << "r1 curves: warning: " << w << '\n';
   for (const auto& m : select_metrics(o.metrics, names, err)) {
     Panel p{m, {}};
     for (size_t i = 0; i < logs.size(); ++i) {
@@ -245,6 +250,10 @@ void run_curves(const CurvesOptions& o, std::ostream& out, std::ostream& err) {
   style.height = o.height;
   style.color = o.color;
   for (size_t i = 0; i < fig.panels.size(); ++i) out << (i ? "\n" : "") << render_terminal(fig, i, style);
+  if (!fig.markers.empty()) out << "\nguard events (▲):\n";
+  for (const auto& m : fig.markers)
+    out << fmt::format("  {}step {} {}: {}\n", fig.runs.size() > 1 ? fig.runs[m.run] + " " : "", m.step, m.label,
+                       m.message);
 
   if (!o.out.empty()) {
     write_file_atomic(o.out, ext == ".svg" ? render_svg(fig) : render_html(fig));

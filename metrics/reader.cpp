@@ -153,6 +153,31 @@ Series ema(const Series& s, double weight) {
   return out;
 }
 
+std::vector<RunEvent> read_run_events(const fs::path& path, std::vector<std::string>* warnings) {
+  const fs::path file = (fs::is_regular_file(path) ? path.parent_path() : path) / kEventsFile;
+  std::vector<RunEvent> out;
+  if (!fs::exists(file)) return out;
+  const std::string text = read_file(file);
+  auto str = [](const bj::object& o, const char* key) {
+    const bj::value* v = o.if_contains(key);
+    return v && v->is_string() ? std::string(v->get_string()) : std::string();
+  };
+  for (const auto& l : jsonl::split(text)) {
+    std::string why;
+    auto o = parse_line(l.text, why);
+    if (!o) {
+      if (warnings) warnings->push_back(fmt::format("{}:{}: skipped: {}", file.string(), l.number, why));
+      continue;
+    }
+    RunEvent e{step_of(*o), str(*o, "event"), str(*o, "rule"), str(*o, "action"), str(*o, "message")};
+    if (e.event == "rollback")
+      if (auto r = o->if_contains("restored_step"); r && r->is_int64())
+        e.message = fmt::format("rolled back to step {}", r->get_int64());
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 StepSamples read_samples(const fs::path& run_dir, std::optional<int64_t> want) {
   StepSamples out;
   out.file = log_file(run_dir, kSamplesFile);

@@ -55,6 +55,18 @@ MetricsLog parse_metrics(std::string_view text, const std::filesystem::path& fil
 // pulled towards the first value: s_t = m_t / (1 - weight^(t+1)), m_t = weight*m_{t-1} + (1-weight)*x_t.
 Series ema(const Series& s, double weight);
 
+// One line of RUN_DIR/events.jsonl: a guard rule firing ("guard") or what the trainer did about it
+// ("rollback", "stop").
+struct RunEvent {
+  int64_t step = 0;
+  std::string event, rule, action;  // rule and action: a firing's
+  std::string message;              // a firing's or a stop's message; a rollback's "restored step N"
+};
+
+// The events of a run (`path`: the run directory or its metrics.jsonl); none when the run has no
+// events.jsonl. Lines that do not read are skipped with a warning in `warnings`.
+std::vector<RunEvent> read_run_events(const std::filesystem::path& path, std::vector<std::string>* warnings);
+
 // The completions of one step of RUN_DIR/samples.jsonl, in file order.
 struct StepSamples {
   std::filesystem::path file;

@@ -16,6 +16,7 @@
 #include "common/fs.hpp"
 #include "common/json.hpp"
 #include "metrics/jsonl.hpp"
+#include "metrics/tensorboard.hpp"
 
 namespace fs = std::filesystem;
 namespace bj = boost::json;
@@ -80,31 +81,39 @@ double unix_now() {
 
 }  // namespace
 
-RunLog::RunLog(const fs::path& run_dir) : dir_(run_dir) {
+RunLog::RunLog(const fs::path& run_dir, RunLogOptions options) : dir_(run_dir), options_(options) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   R1_CHECK(!ec, "cannot create run directory {}: {}", dir_.string(), ec.message());
   open_files();
+  if (options_.tensorboard)
+    tensorboard_ = std::make_unique<tensorboard::EventWriter>(tensorboard::EventWriter::create(dir_, unix_now()));
 }
 
 RunLog::~RunLog() { close_files(); }
 
 RunLog::RunLog(RunLog&& other) noexcept
     : dir_(std::move(other.dir_)),
+      options_(other.options_),
       metrics_fd_(other.metrics_fd_),
       samples_fd_(other.samples_fd_),
+      events_fd_(other.events_fd_),
+      tensorboard_(std::move(other.tensorboard_)),
       warnings_(std::move(other.warnings_)) {
-  other.metrics_fd_ = other.samples_fd_ = -1;
+  other.metrics_fd_ = other.samples_fd_ = other.events_fd_ = -1;
 }
 
 RunLog& RunLog::operator=(RunLog&& other) noexcept {
   if (this != &other) {
     close_files();
     dir_ = std::move(other.dir_);
+    options_ = other.options_;
     warnings_ = std::move(other.warnings_);
     metrics_fd_ = other.metrics_fd_;
     samples_fd_ = other.samples_fd_;
-    other.metrics_fd_ = other.samples_fd_ = -1;
+    events_fd_ = other.events_fd_;
+    tensorboard_ = std::move(other.tensorboard_);
+    other.metrics_fd_ = other.samples_fd_ = other.events_fd_ = -1;
   }
   return *this;
 }
@@ -124,7 +133,9 @@ void RunLog::open_files() {
     fail("cannot lock {}: {}", mfile.string(), std::strerror(err));
   }
   samples_fd_ = open_append(sfile);
-  for (auto [fd, file] : {std::pair{metrics_fd_, mfile}, std::pair{samples_fd_, sfile}}) {
+  const fs::path efile = dir_ / kEventsFile;
+  events_fd_ = open_append(efile);
+  for (auto [fd, file] : {std::pair{metrics_fd_, mfile}, std::pair{samples_fd_, sfile}, std::pair{events_fd_, efile}}) {
     if (size_t cut = cut_torn_tail(fd, file))
       warnings_.push_back(
           fmt::format("{}: cut off a torn last line ({} bytes) left by an interrupted write", file.string(), cut));
@@ -132,7 +143,7 @@ void RunLog::open_files() {
 }
 
 void RunLog::close_files() {
-  for (int* fd : {&metrics_fd_, &samples_fd_}) {
+  for (int* fd : {&metrics_fd_, &samples_fd_, &events_fd_}) {
     if (*fd >= 0) ::close(*fd);
     *fd = -1;
   }
@@ -140,13 +151,7 @@ void RunLog::close_files() {
 
 void RunLog::append(int fd, const fs::path& file, const std::string& text) {
   R1_CHECK(fd >= 0, "{}: the run log is closed", file.string());
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    R1_CHECK(n > 0, "write to {} failed: {} (disk full?)", file.string(), std::strerror(errno));
-    off += static_cast<size_t>(n);
-  }
+  write_all(fd, text, file);
 }
 
 void RunLog::log_step(const bj::object& metrics) {
@@ -172,6 +177,25 @@ void RunLog::log_step(const bj::object& metrics) {
   jsonl::append(line, text);
   text += '\n';
   append(metrics_fd_, file, text);
+  if (tensorboard_) tensorboard_->write(tensorboard::scalars_event(line));
+}
+
+void RunLog::log_event(const bj::object& event) {
+  const fs::path file = dir_ / kEventsFile;
+  const bj::value* step = event.if_contains("step");
+  R1_CHECK(step && (step->is_int64() || step->is_uint64()),
+           "RunLog::log_event({}): the event needs an integer \"step\"", file.string());
+  bj::object line{{"step", *step}, {"time", unix_now()}};
+  for (const auto& kv : event)
+    if (kv.key() != "step" && kv.key() != "time") line[kv.key()] = kv.value();
+  std::string text;
+  jsonl::append(line, text);
+  text += '\n';
+  append(events_fd_, file, text);
+}
+
+void RunLog::log_config(const std::string& toml) {
+  if (tensorboard_) tensorboard_->write(tensorboard::config_event(unix_now(), toml));
 }
 
 void RunLog::log_samples(int64_t step, const bj::array& samples) {
@@ -188,6 +212,8 @@ void RunLog::log_samples(int64_t step, const bj::array& samples) {
     text += '\n';
   }
   append(samples_fd_, file, text);  // one write for the whole step
+  if (tensorboard_ && options_.tensorboard_samples > 0)
+    tensorboard_->write(tensorboard::samples_event(step, unix_now(), samples, options_.tensorboard_samples));
 }
 
 void RunLog::truncate_after(int64_t step) {
@@ -230,8 +256,10 @@ void RunLog::truncate_after(int64_t step) {
 }
 
 void RunLog::sync() {
-  for (auto [fd, name] : {std::pair{metrics_fd_, kMetricsFile}, std::pair{samples_fd_, kSamplesFile}})
+  for (auto [fd, name] :
+       {std::pair{metrics_fd_, kMetricsFile}, std::pair{samples_fd_, kSamplesFile}, std::pair{events_fd_, kEventsFile}})
     R1_CHECK(fd >= 0 && ::fsync(fd) == 0, "fsync {} failed: {}", (dir_ / name).string(), std::strerror(errno));
+  if (tensorboard_) tensorboard_->sync();
 }
 
 }  // namespace r1::metrics

@@ -1,4 +1,5 @@
-// RunLog: the trainer's writer of metrics.jsonl and samples.jsonl in a run directory.
+// RunLog: the trainer's writer of metrics.jsonl, samples.jsonl and events.jsonl in a run directory,
+// and of TensorBoard event files beside them (metrics/tensorboard.hpp) when asked.
 //
 // Each line is written with a single write(2) on an O_APPEND descriptor, so once log_step returns
 // the line survives a crash of the process; a crash (or power loss) while writing loses at most
@@ -14,18 +15,30 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace r1::metrics {
 
+namespace tensorboard {
+class EventWriter;
+}
+
 inline constexpr const char* kMetricsFile = "metrics.jsonl";
 inline constexpr const char* kSamplesFile = "samples.jsonl";
+inline constexpr const char* kEventsFile = "events.jsonl";
+
+struct RunLogOptions {
+  bool tensorboard = false;        // also write every metric, sampled completions and the config as TensorBoard events
+  size_t tensorboard_samples = 4;  // completions per logged step in the TensorBoard text summary
+};
 
 class RunLog {
  public:
-  // Creates `run_dir` if needed and opens both files for appending (resume appends).
-  explicit RunLog(const std::filesystem::path& run_dir);
+  // Creates `run_dir` if needed and opens the files for appending (resume appends; TensorBoard
+  // gets a new event file, which TensorBoard reads after the earlier ones).
+  explicit RunLog(const std::filesystem::path& run_dir, RunLogOptions options = {});
   ~RunLog();
   RunLog(const RunLog&) = delete;
   RunLog& operator=(const RunLog&) = delete;
@@ -41,11 +54,18 @@ class RunLog {
   // Appends one line per sample to samples.jsonl, each an object that gets "step" first.
   void log_samples(int64_t step, const boost::json::array& samples);
 
-  // For resume from a checkpoint at `step`: drops every line of both files whose step is greater
-  // (the steps that will be redone), rewriting the files atomically.
+  // Appends one line to events.jsonl (guard firings, rollbacks): an object with an integer "step";
+  // "time" is added. events.jsonl is the run's history and is never truncated.
+  void log_event(const boost::json::object& event);
+
+  // The run config as a TensorBoard text summary (a no-op without TensorBoard).
+  void log_config(const std::string& toml);
+
+  // For resume from a checkpoint at `step`: drops every line of metrics.jsonl and samples.jsonl
+  // whose step is greater (the steps that will be redone), rewriting the files atomically.
   void truncate_after(int64_t step);
 
-  // fsync both files: what was logged so far survives a power loss.
+  // fsync every file: what was logged so far survives a power loss.
   void sync();
 
   const std::filesystem::path& dir() const { return dir_; }
@@ -58,8 +78,11 @@ class RunLog {
   void append(int fd, const std::filesystem::path& file, const std::string& text);
 
   std::filesystem::path dir_;
+  RunLogOptions options_;
   int metrics_fd_ = -1;
   int samples_fd_ = -1;
+  int events_fd_ = -1;
+  std::unique_ptr<tensorboard::EventWriter> tensorboard_;
   std::vector<std::string> warnings_;
 };
 

@@ -1,6 +1,7 @@
 #include "rl/checkpoint.hpp"
 
 #include <torch/optim/adamw.h>
+#include <algorithm>
 #include <boost/json.hpp>
 #include <fstream>
 #include <random>
@@ -37,7 +38,8 @@ std::string state_json(const TrainerState& s) {
                         {"version", s.version},
                         {"records_by_rank", boost::json::value_from(s.records_by_rank)},
                         {"shuffle_rng", s.shuffle_rng},
-                        {"world_size", s.world_size}};
+                        {"world_size", s.world_size},
+                        {"guard", s.guard.to_json()}};
   return boost::json::serialize(o) + "\n";
 }
 
@@ -46,6 +48,7 @@ TrainerState parse_state(const fs::path& f) {
   json::Object o(v, f.string());
   TrainerState s{o.integer("step"), o.integer("version"), {}, o.string("shuffle_rng"), o.integer("world_size")};
   for (const auto& v : o.at("records_by_rank").as_array()) s.records_by_rank.push_back(v.as_int64());
+  if (const auto* g = o.raw().if_contains("guard")) s.guard = GuardState::from_json(g->as_object());
   R1_CHECK(static_cast<int64_t>(s.records_by_rank.size()) == s.world_size,
            "{}: records_by_rank has {} entries for {} ranks", f.string(), s.records_by_rank.size(), s.world_size);
   return s;
@@ -195,7 +198,25 @@ fs::path save_checkpoint(const fs::path& run_dir, CausalLM& policy, TrainWeights
   return dst;
 }
 
-std::optional<FoundCheckpoint> find_checkpoint(const fs::path& run_dir, std::vector<std::string>* skipped) {
+// The step count in a checkpoint folder's name (step-NNNNNN); -1 for another name.
+static int64_t step_of_name(const std::string& name) {
+  if (name.rfind("step-", 0) != 0 || name.size() == 5) return -1;
+  if (!std::all_of(name.begin() + 5, name.end(), [](char c) { return c >= '0' && c <= '9'; })) return -1;
+  return std::stoll(name.substr(5));
+}
+
+int64_t remove_checkpoints_after(const fs::path& run_dir, int64_t step) {
+  const fs::path root = run_dir / "checkpoints";
+  if (!fs::exists(root)) return 0;
+  std::vector<fs::path> later;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && step_of_name(e.path().filename().string()) > step) later.push_back(e.path());
+  for (const auto& d : later) fs::remove_all(d);
+  return static_cast<int64_t>(later.size());
+}
+
+std::optional<FoundCheckpoint> find_checkpoint(const fs::path& run_dir, std::vector<std::string>* skipped,
+                                               std::optional<int64_t> at_most) {
   const fs::path root = run_dir / "checkpoints";
   if (!fs::exists(root)) return std::nullopt;
   std::vector<fs::path> all, interrupted;
@@ -203,7 +224,7 @@ std::optional<FoundCheckpoint> find_checkpoint(const fs::path& run_dir, std::vec
     const std::string n = e.path().filename().string();
     if (n.rfind('.', 0) == 0)
       interrupted.push_back(e.path());  // every temp name starts with '.'
-    else if (e.is_directory() && n.rfind("step-", 0) == 0)
+    else if (e.is_directory() && n.rfind("step-", 0) == 0 && (!at_most || step_of_name(n) <= *at_most))
       all.push_back(e.path());
   }
   for (const auto& t : interrupted) {

@@ -16,6 +16,7 @@
 #include "policy/model.hpp"
 #include "policy/options.hpp"
 #include "rl/distributed.hpp"
+#include "rl/guard.hpp"
 #include "rl/precision.hpp"
 
 namespace torch::optim {
@@ -30,6 +31,7 @@ struct TrainerState {
   std::vector<int64_t> records_by_rank;  // dataset records each rank has drawn (data cursors)
   std::string shuffle_rng;               // std::mt19937_64 state of the minibatch shuffler
   int64_t world_size = 1;
+  GuardState guard;  // the guardrails' windows and rollbacks (rl/guard.hpp)
 };
 
 struct CheckpointSave {
@@ -58,10 +60,15 @@ struct FoundCheckpoint {
   TrainerState state;
 };
 
-// The newest checkpoint of `run_dir` that passes its manifest. Each one skipped is described in
-// `skipped` (what is wrong with it), and so is each leftover temp folder of an interrupted save,
-// which is removed.
-std::optional<FoundCheckpoint> find_checkpoint(const std::filesystem::path& run_dir, std::vector<std::string>* skipped);
+// The newest checkpoint of `run_dir` that passes its manifest, and with `at_most` the newest of
+// those taken after at most that many steps. Each one skipped is described in `skipped` (what is
+// wrong with it), and so is each leftover temp folder of an interrupted save, which is removed.
+std::optional<FoundCheckpoint> find_checkpoint(const std::filesystem::path& run_dir, std::vector<std::string>* skipped,
+                                               std::optional<int64_t> at_most = std::nullopt);
+
+// Removes the checkpoints of `run_dir` taken after more than `step` steps (a rollback to `step`
+// makes them another trajectory's); returns how many.
+int64_t remove_checkpoints_after(const std::filesystem::path& run_dir, int64_t step);
 
 // Loads weights (and in bf16-mixed the masters, bit for bit), optimizer state and the reference
 // (if given) from a checkpoint folder, whatever the world size and ZeRO stage that wrote it: each

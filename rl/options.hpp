@@ -1,5 +1,5 @@
-// The typed options of rl/: [grpo] (the objective), [train] (optimisation and the loop), [eval]
-// and [distributed].
+// The typed options of rl/: [grpo] (the objective), [train] (optimisation and the loop), [eval],
+// [distributed] and [guard].
 // No LibTorch, so run configs can be checked without it.
 #pragma once
 #include <array>
@@ -138,6 +138,100 @@ struct DistributedOptions {
     "(reduce-scattered during backward); 3 also the compute weights during the update (docs/DISTRIBUTED.md)",    \
     x >= 0 && x <= 3)
   R1_CONFIG(DistributedOptions, R1_DISTRIBUTED_FIELDS)
+};
+
+// [guard]: rules over each step's logged metrics (rl/guard.hpp, docs/TRAINING.md "Guardrails").
+// A rule's condition is on the mean of its metric over the last `window` logged steps, so no rule
+// fires before it has `window` steps; a rule whose metric a run does not log (kl without a
+// reference) never fires. A rule fires once when its condition starts to hold and again only after
+// it has cleared.
+enum class GuardAction { off, warn, stop, rollback };
+constexpr std::array<const char*, 4> enum_names(GuardAction) { return {"off", "warn", "stop", "rollback"}; }
+
+#define R1_GUARD_ACTION_DOC_                                                                                  \
+  "off; warn (an event, training goes on); stop (a final checkpoint, then exit 3 naming the rule); rollback " \
+  "(restore the last checkpoint taken before the condition started, then continue)"
+
+struct GuardEntropy {
+#define R1_GUARD_ENTROPY_FIELDS(F)                                                                          \
+  F(GuardAction, action, GuardAction::warn, R1_GUARD_ACTION_DOC_, true)                                     \
+  F(int64_t, window, 5, "steps averaged", x >= 2)                                                           \
+  F(double, floor, 0.01, "collapse: mean entropy per token (nats) below this (0: off)", x >= 0)             \
+  F(double, max_fall, 0.25,                                                                                 \
+    "collapse: entropy falling faster than this share of its value per step (least-squares slope over the " \
+    "window / its mean; 0: off)",                                                                           \
+    x >= 0)
+  R1_CONFIG(GuardEntropy, R1_GUARD_ENTROPY_FIELDS)
+};
+
+struct GuardLength {
+#define R1_GUARD_LENGTH_FIELDS(F)                                                                                 \
+  F(GuardAction, action, GuardAction::warn, R1_GUARD_ACTION_DOC_, true)                                           \
+  F(int64_t, window, 5, "steps averaged", x >= 1)                                                                 \
+  F(double, max_truncated, 0.75, "blow-up: share of completions cut at max_new_tokens above this (1: off)",       \
+    x > 0 && x <= 1)                                                                                              \
+  F(double, max_length_frac, 0.95, "blow-up: length/mean above this share of [sampling] max_new_tokens (1: off)", \
+    x > 0 && x <= 1)
+  R1_CONFIG(GuardLength, R1_GUARD_LENGTH_FIELDS)
+};
+
+struct GuardKl {
+#define R1_GUARD_KL_FIELDS(F)                                           \
+  F(GuardAction, action, GuardAction::warn, R1_GUARD_ACTION_DOC_, true) \
+  F(int64_t, window, 3, "steps averaged", x >= 1)                       \
+  F(double, max, 0.5, "KL to the reference per token above this", x > 0)
+  R1_CONFIG(GuardKl, R1_GUARD_KL_FIELDS)
+};
+
+struct GuardClip {
+#define R1_GUARD_CLIP_FIELDS(F)                                         \
+  F(GuardAction, action, GuardAction::warn, R1_GUARD_ACTION_DOC_, true) \
+  F(int64_t, window, 3, "steps averaged", x >= 1)                       \
+  F(double, max, 0.3, "share of clipped tokens (clip/low + clip/high) above this", x > 0 && x <= 1)
+  R1_CONFIG(GuardClip, R1_GUARD_CLIP_FIELDS)
+};
+
+struct GuardZeroStd {
+#define R1_GUARD_ZERO_STD_FIELDS(F)                                                                              \
+  F(GuardAction, action, GuardAction::warn, R1_GUARD_ACTION_DOC_, true)                                          \
+  F(int64_t, window, 10, "steps in a row", x >= 1)                                                               \
+  F(double, min_frac, 0.95, "nothing to learn from: zero_std_frac at or above this in every step of the window", \
+    x > 0 && x <= 1)
+  R1_CONFIG(GuardZeroStd, R1_GUARD_ZERO_STD_FIELDS)
+};
+
+struct GuardRewardDrop {
+#define R1_GUARD_REWARD_DROP_FIELDS(F)                                  \
+  F(GuardAction, action, GuardAction::warn, R1_GUARD_ACTION_DOC_, true) \
+  F(int64_t, window, 5, "steps averaged", x >= 1)                       \
+  F(double, max_drop, 0.5, "reward/mean's window mean this far (reward units) below the best window mean so far", x > 0)
+  R1_CONFIG(GuardRewardDrop, R1_GUARD_REWARD_DROP_FIELDS)
+};
+
+struct GuardMismatch {
+#define R1_GUARD_MISMATCH_FIELDS(F)                                     \
+  F(GuardAction, action, GuardAction::warn, R1_GUARD_ACTION_DOC_, true) \
+  F(int64_t, window, 3, "steps averaged", x >= 1)                       \
+  F(double, max, 0.1, "sampler/trainer |log-prob gap| per token (mismatch/logprob_abs_mean) above this", x > 0)
+  R1_CONFIG(GuardMismatch, R1_GUARD_MISMATCH_FIELDS)
+};
+
+struct GuardOptions {
+#define R1_GUARD_FIELDS(F)                                                                                       \
+  F(GuardEntropy, entropy, {}, "Entropy collapse", true)                                                         \
+  F(GuardLength, length, {}, "Completion length blow-up", true)                                                  \
+  F(GuardKl, kl, {}, "KL to the reference", true)                                                                \
+  F(GuardClip, clip, {}, "Clipped share of tokens", true)                                                        \
+  F(GuardZeroStd, zero_std, {}, "Groups whose rewards all agree", true)                                          \
+  F(GuardRewardDrop, reward_drop, {}, "Reward falling from its best", true)                                      \
+  F(GuardMismatch, mismatch, {}, "Sampler/trainer log-prob mismatch", true)                                      \
+  F(int64_t, max_rollbacks, 2, "rollbacks per run; a rule that would roll back once more stops the run instead", \
+    x >= 0)                                                                                                      \
+  F(double, rollback_lr_factor, 0.5, "after a rollback the learning rate is multiplied by this (1: unchanged)",  \
+    x > 0 && x <= 1)                                                                                             \
+  F(bool, rollback_skip_data, true,                                                                              \
+    "after a rollback, continue the data after the records the rolled-back steps drew (false: redraw them)", true)
+  R1_CONFIG(GuardOptions, R1_GUARD_FIELDS)
 };
 
 }  // namespace r1

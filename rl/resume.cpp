@@ -12,11 +12,13 @@ namespace r1 {
 
 std::mt19937_64 fresh_shuffle_rng(uint64_t seed) { return std::mt19937_64(seed ^ 0x5eedULL); }
 
-ResumePoint plan_resume(const std::filesystem::path& run_dir, int64_t rank, int64_t world, int64_t n, uint64_t seed) {
+ResumePoint plan_resume(const std::filesystem::path& run_dir, int64_t rank, int64_t world, int64_t n, uint64_t seed,
+                        std::optional<int64_t> at_most) {
   std::vector<std::string> skipped;
-  std::optional<FoundCheckpoint> found = find_checkpoint(run_dir, &skipped);
+  std::optional<FoundCheckpoint> found = find_checkpoint(run_dir, &skipped, at_most);
   for (const auto& why : skipped) fmt::print(stderr, "r1 train: skipping checkpoint {}\n", why);
-  R1_CHECK(found.has_value(), "{}: no good checkpoint to resume from{}", run_dir.string(),
+  R1_CHECK(found.has_value(), "{}: no good checkpoint{} to resume from{}", run_dir.string(),
+           at_most ? fmt::format(" after at most {} steps", *at_most) : "",
            skipped.empty() ? " (none was written: set [train] save_every to write them)" : " (see the reasons above)");
   ResumePoint p{*found, 0, fresh_shuffle_rng(seed)};
   const TrainerState& st = found->state;

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <random>
 
 #include "rl/checkpoint.hpp"
@@ -20,9 +21,10 @@ struct ResumePoint {
 };
 
 // Finds the checkpoint (each one skipped, and each interrupted save removed, is reported on
-// stderr) and this rank's cursor; throws r1::Error when there is nothing to resume from.
+// stderr) and this rank's cursor; throws r1::Error when there is nothing to resume from. With
+// `at_most`, the newest checkpoint taken after at most that many steps (a rollback).
 ResumePoint plan_resume(const std::filesystem::path& run_dir, int64_t rank, int64_t world, int64_t dataset_records,
-                        uint64_t seed);
+                        uint64_t seed, std::optional<int64_t> at_most = std::nullopt);
 
 // The minibatch shuffler of a fresh run.
 std::mt19937_64 fresh_shuffle_rng(uint64_t seed);

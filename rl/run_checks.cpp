@@ -73,6 +73,34 @@ void check_accuracy_part(const RunConfig& cfg) {
 
 }  // namespace
 
+// A windowed rule's checkpoint from before the weights the window measured survives rotation when
+// (keep_checkpoints - 1) * save_every >= window.
+void check_guard_config(const RunConfig& cfg) {
+  const GuardOptions& g = cfg.guard;
+  const TrainOptions& t = cfg.train;
+  struct Rule {
+    const char* name;
+    GuardAction action;
+    int64_t window;  // 0: not bounded by a window (reward_drop's best may be older)
+  };
+  for (const Rule& r :
+       {Rule{"entropy", g.entropy.action, g.entropy.window}, Rule{"length", g.length.action, g.length.window},
+        Rule{"kl", g.kl.action, g.kl.window}, Rule{"clip", g.clip.action, g.clip.window},
+        Rule{"zero_std", g.zero_std.action, g.zero_std.window}, Rule{"reward_drop", g.reward_drop.action, 0},
+        Rule{"mismatch", g.mismatch.action, g.mismatch.window}}) {
+    if (r.action != GuardAction::rollback) continue;
+    if (t.save_every == 0)
+      throw ConfigError(fmt::format(
+          "guard.{}.action = \"rollback\" needs checkpoints to roll back to: set [train] save_every (e.g. 1)", r.name));
+    const int64_t need = (r.window + t.save_every - 1) / t.save_every + 1;
+    if (r.window > 0 && t.keep_checkpoints < need)
+      throw ConfigError(fmt::format(
+          "guard.{}.action = \"rollback\": a checkpoint from before its {}-step window must still be kept when it "
+          "fires; with train.save_every = {} set train.keep_checkpoints to at least {} (it is {})",
+          r.name, r.window, t.save_every, need, t.keep_checkpoints));
+  }
+}
+
 void check_run_config(const RunConfig& cfg) {
   std::vector<std::string> problems;
   auto check = [&](const char* what, const std::function<void()>& f) {
@@ -84,6 +112,7 @@ void check_run_config(const RunConfig& cfg) {
   };
   check("", [&] { check_objective(cfg); });
   check("", [&] { check_precision(cfg); });
+  check("", [&] { check_guard_config(cfg); });
   check("", [&] { rewards::check_rewards_config(cfg.rewards); });
   if (!cfg.rewards.checkers.empty()) check("", [&] { check_accuracy_part(cfg); });
   check("", [&] { check_model(cfg.model); });

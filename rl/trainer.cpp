@@ -22,6 +22,7 @@
 #include "rl/batch.hpp"
 #include "rl/checkpoint.hpp"
 #include "rl/eval.hpp"
+#include "rl/guard.hpp"
 #include "rl/precision.hpp"
 #include "rl/progress.hpp"
 #include "rl/resume.hpp"
@@ -82,11 +83,20 @@ class Trainer {
   void log_memory(StepMetrics& m);
   boost::json::object log_step(int64_t step, StepMetrics& m, const StepGroups& g, const std::vector<Sequence>& seqs);
   void evaluate_if_due(int64_t step, boost::json::object& line);
+  std::vector<GuardFiring> watch(int64_t step, boost::json::object& line);
   void checkpoint_if_due(int64_t step);
+  fs::path save(int64_t step);
+  // What a guard firing does: the step to run next.
+  int64_t act_on(int64_t step, const std::vector<GuardFiring>& fired);
+  std::optional<int64_t> roll_back(int64_t step, const std::vector<GuardFiring>& fired, std::string* why);
+  [[noreturn]] void stop_run(int64_t step, const std::string& why);
   // Set-up and the ends of the run.
   void open_run_dir();
   void restore(const ResumePoint& p);
+  void restore_state(const ResumePoint& p);
+  std::unique_ptr<RolloutPool> make_pool();
   void start();
+  void start_rollouts();
   TrainSummary finish();
   EvalScore evaluate_heldout();
   CausalLM& weights_of(int64_t version);
@@ -104,7 +114,8 @@ class Trainer {
   CausalLM policy_;
   std::unique_ptr<TrainWeights> weights_;   // what AdamW updates: the policy, or its float32 masters
   std::optional<Dtype> save_dtype_;         // of saved weights; none: the policy's
-  SkipGuard guard_;                         // optimizer steps skipped for a non-finite gradient norm
+  SkipGuard skips_;                         // optimizer steps skipped for a non-finite gradient norm
+  Guard guard_;                             // the [guard] rules over each step's metrics
   std::optional<CausalLM> ref_, behavior_;  // the frozen reference; older weights for recomputed log-probs
   // What every rollout worker samples from: the policy itself (max_policy_lag = 0), or one copy
   // updated in place between versions (lag 1); and the versions the copies hold.
@@ -122,6 +133,8 @@ class Trainer {
   ProgressLine progress_;
   TrainSummary summary_;
   int64_t first_step_ = 0, version_ = 0, consumed_ = 0;  // consumed_: dataset records this rank drew
+  int64_t saved_step_ = -1;                              // the step of the newest checkpoint written
+  fs::path saved_dir_;
   std::mt19937_64 shuffle_rng_;
 };
 
@@ -176,6 +189,7 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
       per_step_(cfg.rollout.prompts_per_step / setup.launch.world_size),
       run_dir_(setup.run_dir.empty() ? fs::path(cfg.run.out_dir) / cfg.run.name : setup.run_dir),
       policy_(nullptr),
+      guard_(cfg.guard, cfg.sampling.max_new_tokens),
       tok_(Tokenizer::load(cfg.model.model_dir() / "tokenizer.json")),
       dist_(setup.launch, cfg_.distributed, tensor_options(cfg_.model.dtype, cfg_.model.device).device()),
       progress_(cfg.train.steps, setup.progress && setup.launch.rank == 0),
@@ -195,19 +209,8 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
   apply_reward_lint(cfg_, *rewards_, /*quiet=*/rank_ != 0 || !setup_.progress);  // before anything is generated
   dataset_ = std::make_shared<Dataset>(cfg_.data, rank_, world_);
   eval_prompts_ = eval_records(cfg_);
-  store_ = std::make_shared<WeightStore>(2);  // versions only: the workers share one module
   sampler_ = cfg_.rollout.max_policy_lag == 0 ? policy_ : compute_copy();
-  pool_ = std::make_unique<RolloutPool>(
-      cfg_.rollout, cfg_.sampling,
-      RolloutPool::Parts{.make_model = [this](int64_t) { return sampler_; },
-                         .shared_model = true,
-                         .tokenizer = &tok_,
-                         .dataset = dataset_,
-                         .weights = store_,
-                         .reward = make_reward_stage(*rewards_, cfg_.accuracy_part()),
-                         .stream_stride = world_,
-                         .stream_offset = rank_,
-                         .threads = cfg_.rollout.threads > 0 ? cfg_.rollout.threads : cfg_.model.threads});
+  pool_ = make_pool();
   const TrainOptions& t = cfg_.train;
   opt_ = std::make_unique<torch::optim::AdamW>(weights_->params(), torch::optim::AdamWOptions(t.lr)
                                                                        .betas({t.adam_beta1, t.adam_beta2})
@@ -220,19 +223,44 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
   if (resume_) restore(*resume_);
 }
 
+// The rollout workers over a fresh weight store (versions only: the workers share one module).
+std::unique_ptr<RolloutPool> Trainer::make_pool() {
+  store_ = std::make_shared<WeightStore>(2);
+  return std::make_unique<RolloutPool>(
+      cfg_.rollout, cfg_.sampling,
+      RolloutPool::Parts{.make_model = [this](int64_t) { return sampler_; },
+                         .shared_model = true,
+                         .tokenizer = &tok_,
+                         .dataset = dataset_,
+                         .weights = store_,
+                         .reward = make_reward_stage(*rewards_, cfg_.accuracy_part()),
+                         .stream_stride = world_,
+                         .stream_offset = rank_,
+                         .threads = cfg_.rollout.threads > 0 ? cfg_.rollout.threads : cfg_.model.threads});
+}
+
 void Trainer::open_run_dir() {
   if (rank_ != 0) return;
   fs::create_directories(run_dir_);
   if (!setup_.resume) write_file_atomic(run_dir_ / "config.toml", cfg::to_toml(given_));
-  log_.emplace(run_dir_);
+  log_.emplace(run_dir_, metrics::RunLogOptions{.tensorboard = cfg_.run.tensorboard});
+  if (!setup_.resume) log_->log_config(cfg::to_toml(given_));  // step 0: a resumed run's would go back in time
 }
 
-void Trainer::restore(const ResumePoint& p) {
+// A checkpoint's weights, optimizer state, data cursor, shuffler and guard state.
+void Trainer::restore_state(const ResumePoint& p) {
   load_checkpoint(p.checkpoint.dir, policy_, *weights_, *opt_, ref_ ? &*ref_ : nullptr);
-  first_step_ = p.checkpoint.state.step, version_ = p.checkpoint.state.version;
+  first_step_ = saved_step_ = p.checkpoint.state.step;
+  saved_dir_ = p.checkpoint.dir;
+  version_ = p.checkpoint.state.version;
   consumed_ = p.consumed;
   shuffle_rng_ = p.shuffle_rng;
   dataset_->set_cursor(dataset_->cursor_after(consumed_));
+  guard_.restore(p.checkpoint.state.guard);
+}
+
+void Trainer::restore(const ResumePoint& p) {
+  restore_state(p);
   if (log_) log_->truncate_after(first_step_);
   fmt::print(stderr, "r1 train: resuming {} from {} (step {})\n", run_dir_.string(), p.checkpoint.dir.string(),
              first_step_);
@@ -252,6 +280,12 @@ void Trainer::start() {
                  summary_.before.accuracy, summary_.before.part("format"), eval_prompts_.size());
     }
   }
+  start_rollouts();
+}
+
+// The current weights to the workers, which start drawing at the data cursor, and the next step's
+// groups requested.
+void Trainer::start_rollouts() {
   if (sampler_.ptr() != policy_.ptr()) copy_weights(*sampler_, *policy_);
   sampler_version_ = version_;
   pool_->publish(*policy_, version_);
@@ -262,7 +296,7 @@ void Trainer::start() {
 
 TrainSummary Trainer::run() {
   start();
-  for (int64_t step = first_step_; step < cfg_.train.steps; ++step) {
+  for (int64_t step = first_step_; step < cfg_.train.steps;) {
     const auto t_step = Clock::now();
     StepMetrics m;
     if (cfg_.rollout.max_policy_lag >= 1 && !last(step)) pool_->request(per_step_);  // overlaps this step
@@ -277,11 +311,18 @@ TrainSummary Trainer::run() {
     publish(step, m);                                            // 5. weights to the workers
     boost::json::object line = log_step(step, m, groups, seqs);  // 6. metrics and samples
     evaluate_if_due(step, line);                                 // 7. held-out eval
+    const std::vector<GuardFiring> fired = watch(step, line);    // 8. guardrails
     if (log_) log_->log_step(line);
-    checkpoint_if_due(step);  // 8. checkpoint
-    release_freed_memory();   // what this step freed goes back to the OS (common/memory.hpp)
+    if (!fired.empty() && strongest(fired) == GuardAction::rollback) {
+      step = act_on(step, fired);  // 9. a rollback: the step after the restored checkpoint is next
+      continue;
+    }
+    checkpoint_if_due(step);  // 9. checkpoint (and a guard's stop)
+    if (!fired.empty()) act_on(step, fired);
+    release_freed_memory();  // what this step freed goes back to the OS (common/memory.hpp)
     progress_.step(step + 1, line, since(t_step));
     test_seam::crash_point(test_seam::Point::after_step, step + 1, rank_);
+    ++step;
   }
   return finish();
 }
@@ -366,9 +407,10 @@ void Trainer::score_old_and_reference(std::vector<Sequence>& seqs, StepMetrics& 
 // Returns the tokens that went through forward and backward.
 double Trainer::update(const std::vector<Sequence>& seqs, int64_t step, StepMetrics& m) {
   const auto [early_before, launched_before] = weights_->overlap();
-  const double lr = lr_at(cfg_.train, step);
+  double lr = lr_at(cfg_.train, step) * guard_.state().lr_scale;  // the scale: product of rollbacks' factors
+  if (test_seam::fault_point(test_seam::Fault::lr_spike, step + 1, rank_)) lr *= 1000;
   m.lr.add(lr);
-  const double tokens = PolicyUpdate(policy_, *weights_, *opt_, dist_, guard_,
+  const double tokens = PolicyUpdate(policy_, *weights_, *opt_, dist_, skips_,
                                      {.grpo = cfg_.grpo,
                                       .train = cfg_.train,
                                       .temperature = cfg_.sampling.temperature,
@@ -426,8 +468,108 @@ void Trainer::evaluate_if_due(int64_t step, boost::json::object& line) {
   if (last(step)) summary_.after = e;
 }
 
+// The guard rules over the step's line: each firing is named in the line ("guard/<rule>": action),
+// in events.jsonl and on stderr.
+std::vector<GuardFiring> Trainer::watch(int64_t step, boost::json::object& line) {
+  std::vector<GuardFiring> fired = guard_.observe(step + 1, line);
+  for (const auto& f : fired) {
+    line["guard/" + f.rule] = cfg::name_of(f.action);
+    if (log_) log_->log_event(f.to_json());
+    if (rank_ == 0)
+      fmt::print(stderr, "\nr1 train: guard {} at step {}: {}\n", cfg::name_of(f.action), step + 1, f.message);
+  }
+  return fired;
+}
+
+// A stop or a rollback among `fired` (warnings are already out); returns the step to run next.
+int64_t Trainer::act_on(int64_t step, const std::vector<GuardFiring>& fired) {
+  const GuardAction a = *strongest(fired);
+  std::string why;
+  for (const auto& f : fired)
+    if (f.action == a) why += (why.empty() ? "" : "; ") + f.message;
+  if (a == GuardAction::rollback) {
+    std::string cannot;
+    if (auto next = roll_back(step, fired, &cannot)) return *next;
+    stop_run(step, why + "; no rollback: " + cannot);
+  }
+  if (a == GuardAction::stop) stop_run(step, why);
+  return step + 1;
+}
+
+// Restores, in place, the newest checkpoint taken before the earliest rollback condition started;
+// returns the step to run next, or nullopt with `why` when the run cannot roll back. A step's
+// guarded metrics (its samples and first-pass values) measure the weights of the step before, so a
+// condition first seen at logged step c is in the weights after c - 1 steps: the checkpoint is one
+// taken after at most c - 2.
+std::optional<int64_t> Trainer::roll_back(int64_t step, const std::vector<GuardFiring>& fired, std::string* why) {
+  int64_t since = step + 1;
+  for (const auto& f : fired)
+    if (f.action == GuardAction::rollback) since = std::min(since, f.since);
+  if (guard_.state().rollbacks >= cfg_.guard.max_rollbacks) {
+    *why = fmt::format("{} rollback(s) taken, [guard] max_rollbacks = {}", guard_.state().rollbacks,
+                       cfg_.guard.max_rollbacks);
+    return std::nullopt;
+  }
+  std::optional<ResumePoint> p;
+  try {
+    p = plan_resume(run_dir_, rank_, world_, static_cast<int64_t>(dataset_->size()),
+                    static_cast<uint64_t>(cfg_.run.seed), since - 2);
+  } catch (const Error& e) {
+    *why = e.what();
+    return std::nullopt;
+  }
+  const int64_t drawn = consumed_;
+  const GuardState carried = guard_.state();
+  pool_->stop();  // the groups in flight came from the abandoned weights
+  restore_state(*p);
+  if (cfg_.guard.rollback_skip_data) consumed_ = drawn, dataset_->set_cursor(dataset_->cursor_after(consumed_));
+  GuardState g = guard_.state();
+  g.rollbacks = carried.rollbacks, g.lr_scale = carried.lr_scale;
+  guard_.restore(g);
+  guard_.count_rollback();
+  skips_ = {};
+  behavior_version_ = -1;
+  const int64_t removed = rank_ == 0 ? remove_checkpoints_after(run_dir_, first_step_) : 0;
+  if (log_)
+    log_->log_event({{"step", step + 1},
+                     {"event", "rollback"},
+                     {"restored_step", first_step_},
+                     {"checkpoint", p->checkpoint.dir.string()},
+                     {"rollbacks", guard_.state().rollbacks},
+                     {"lr_scale", guard_.state().lr_scale},
+                     {"skipped_records", cfg_.guard.rollback_skip_data ? drawn - p->consumed : 0},
+                     {"removed_checkpoints", removed}});
+  if (rank_ == 0)
+    fmt::print(stderr, "r1 train: rolled back to step {} ({}); lr scale {:.4g}, rollback {} of {}\n", first_step_,
+               p->checkpoint.dir.string(), guard_.state().lr_scale, guard_.state().rollbacks, cfg_.guard.max_rollbacks);
+  pool_ = make_pool();
+  start_rollouts();
+  release_freed_memory();
+  return first_step_;
+}
+
+// A clean stop after step `step`, with its checkpoint.
+void Trainer::stop_run(int64_t step, const std::string& why) {
+  pool_->stop();
+  const fs::path ckpt = save(step);
+  if (log_) {
+    log_->log_event({{"step", step + 1}, {"event", "stop"}, {"checkpoint", ckpt.string()}, {"message", why}});
+    log_->sync();
+  }
+  throw GuardStop(
+      fmt::format("training stopped after step {} by the guard: {}. Checkpoint: {} (r1 train --resume {} "
+                  "continues from it)",
+                  step + 1, why, ckpt.string(), run_dir_.string()));
+}
+
 void Trainer::checkpoint_if_due(int64_t step) {
   if (!last(step) && !(cfg_.train.save_every > 0 && (step + 1) % cfg_.train.save_every == 0)) return;
+  save(step);
+}
+
+// The checkpoint after step `step`, written once.
+fs::path Trainer::save(int64_t step) {
+  if (saved_step_ == step + 1) return saved_dir_;
   std::vector<double> drawn(static_cast<size_t>(world_), 0.0);  // every rank takes part
   drawn[static_cast<size_t>(rank_)] = static_cast<double>(consumed_);
   std::vector<int64_t> by_rank;
@@ -435,10 +577,12 @@ void Trainer::checkpoint_if_due(int64_t step) {
   std::ostringstream rng_state;
   rng_state << shuffle_rng_;
   if (log_) log_->sync();
-  save_checkpoint(run_dir_, policy_, *weights_, *opt_, ref_ ? &*ref_ : nullptr,
-                  {step + 1, version_, by_rank, rng_state.str(), world_},
-                  {.tokenizer_from = cfg_.model.model_dir(), .keep = cfg_.train.keep_checkpoints, .dtype = save_dtype_},
-                  dist_);
+  saved_dir_ = save_checkpoint(
+      run_dir_, policy_, *weights_, *opt_, ref_ ? &*ref_ : nullptr,
+      {step + 1, version_, by_rank, rng_state.str(), world_, guard_.state()},
+      {.tokenizer_from = cfg_.model.model_dir(), .keep = cfg_.train.keep_checkpoints, .dtype = save_dtype_}, dist_);
+  saved_step_ = step + 1;
+  return saved_dir_;
 }
 
 TrainSummary Trainer::finish() {

@@ -1,6 +1,7 @@
 // The GRPO training loop. Each step runs named phases (rl/trainer.cpp):
 //   collect groups (rollout workers, rewards, dynamic sampling) -> advantages -> old and reference
-//   log-probs -> policy update -> weight publish -> metrics -> eval -> checkpoint.
+//   log-probs -> policy update -> weight publish -> metrics -> eval -> guardrails (rl/guard.hpp:
+//   warn, stop, or roll back to an earlier checkpoint) -> checkpoint.
 // Rank and world size are part of the API: prompts are sharded by rank, and loss normalisers are
 // step-wide totals, so data parallelism gives the same objective as one big batch. Every check of
 // the config (rl/run_checks.hpp) runs before anything is created.

@@ -15,7 +15,8 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # 1. Debian packages.
 pkgs=(build-essential cmake ninja-build ccache python3 python3-pip python3-venv unzip
       libboost1.81-dev libboost-json1.81-dev libtomlplusplus-dev doctest-dev libcli11-dev libfmt-dev
-      bubblewrap libpcre2-dev libutf8proc-dev libgloo-dev libseccomp-dev clang libclang-rt-14-dev clang-format git)
+      bubblewrap libpcre2-dev libutf8proc-dev libgloo-dev libseccomp-dev libprotobuf-dev protobuf-compiler
+      clang libclang-rt-14-dev clang-format git)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

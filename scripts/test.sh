@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up and builds r1.cpp if needed (scripts/setup.sh), runs the whole test suite with ctest, then
-# the LibTorch-free suites (tokenizer, rewards) again under AddressSanitizer and UBSan (the "asan"
-# preset of CMakePresets.json, built with clang in build-asan/) with the fuzz corpora, and runs each
-# libFuzzer target for R1_FUZZ_SECONDS (default 60; 0 skips fuzzing) with scripts/fuzz.sh.
+# the LibTorch-free suites (tokenizer, rewards, TensorBoard files) again under AddressSanitizer and
+# UBSan (the "asan" preset of CMakePresets.json, built with clang in build-asan/) with the fuzz
+# corpora, and runs each libFuzzer target for R1_FUZZ_SECONDS (default 60; 0 skips fuzzing) with
+# scripts/fuzz.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"

@@ -353,3 +353,24 @@ TEST_CASE("bf16-mixed at ZeRO stage 2: kill -9, then --resume restores masters a
   for (const auto& [name, e] : pieces.entries()) masters += name.find(".master") != std::string::npos;
   CHECK(masters > 0);
 }
+
+// A guard rollback on two ranks at ZeRO stage 2: every rank takes the same decision from the reduced
+// metrics, restores its shards of the checkpoint (a collective) and continues; the transient lr
+// spike leaves no trace in the final weights.
+TEST_CASE("a guard rollback on two ranks under ZeRO-2 continues exactly like a run without the fault") {
+  fs::path d = setup_dir(4, "guard_rollback");
+  const std::string cfg = (d / "run.toml").string() +
+                          " --quiet --set train.steps=6 --set train.save_every=1 --set train.keep_checkpoints=4"
+                          " --set distributed.zero_stage=2 --set 'guard.kl.action=\"rollback\"' --set guard.kl.window=1"
+                          " --set guard.kl.max=0.5 --set guard.rollback_lr_factor=1.0"
+                          " --set guard.rollback_skip_data=false";
+  Run clean = sh(launch(2, 29791, cfg + " --run-dir " + (d / "clean").string()));
+  CAPTURE(clean.out);
+  REQUIRE(clean.code == 0);
+  Run faulty = sh("R1_TEST_FAULT=lr_spike:3 " + launch(2, 29792, cfg + " --run-dir " + (d / "faulty").string()));
+  CAPTURE(faulty.out);
+  REQUIRE(faulty.code == 0);
+  CHECK(r1::read_file(d / "faulty" / "events.jsonl").find("\"event\":\"rollback\",\"restored_step\":2") !=
+        std::string::npos);
+  CHECK(max_weight_gap(d / "clean" / "model", d / "faulty" / "model") == 0);
+}

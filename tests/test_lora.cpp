@@ -195,7 +195,10 @@ TEST_CASE("LoRA: gradients reach only the adapters; dropout and checkpointing ke
     scale = std::max(scale, t.abs().max().item<double>());
     moved = std::max(moved, (t - g.at(name)).abs().max().item<double>());
   }
-  CHECK(gap <= 1e-6 * scale);
+  // Checkpointed backward sums the same products in another order: on oneDNN's AVX-512 kernels the
+  // gradients differ by up to ~1.3e-6 of their scale (6e-7 without dropout); a replay that drew other
+  // masks would move them like dropout itself does (> 1e-3).
+  CHECK(gap <= 1e-5 * scale);
   CHECK(moved > 1e-3 * scale);  // dropout was on
 }
 

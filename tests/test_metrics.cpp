@@ -588,3 +588,36 @@ TEST_CASE("r1 samples: best and worst by reward, limit, wrapping, unsafe text") 
                                          "to 3 have samples)"),
                        r1::ConfigError);
 }
+
+TEST_CASE("r1 curves: guard events of events.jsonl are markers: a tick row in the terminal, lines in files") {
+  fs::path a = make_run("curves_events", 20);
+  {
+    RunLog log(a);
+    log.log_event({{"step", 10}, {"event", "guard"}, {"rule", "kl"}, {"action", "rollback"}, {"message", "kl: high"}});
+    log.log_event({{"step", 10}, {"event", "rollback"}, {"restored_step", 7}});
+    log.log_event({{"step", 30}, {"event", "guard"}, {"rule", "entropy"}, {"action", "warn"}, {"message", "late"}});
+  }
+  append_text(a / "events.jsonl", "not json\n");
+  std::ostringstream out, err;
+  CurvesOptions o;
+  o.runs = {a};
+  o.metrics = {"kl"};
+  o.width = 40;
+  o.height = 4;
+  o.out = fresh_dir("curves_events_out") / "c.svg";
+  run_curves(o, out, err);
+  const auto rows = lines_of(out.str());
+  // Under the x axis: one tick, at step 10 of 1..20 (column round(9/19 * 79) / 2 = 18).
+  auto axis = std::find_if(rows.begin(), rows.end(), [](const std::string& r) { return has(r, "└"); });
+  REQUIRE(axis + 1 != rows.end());
+  const std::string& ticks = *(axis + 1);
+  CHECK(count(ticks, "▲") == 1);
+  CHECK(columns(ticks.substr(0, ticks.find("▲"))) == columns(axis->substr(0, axis->find("└"))) + 1 + 18);
+  CHECK(has(out.str(),
+            "guard events (▲):\n  step 10 kl rollback: kl: high\n  step 10 rollback: rolled back to step 7\n"));
+  CHECK(has(err.str(), "events.jsonl:4: skipped"));
+  const std::string svg = r1::read_file(o.out);
+  CHECK(xml_problem(svg) == "");
+  CHECK(count(svg, "class=\"marker\"") == 2);  // step 30 is outside the logged steps
+  CHECK(has(svg, "<title>step 10: kl: high</title>"));
+}
