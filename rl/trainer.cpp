@@ -475,8 +475,9 @@ std::vector<GuardFiring> Trainer::watch(int64_t step, boost::json::object& line)
   for (const auto& f : fired) {
     line["guard/" + f.rule] = cfg::name_of(f.action);
     if (log_) log_->log_event(f.to_json());
-    if (rank_ == 0)
-      fmt::print(stderr, "\nr1 train: guard {} at step {}: {}\n", cfg::name_of(f.action), step + 1, f.message);
+    if (rank_ == 0)  // on its own line, below the live progress line
+      fmt::print(stderr, "{}r1 train: guard {} at step {}: {}\n", setup_.progress ? "\n" : "", cfg::name_of(f.action),
+                 step + 1, f.message);
   }
   return fired;
 }

@@ -262,6 +262,11 @@ TEST_CASE("guard run: an lr spike trips the kl rule; the rollback restores the c
   CHECK(fired[0].at("rule").as_string() == "kl");
   CHECK(fired[0].at("step").to_number<int64_t>() == 4);  // step 4's first pass sees step 3's update
   CHECK(fired[0].at("value").to_number<double>() > 0.5);
+  // The tiny run's 8-token completions are all cut at the budget: the length rule warns (default
+  // action), and training goes on.
+  bool warned = false;
+  for (auto& e : fired) warned |= e.at("rule").as_string() == "length" && e.at("action").as_string() == "warn";
+  CHECK(warned);
   auto rb = events(d / "run", "rollback");
   REQUIRE(rb.size() == 1);
   CHECK(rb[0].at("restored_step").to_number<int64_t>() == 2);  // the weights before the spike
@@ -302,6 +307,19 @@ TEST_CASE("guard run: after a rollback the lr takes the factor and the data skip
   REQUIRE(resumed.code == 0);
   CHECK(r1::read_file(d / "b" / "run" / "model" / "model.safetensors") ==
         r1::read_file(d / "run" / "model" / "model.safetensors"));
+}
+
+// With max_policy_lag = 1 the next step's groups are in flight when the rule fires: the rollback
+// drops them with the pool and starts a fresh one from the restored weights.
+TEST_CASE("guard run: a rollback with groups in flight (max_policy_lag = 1) restarts the workers and finishes") {
+  const fs::path d = scratch("lag");
+  Run r = train(write_run(d, kKlRule) + " --set rollout.max_policy_lag=1", d / "run", "R1_TEST_FAULT=lr_spike:3");
+  CAPTURE(r.out);
+  REQUIRE(r.code == 0);
+  REQUIRE(events(d / "run", "rollback").size() == 1);
+  const auto lines = jsonl(d / "run" / "metrics.jsonl");
+  CHECK(lines.back().at("step").to_number<int64_t>() == 8);
+  CHECK(fs::exists(d / "run" / "model" / "model.safetensors"));
 }
 
 TEST_CASE("guard run: stop writes a final checkpoint and exits 3 naming the rule and the values") {
