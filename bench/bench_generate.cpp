@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
   int threads = 2, repeats = 3;
   int64_t max_new = 64;
   size_t bw_mb = 512;
+  r1::Dtype dtype = r1::Dtype::float32;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--model")
@@ -90,6 +91,8 @@ int main(int argc, char** argv) {
       repeats = std::stoi(v);
     else if (k == "--bw-mb")
       bw_mb = std::stoul(v);
+    else if (k == "--dtype" && (v == "float32" || v == "bfloat16"))
+      dtype = v == "float32" ? r1::Dtype::float32 : r1::Dtype::bfloat16;
     else {
       fmt::print(stderr, "unknown flag {}\n", k);
       return 2;
@@ -98,7 +101,7 @@ int main(int argc, char** argv) {
   if (model_dir.empty() || prompts_file.empty()) {
     fmt::print(stderr,
                "usage: bench_generate --model DIR --prompts FILE [--threads N] [--new N] [--batches 1,8] "
-               "[--repeats R] [--bw-mb MB]\n");
+               "[--repeats R] [--bw-mb MB] [--dtype float32|bfloat16]\n");
     return 2;
   }
   at::set_num_threads(threads);
@@ -130,7 +133,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
-  r1::CausalLM model = r1::load_pretrained(model_dir, r1::tensor_options(r1::Dtype::float32, "cpu"));
+  r1::CausalLM model = r1::load_pretrained(model_dir, r1::tensor_options(dtype, "cpu"));
   model->eval();
   // Bytes of weights one decode step reads: every parameter except the input embedding table, of
   // which a step reads one row per sequence (when tied, the table is read whole as the lm_head).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generation tokens/s: r1.cpp's rollout engine vs Hugging Face transformers `generate`.
 
-Makes a random-weight Qwen3-style model (float32, HF format, saved with save_pretrained to a temp
+Makes a random-weight Qwen3-style model (float32 files, HF format, saved with save_pretrained to a temp
 folder), random prompts of --prompt-len tokens, and measures at each batch size the wall time of
 generating exactly --new tokens per row (greedy; eos disabled on both sides, so no row stops early)
 including the prefill. Both sides use the same model files, prompts and thread count. Repeats are
@@ -12,6 +12,7 @@ on the same threads) and r1's batch-1 decode tokens/s as a fraction of the bandw
 (bandwidth / bytes of weights read per decoded token).
 
   scripts/ref-python bench/bench_generate.py            # build/bench/bench_generate, 2 threads
+  scripts/ref-python bench/bench_generate.py --dtype bfloat16   # both sides compute in bfloat16
 """
 import argparse
 import json
@@ -48,7 +49,8 @@ def make_model(out: Path, a):
 
 def run_r1(a, model_dir, prompts_file, bandwidth):
     cmd = [a.bin, "--model", str(model_dir), "--prompts", str(prompts_file), "--threads", str(a.threads),
-           "--new", str(a.new), "--batches", a.batches, "--repeats", "1", "--bw-mb", "512" if bandwidth else "0"]
+           "--new", str(a.new), "--batches", a.batches, "--repeats", "1", "--bw-mb", "512" if bandwidth else "0",
+           "--dtype", a.dtype]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
 
@@ -76,6 +78,8 @@ def main():
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--vocab", type=int, default=32000)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="both sides compute in it (the model files stay float32; each side converts on load)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"load average before: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores; other load distorts multi-thread runs)")
@@ -83,14 +87,14 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="r1-bench-gen-") as tmp:
         tmp = Path(tmp)
-        model = make_model(tmp / "model", a)
+        model = make_model(tmp / "model", a).to(getattr(torch, a.dtype))
         model.eval()
         nparams = sum(p.numel() for p in model.parameters())
         g = torch.Generator().manual_seed(1)
         prompts = torch.randint(3, a.vocab, (max(batches), a.prompt_len), generator=g).tolist()
         (tmp / "prompts.txt").write_text("".join(" ".join(map(str, p)) + "\n" for p in prompts))
         print(f"model: Qwen3-style, hidden {a.hidden}, {a.layers} layers, vocab {a.vocab}, untied, "
-              f"{nparams / 1e6:.1f}M params, float32; prompts {a.prompt_len} tokens, {a.new} new tokens, "
+              f"{nparams / 1e6:.1f}M params, {a.dtype}; prompts {a.prompt_len} tokens, {a.new} new tokens, "
               f"greedy, eos disabled; {a.threads} threads; transformers {hf_version}, torch {torch.__version__}")
 
         # HF warm-up.

@@ -38,6 +38,7 @@ struct Args {
   std::string model_dir, workload, schedule = "continuous";
   int threads = 2, repeats = 1;
   int64_t max_new = 512, max_batch = 64;
+  r1::Dtype dtype = r1::Dtype::float32;
 };
 
 // False on an unknown flag.
@@ -58,6 +59,8 @@ bool parse_args(int argc, char** argv, Args& a) {
       a.repeats = std::stoi(v);
     else if (k == "--schedule")
       a.schedule = v;
+    else if (k == "--dtype" && r1::cfg::parse_enum<r1::Dtype>(v))
+      a.dtype = *r1::cfg::parse_enum<r1::Dtype>(v);
     else
       return fmt::print(stderr, "unknown flag {}\n", k), false;
   }
@@ -128,12 +131,12 @@ int main(int argc, char** argv) {
   if (a.model_dir.empty() || a.workload.empty() || !schedule)
     return fmt::print(stderr,
                       "usage: bench_longtail --model DIR --workload FILE [--threads N] [--max-new N] "
-                      "[--schedule continuous|drained]\n"),
+                      "[--schedule continuous|drained] [--dtype float32|bfloat16]\n"),
            2;
   at::set_num_threads(a.threads);
   at::set_num_interop_threads(1);
   const std::vector<r1::GenerationRequest> reqs = read_workload(a.workload);
-  r1::CausalLM model = r1::load_pretrained(a.model_dir, r1::tensor_options(r1::Dtype::float32, "cpu"));
+  r1::CausalLM model = r1::load_pretrained(a.model_dir, r1::tensor_options(a.dtype, "cpu"));
   model->eval();
   r1::SamplingOptions s;
   s.temperature = 0.0;

@@ -18,6 +18,7 @@ memory: the paged cache's peak blocks in use vs the preallocation static batches
 
   scripts/ref-python bench/bench_longtail.py                   # 58M model (hidden 512, 8 layers)
   scripts/ref-python bench/bench_longtail.py --hidden 128 --layers 4 --vocab 512   # demo-sized
+  scripts/ref-python bench/bench_longtail.py --dtype bfloat16  # both sides in bfloat16
 """
 import argparse
 import json
@@ -97,7 +98,7 @@ def run_hf(model, reqs, a):
 
 def run_r1(a, model_dir, wl, schedule):
     cmd = [a.bin, "--model", str(model_dir), "--workload", str(wl), "--threads", str(a.threads), "--max-new",
-           str(a.max_new), "--max-batch", str(a.max_batch), "--schedule", schedule, "--repeats", "1"]
+           str(a.max_new), "--max-batch", str(a.max_batch), "--schedule", schedule, "--repeats", "1", "--dtype", a.dtype]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [json.loads(l) for l in out.splitlines() if l.startswith("{")][0]
 
@@ -121,18 +122,20 @@ def main():
     ap.add_argument("--prompt-max", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-hf", action="store_true", help="skip HF generate (the slowest side)")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                    help="both sides compute in it (the model files stay float32; each side converts on load)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     print(f"load average before: {os.getloadavg()[0]:.2f} (on {os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory(prefix="r1-bench-longtail-") as tmp:
         tmp = Path(os.environ.get("R1_BENCH_DIR") or tmp)
-        model = make_model(tmp / "model", a)
+        model = make_model(tmp / "model", a).to(getattr(torch, a.dtype))
         model.eval()
         reqs = workload(a)
         wl = tmp / "workload.jsonl"
         wl.write_text("".join(json.dumps(r) + "\n" for r in reqs))
         lengths = [s for r in reqs for s in r["stop"]]
-        print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, float32; {a.prompts} prompts "
+        print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M params, {a.dtype}; {a.prompts} prompts "
               f"of {a.prompt_min}-{a.prompt_max} tokens x G = {a.group}; {sum(l == a.max_new for l in lengths)} of "
               f"{len(lengths)} completions run to {a.max_new}, the rest {a.short_min}-{a.short_max}; "
               f"{sum(lengths)} tokens in all; {a.threads} threads; transformers {hf_version}, torch {torch.__version__}")
@@ -146,7 +149,13 @@ def main():
                 res["hf"].append({"median_tok_s": toks / secs, "median_s": secs})
             print(f"  repeat {rep + 1}: " + ", ".join(f"{k} {v[-1]['median_tok_s']:.0f} tok/s" for k, v in res.items() if v),
                   flush=True)
-        assert len({r["tokens_hash"] for r in res["continuous"] + res["drained"]}) == 1, "schedules disagree"
+        same = len({r["tokens_hash"] for r in res["continuous"] + res["drained"]}) == 1
+        # float32 decoding is schedule-invariant here (tests/test_rollout.cpp); in bfloat16 a row's
+        # GEMM kernel and rounding depend on how many rows share the step, so greedy tokens may differ.
+        assert same or a.dtype != "float32", "schedules disagree"
+        if not same:
+            print("note: the schedules' greedy tokens differ (bfloat16 rounding depends on the batch); "
+                  "the forced stops keep every completion's length, so the work is the same")
         med = lambda k, f: statistics.median(r[f] for r in res[k])
         c = med("continuous", "median_tok_s")
         print()

@@ -1,8 +1,8 @@
 // Hand-written CPU kernels for the decode step, where LibTorch's general ops lose to per-call
 // overhead and MKL's small-M GEMM leaves memory bandwidth unused: a weight-streaming GEMM for a few
-// rows (y = x W^T + b with M <= 16, or <= 64 for large weights), fused RMSNorm, RoPE and
-// single-query attention over the KV cache. float32 only, inference only (no autograd); callers
-// fall back to ATen otherwise.
+// rows (y = x W^T + b with M <= 16, or <= 64 for large weights; float32 or bfloat16 weights), fused
+// RMSNorm, RoPE and single-query attention over the KV cache (float32 or bfloat16 pools). float32
+// activations, inference only (no autograd); callers fall back to ATen otherwise.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -14,14 +14,16 @@ namespace r1::cpu {
 enum class Isa { none, avx2, avx512 };
 Isa isa();
 
-// True when `small_linear` applies: float32 CPU tensors, no grad needed, x has at most 16 rows (64
-// when w has >= 1 MiB), and the CPU has AVX2+FMA or AVX-512. x [.., K], w [N, K] contiguous, bias
-// [N] or undefined.
+// True when `small_linear` applies: CPU tensors, no grad needed, and either float32 x and w with x
+// of at most 16 rows (64 when w has >= 1 MiB), or a bfloat16 w with a float32 or bfloat16 x of at
+// most 16 rows (bfloat16 weights are widened to float32 as they stream: half the bytes, float32
+// FMAs); the CPU has AVX2+FMA or AVX-512. x [.., K], w [N, K] contiguous, bias [N] or undefined.
 bool small_linear_applies(const at::Tensor& x, const at::Tensor& w);
-at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);  // [.., N]
+at::Tensor small_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);  // [.., N], x's dtype
 
 // y = x W^T + b through small_linear when it applies, else oneDNN for many rows (policy/onednn.hpp),
-// else at::linear.
+// else at::linear. Outside grad mode a float32 x may meet a bfloat16 w (the fused decode step of a
+// bfloat16 model): y is float32, and beyond 16 rows the GEMM runs in bfloat16 (ATen, oneDNN).
 at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias);
 
 // isa() as a name, for logs: "avx512", "avx2" or "none".
@@ -36,20 +38,21 @@ void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t di
 // key lengths[b] - 1, and attends over the row's keys [0, lengths[b]), block by block. No mask: a
 // block table holds only the row's own keys. Rows that share blocks (a prompt's samples) should be
 // adjacent, so those blocks come from cache for all but the first. Pointers are to contiguous float32
-// (int32 block tables, int64 lengths).
+// (int32 block tables, int64 lengths), the pools float32 or bfloat16.
 struct DecodeAttention {
-  const float* q = nullptr;               // [B, Hq, D] projected queries
-  const float* k = nullptr;               // [B, Hkv, D] projected key of the new token
-  const float* v = nullptr;               // [B, Hkv, D]
-  const float* q_norm = nullptr;          // [D] or null (Qwen3's q_norm / k_norm)
-  const float* k_norm = nullptr;          // [D] or null
-  float eps = 1e-6f;                      // of q_norm / k_norm
-  const float* cos = nullptr;             // [B, D] RoPE of each row's position
-  const float* sin = nullptr;             // [B, D]
-  float* k_pool = nullptr;                // [blocks, block_size, Hkv, D]
-  float* v_pool = nullptr;                // [blocks, block_size, Hkv, D]
-  const int32_t* block_tables = nullptr;  // [B, max_blocks]
-  const int64_t* lengths = nullptr;       // [B] keys of each row, the new token's included
+  const float* q = nullptr;                // [B, Hq, D] projected queries
+  const float* k = nullptr;                // [B, Hkv, D] projected key of the new token
+  const float* v = nullptr;                // [B, Hkv, D]
+  const float* q_norm = nullptr;           // [D] or null (Qwen3's q_norm / k_norm)
+  const float* k_norm = nullptr;           // [D] or null
+  float eps = 1e-6f;                       // of q_norm / k_norm
+  const float* cos = nullptr;              // [B, D] RoPE of each row's position
+  const float* sin = nullptr;              // [B, D]
+  void* k_pool = nullptr;                  // [blocks, block_size, Hkv, D] of pool_dtype
+  void* v_pool = nullptr;                  // [blocks, block_size, Hkv, D] of pool_dtype
+  at::ScalarType pool_dtype = at::kFloat;  // float32, or bfloat16 (read as float32, written rounded)
+  const int32_t* block_tables = nullptr;   // [B, max_blocks]
+  const int64_t* lengths = nullptr;        // [B] keys of each row, the new token's included
   int64_t max_blocks = 0, block_size = 0;
   int64_t B = 0, Hq = 0, Hkv = 0, D = 0;
   float* out = nullptr;  // [B, Hq, D]

@@ -1,5 +1,5 @@
 // CausalLM::forward_paged: forwards over the paged KV cache (policy/paged_kv.hpp). One-token calls
-// on CPU in float32 are a few fused loops around the GEMMs (policy/cpu_kernels.hpp), reading each
+// on CPU in float32 or bfloat16 are a few fused loops around the GEMMs (policy/cpu_kernels.hpp), reading each
 // row's keys block by block with no mask; the rest is ATen: a call where no row holds keys yet is
 // plain causal attention over its own keys, a call with past keys gathers them by block table.
 #include <ATen/SDPBackend.h>
@@ -158,7 +158,8 @@ at::Tensor AttentionImpl::forward_paged(const at::Tensor& x, const at::Tensor& c
 }
 
 bool CausalLMImpl::fused_decode_available() const {
-  return opts_.device().is_cpu() && opts_.dtype() == at::kFloat && cpu::decode_attention_supports(config_.head_dim) &&
+  const bool dtype_ok = opts_.dtype() == at::kFloat || opts_.dtype() == at::kBFloat16;
+  return opts_.device().is_cpu() && dtype_ok && cpu::decode_attention_supports(config_.head_dim) &&
          !at::GradMode::is_enabled();
 }
 
@@ -175,7 +176,7 @@ at::Tensor CausalLMImpl::forward_paged(const PagedInput& in, PagedKVCache& cache
               " and past, lengths [B]; got ", in.block_tables.sizes(), " and ", in.past.sizes());
   TORCH_CHECK(static_cast<int64_t>(cache.k.size()) == config_.num_hidden_layers, "forward_paged: the KV cache has ",
               cache.k.size(), " layers, the model ", config_.num_hidden_layers);
-  if (T == 1 && !in.fresh && fused_decode_available() && cache.k[0].scalar_type() == at::kFloat)
+  if (T == 1 && !in.fresh && fused_decode_available() && cache.k[0].scalar_type() == opts_.dtype())
     return fused_decode(in, cache).unsqueeze(1);
   PagedKeys keys;  // padding queries see their row's keys
   if (!in.fresh) {
@@ -195,45 +196,59 @@ at::Tensor CausalLMImpl::forward_paged(const PagedInput& in, PagedKVCache& cache
   return model->norm(x);
 }
 
+namespace {
+
+// A norm's weight as float32 for the fused kernels: itself, or [H] converted (bfloat16 models).
+at::Tensor f32(const at::Tensor& w) { return w.to(at::kFloat).contiguous(); }
+
+}  // namespace
+
+// The decode step's activations are float32 in both dtypes (residual stream, norms, RoPE,
+// attention, MLP). A bfloat16 model keeps its weights and KV pools in bfloat16: up to 16 rows its
+// weights stream widened into float32 FMAs, beyond that each GEMM runs in bfloat16 with float32
+// accumulation (oneDNN: AMX or AVX-512 BF16 where the CPU has them); see cpu::linear.
 at::Tensor CausalLMImpl::fused_decode(const PagedInput& in, PagedKVCache& cache) {
   const int64_t B = in.input_ids.size(0), H = config_.hidden_size, D = config_.head_dim;
   const int64_t Hq = config_.num_attention_heads, Hkv = config_.num_key_value_heads;
   const float eps = static_cast<float>(config_.rms_norm_eps);
+  const at::ScalarType dt = opts_.dtype().toScalarType();
   const at::Tensor tables = in.block_tables.to(at::kInt).contiguous();  // [B, MB]
   const at::Tensor lengths = in.lengths.contiguous();                   // [B] keys after this token
   auto [cos3, sin3] = rope_.cos_sin(in.positions, at::kFloat);          // [B, 1, D]
   const at::Tensor cos = cos3.reshape({B, D}).contiguous(), sin = sin3.reshape({B, D}).contiguous();
 
-  at::Tensor x = model->embed_tokens->weight.index_select(0, in.input_ids.reshape({B})).contiguous();  // [B, H]
-  at::Tensor xn = at::empty_like(x);                                                                   // [B, H]
-  at::Tensor attn = at::empty({B, Hq * D}, x.options());                                               // [B, Hq * D]
+  at::Tensor x = model->embed_tokens->weight.index_select(0, in.input_ids.reshape({B})).to(at::kFloat);  // [B, H]
+  at::Tensor xn = at::empty_like(x);                                                                     // [B, H]
+  at::Tensor attn = at::empty({B, Hq * D}, x.options());                                                 // [B, Hq * D]
   for (size_t l = 0; l < model->layers->size(); ++l) {
     auto& layer = *model->layers[l]->as<DecoderLayer>();
     auto& sa = *layer.self_attn;
-    cpu::rms_norm(x.data_ptr<float>(), layer.input_layernorm->weight.data_ptr<float>(), xn.data_ptr<float>(), B, H,
+    cpu::rms_norm(x.data_ptr<float>(), f32(layer.input_layernorm->weight).data_ptr<float>(), xn.data_ptr<float>(), B, H,
                   eps);
     const at::Tensor q = sa.q_proj(xn), k = sa.k_proj(xn), v = sa.v_proj(xn);  // [B, Hq*D], [B, Hkv*D] x2
+    at::Tensor q_norm, k_norm;                                                 // [D] float32, Qwen3
+    if (sa.q_norm) q_norm = f32(sa.q_norm->weight), k_norm = f32(sa.k_norm->weight);
     cpu::DecodeAttention a;
     a.q = q.data_ptr<float>(), a.k = k.data_ptr<float>(), a.v = v.data_ptr<float>();
-    if (sa.q_norm) a.q_norm = sa.q_norm->weight.data_ptr<float>(), a.k_norm = sa.k_norm->weight.data_ptr<float>();
+    if (sa.q_norm) a.q_norm = q_norm.data_ptr<float>(), a.k_norm = k_norm.data_ptr<float>();
     a.eps = eps;
     a.cos = cos.data_ptr<float>(), a.sin = sin.data_ptr<float>();
-    a.k_pool = cache.k[l].data_ptr<float>(), a.v_pool = cache.v[l].data_ptr<float>();
+    a.k_pool = cache.k[l].data_ptr(), a.v_pool = cache.v[l].data_ptr(), a.pool_dtype = dt;
     a.block_tables = tables.data_ptr<int32_t>(), a.lengths = lengths.data_ptr<int64_t>();
     a.max_blocks = tables.size(1), a.block_size = cache.block_size();
     a.B = B, a.Hq = Hq, a.Hkv = Hkv, a.D = D;
     a.out = attn.data_ptr<float>();
     cpu::decode_attention(a);
     x.add_(sa.o_proj(attn));
-    cpu::rms_norm(x.data_ptr<float>(), layer.post_attention_layernorm->weight.data_ptr<float>(), xn.data_ptr<float>(),
-                  B, H, eps);
+    cpu::rms_norm(x.data_ptr<float>(), f32(layer.post_attention_layernorm->weight).data_ptr<float>(),
+                  xn.data_ptr<float>(), B, H, eps);
     auto& mlp = *layer.mlp;
     at::Tensor g = mlp.gate_proj(xn);
     at::silu_(g).mul_(mlp.up_proj(xn));  // [B, I]
     x.add_(mlp.down_proj(g));
   }
-  cpu::rms_norm(x.data_ptr<float>(), model->norm->weight.data_ptr<float>(), xn.data_ptr<float>(), B, H, eps);
-  return xn;
+  cpu::rms_norm(x.data_ptr<float>(), f32(model->norm->weight).data_ptr<float>(), xn.data_ptr<float>(), B, H, eps);
+  return xn.to(dt);  // the lm_head runs in the model's dtype
 }
 
 }  // namespace r1

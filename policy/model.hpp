@@ -231,11 +231,12 @@ class CausalLMImpl : public torch::nn::Module {
   void set_activation_checkpointing(int64_t every);
   int64_t activation_checkpointing() const { return checkpoint_every_; }
   // Final-norm hidden states [B, T, H] of a forward over the paged cache (PagedInput), the same math
-  // as hidden() on each row's own tokens. One-token calls in float32 on CPU run fused kernels
-  // (policy/cpu_kernels.hpp); the rest ATen, where calls with past keys gather them by block table.
+  // as hidden() on each row's own tokens. One-token calls in float32 or bfloat16 on CPU run fused
+  // kernels (policy/cpu_kernels.hpp; bfloat16: only the GEMMs in bfloat16); the rest ATen, where
+  // calls with past keys gather them by block table.
   at::Tensor forward_paged(const PagedInput& in, PagedKVCache& cache);
-  // Whether one-token paged calls run the fused CPU kernels (float32 on CPU with AVX2 and a
-  // supported head_dim, outside grad mode).
+  // Whether one-token paged calls run the fused CPU kernels (float32 or bfloat16 on CPU with AVX2
+  // and a supported head_dim, outside grad mode).
   bool fused_decode_available() const;
   // Logits [.., V] in float32 for hidden states [.., H]; banned ids get -inf.
   at::Tensor logits(const at::Tensor& hidden);

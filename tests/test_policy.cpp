@@ -257,8 +257,9 @@ namespace {
 // Hidden states of rows run through the paged cache: prompts A (7 tokens) and B (5) prefilled in
 // chunks (A's first 4 with B in one call, A's last 3 with past keys), A forked into two samples
 // that share its blocks, then `steps` decode steps of A1, A2 and B. Returns the largest difference
-// from each row's own uncached forward over its whole sequence.
-double paged_vs_uncached(CausalLM& m, const at::TensorOptions& cache_opts, int64_t block_size, int64_t steps) {
+// from each row's own uncached forward over its whole sequence, by `ref` (default: m itself).
+double paged_vs_uncached(CausalLM& m, const at::TensorOptions& cache_opts, int64_t block_size, int64_t steps,
+                         CausalLM* ref = nullptr) {
   at::manual_seed(3);
   const int64_t V = m->config().vocab_size;
   auto rand_ids = [&](int64_t n) {
@@ -271,8 +272,8 @@ double paged_vs_uncached(CausalLM& m, const at::TensorOptions& cache_opts, int64
   double worst = 0;
   auto compare = [&](const at::Tensor& h, const std::vector<int64_t>& seq, int64_t first, int64_t n) {
     at::Tensor ids = at::tensor(seq, at::kLong).unsqueeze(0);
-    at::Tensor ref = m->hidden({ids}).squeeze(0).narrow(0, first, n).to(at::kDouble);  // [n, H]
-    worst = std::max(worst, (h.narrow(0, 0, n).to(at::kDouble) - ref).abs().max().item<double>());
+    at::Tensor want = (ref ? *ref : m)->hidden({ids}).squeeze(0).narrow(0, first, n).to(at::kDouble);  // [n, H]
+    worst = std::max(worst, (h.narrow(0, 0, n).to(at::kDouble) - want).abs().max().item<double>());
   };
   PagedBatch first;
   first.add(cache, ta, {a.begin(), a.begin() + 4});
@@ -329,55 +330,86 @@ TEST_CASE("paged forwards equal each row's own forward: chunked prefill, shared 
   }
 }
 
+TEST_CASE("bfloat16 paged decode runs fused, as close to float32 as ATen's bfloat16 forward") {
+  at::NoGradGuard ng;
+  for (const std::string name : {"qwen2", "qwen3", "llama-bias"}) {
+    CAPTURE(name);
+    CausalLM b = load_pretrained(model_dir(name), at::TensorOptions().dtype(at::kBFloat16));
+    CHECK(b->fused_decode_available() == (cpu::isa() != cpu::Isa::none));
+    CausalLM f = load_f32(model_dir(name));  // the bfloat16 weights, widened: the exact reference
+    {
+      auto fp = f->named_parameters(), bp = b->named_parameters();
+      for (auto& p : fp) p.value().copy_(bp[p.key()]);
+    }
+    // ATen's bfloat16 forward (every activation rounded) against float32: the scale of bf16 error.
+    // The paged run's prefill is ATen's bfloat16 forward too, so its decode steps see bf16 keys.
+    at::manual_seed(7);
+    const at::Tensor ids = at::randint(1, b->config().vocab_size, {1, 14}, at::kLong);
+    const double aten_err =
+        (b->hidden({ids}).to(at::kDouble) - f->hidden({ids}).to(at::kDouble)).abs().max().item<double>();
+    for (int64_t bs : {1, 4}) {
+      CAPTURE(bs);
+      const double err = paged_vs_uncached(b, b->options(), bs, 6, &f);
+      MESSAGE(name << " block " << bs << ": bf16 paged decode max error " << err << ", ATen bf16 forward " << aten_err);
+      CHECK(err > 0);  // it did run in bfloat16
+      CHECK(err <= 1.5 * aten_err);
+    }
+  }
+}
+
 TEST_CASE("fused paged decode attention equals reference attention over scattered blocks (1e-5)") {
   at::manual_seed(21);
-  for (int64_t D : {16, 64, 128}) {
-    CAPTURE(D);
-    const int64_t B = 3, Hq = 4, Hkv = 2, bs = 5, NB = 20;
-    const std::vector<int64_t> len = {1, 13, 22};  // keys per row, the new token's included
-    at::Tensor kp = at::randn({NB, bs, Hkv, D}), vp = at::randn({NB, bs, Hkv, D});
-    // Row b's blocks: a shuffled, disjoint set of pool blocks (block 0 left out, as the scratch).
-    at::Tensor perm = at::randperm(NB - 1, at::kLong) + 1;
-    at::Tensor tables = at::zeros({B, 5}, at::kInt);
-    for (int64_t b = 0, next = 0; b < B; ++b)
-      for (int64_t j = 0; j < (len[b] + bs - 1) / bs; ++j) tables[b][j] = perm[next++].item<int64_t>();
-    at::Tensor q = at::randn({B, Hq, D}), k = at::randn({B, Hkv, D}), v = at::randn({B, Hkv, D});
-    at::Tensor cos = at::ones({B, D}), sin = at::zeros({B, D});  // RoPE at position 0: identity
-    at::Tensor lengths = at::tensor(len, at::kLong), out = at::empty({B, Hq, D});
-    at::Tensor k_ref = kp.clone(), v_ref = vp.clone();
-    cpu::DecodeAttention a;
-    a.q = q.data_ptr<float>(), a.k = k.data_ptr<float>(), a.v = v.data_ptr<float>();
-    a.cos = cos.data_ptr<float>(), a.sin = sin.data_ptr<float>();
-    a.k_pool = kp.data_ptr<float>(), a.v_pool = vp.data_ptr<float>();
-    a.block_tables = tables.data_ptr<int32_t>(), a.lengths = lengths.data_ptr<int64_t>();
-    a.max_blocks = 5, a.block_size = bs, a.B = B, a.Hq = Hq, a.Hkv = Hkv, a.D = D;
-    a.out = out.data_ptr<float>();
-    if (cpu::isa() == cpu::Isa::none) {  // R1_CPU_ISA=none: the kernel refuses; forward_paged takes ATen
-      CHECK_THROWS_WITH(cpu::decode_attention(a), doctest::Contains("needs AVX2+FMA"));
-      CHECK_FALSE(cpu::decode_attention_supports(D));
-      continue;
-    }
-    cpu::decode_attention(a);
-    double worst = 0;
-    for (int64_t b = 0; b < B; ++b) {
-      const int64_t n = len[b], t = n - 1;
-      const int64_t blk = tables[b][t / bs].item<int64_t>();
-      k_ref[blk][t % bs].copy_(k[b]), v_ref[blk][t % bs].copy_(v[b]);
-      CHECK((kp[blk][t % bs] - k[b]).abs().max().item<double>() == 0);  // the new key went to its slot
-      std::vector<at::Tensor> ks, vs;
-      for (int64_t j = 0; j < n; ++j) {
-        const int64_t bj = tables[b][j / bs].item<int64_t>();
-        ks.push_back(k_ref[bj][j % bs]), vs.push_back(v_ref[bj][j % bs]);  // [Hkv, D]
+  for (at::ScalarType pool : {at::kFloat, at::kBFloat16})
+    for (int64_t D : {16, 64, 128}) {
+      CAPTURE(pool);
+      CAPTURE(D);
+      const int64_t B = 3, Hq = 4, Hkv = 2, bs = 5, NB = 20;
+      const std::vector<int64_t> len = {1, 13, 22};  // keys per row, the new token's included
+      at::Tensor kp = at::randn({NB, bs, Hkv, D}).to(pool), vp = at::randn({NB, bs, Hkv, D}).to(pool);
+      // Row b's blocks: a shuffled, disjoint set of pool blocks (block 0 left out, as the scratch).
+      at::Tensor perm = at::randperm(NB - 1, at::kLong) + 1;
+      at::Tensor tables = at::zeros({B, 5}, at::kInt);
+      for (int64_t b = 0, next = 0; b < B; ++b)
+        for (int64_t j = 0; j < (len[b] + bs - 1) / bs; ++j) tables[b][j] = perm[next++].item<int64_t>();
+      at::Tensor q = at::randn({B, Hq, D}), k = at::randn({B, Hkv, D}), v = at::randn({B, Hkv, D});
+      at::Tensor cos = at::ones({B, D}), sin = at::zeros({B, D});  // RoPE at position 0: identity
+      at::Tensor lengths = at::tensor(len, at::kLong), out = at::empty({B, Hq, D});
+      at::Tensor k_ref = kp.clone(), v_ref = vp.clone();
+      cpu::DecodeAttention a;
+      a.q = q.data_ptr<float>(), a.k = k.data_ptr<float>(), a.v = v.data_ptr<float>();
+      a.cos = cos.data_ptr<float>(), a.sin = sin.data_ptr<float>();
+      a.k_pool = kp.data_ptr(), a.v_pool = vp.data_ptr(), a.pool_dtype = pool;
+      a.block_tables = tables.data_ptr<int32_t>(), a.lengths = lengths.data_ptr<int64_t>();
+      a.max_blocks = 5, a.block_size = bs, a.B = B, a.Hq = Hq, a.Hkv = Hkv, a.D = D;
+      a.out = out.data_ptr<float>();
+      if (cpu::isa() == cpu::Isa::none) {  // R1_CPU_ISA=none: the kernel refuses; forward_paged takes ATen
+        CHECK_THROWS_WITH(cpu::decode_attention(a), doctest::Contains("needs AVX2+FMA"));
+        CHECK_FALSE(cpu::decode_attention_supports(D));
+        continue;
       }
-      at::Tensor K = at::stack(ks, 1).repeat_interleave(Hq / Hkv, 0),
-                 Vv = at::stack(vs, 1).repeat_interleave(Hq / Hkv, 0);
-      at::Tensor att =
-          (at::matmul(q[b].unsqueeze(1), K.transpose(1, 2)) / std::sqrt(static_cast<double>(D))).softmax(-1);
-      at::Tensor ref = at::matmul(att, Vv).squeeze(1);  // [Hq, D]
-      worst = std::max(worst, (out[b] - ref).abs().max().item<double>());
+      cpu::decode_attention(a);
+      double worst = 0;
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t n = len[b], t = n - 1;
+        const int64_t blk = tables[b][t / bs].item<int64_t>();
+        k_ref[blk][t % bs].copy_(k[b]), v_ref[blk][t % bs].copy_(v[b]);  // rounded as .to(pool) rounds
+        // the new key and value went to their slot (RoPE at position 0 and no norm: unchanged)
+        CHECK((kp[blk][t % bs] - k_ref[blk][t % bs]).abs().max().item<double>() == 0);
+        CHECK((vp[blk][t % bs] - v_ref[blk][t % bs]).abs().max().item<double>() == 0);
+        std::vector<at::Tensor> ks, vs;
+        for (int64_t j = 0; j < n; ++j) {
+          const int64_t bj = tables[b][j / bs].item<int64_t>();
+          ks.push_back(k_ref[bj][j % bs]), vs.push_back(v_ref[bj][j % bs]);  // [Hkv, D]
+        }
+        at::Tensor K = at::stack(ks, 1).repeat_interleave(Hq / Hkv, 0).to(at::kFloat),
+                   Vv = at::stack(vs, 1).repeat_interleave(Hq / Hkv, 0).to(at::kFloat);
+        at::Tensor att =
+            (at::matmul(q[b].unsqueeze(1), K.transpose(1, 2)) / std::sqrt(static_cast<double>(D))).softmax(-1);
+        at::Tensor ref = at::matmul(att, Vv).squeeze(1);  // [Hq, D]
+        worst = std::max(worst, (out[b] - ref).abs().max().item<double>());
+      }
+      CHECK(worst <= 1e-5);
     }
-    CHECK(worst <= 1e-5);
-  }
 }
 
 TEST_CASE(
@@ -518,6 +550,27 @@ TEST_CASE("the few-row weight-streaming GEMM equals at::linear, and steps aside 
     CHECK((cpu::small_linear(x, big, bb) - at::linear(x, big, bb)).abs().max().item<double>() <= 1e-4);
   }
   CHECK(!cpu::small_linear_applies(at::randn({65, 128}), big));
+  // bfloat16 weights, widened as they stream: a float32 x gives the float32 GEMM of the widened
+  // weights; a bfloat16 x gives a bfloat16 y; beyond 16 rows the kernel steps aside.
+  for (int64_t rows : {1, 5, 16}) {
+    CAPTURE(rows);
+    at::Tensor x = at::randn({rows, 128}), wb = big.to(at::kBFloat16), bb16 = bb.to(at::kBFloat16);
+    const at::Tensor ref = at::linear(x, wb.to(at::kFloat), bb16.to(at::kFloat));
+    CHECK(cpu::small_linear_applies(x, wb));
+    CHECK((cpu::small_linear(x, wb, bb16) - ref).abs().max().item<double>() <= 1e-4);
+    CHECK((cpu::linear(x, wb, bb16) - ref).abs().max().item<double>() <= 1e-4);
+    const at::Tensor yb = cpu::small_linear(x.to(at::kBFloat16), wb, bb16);
+    CHECK((yb.scalar_type() == at::kBFloat16) == true);
+    const at::Tensor ref_b = at::linear(x.to(at::kBFloat16).to(at::kFloat), wb.to(at::kFloat), bb16.to(at::kFloat));
+    CHECK((yb.to(at::kFloat) - ref_b).abs().max().item<double>() <= 2e-2 * ref_b.abs().max().item<double>());
+  }
+  at::Tensor x33 = at::randn({33, 128});
+  CHECK(!cpu::small_linear_applies(x33, big.to(at::kBFloat16)));
+  // cpu::linear of a float32 x and bfloat16 w beyond 16 rows: ATen's bfloat16 GEMM, float32 out.
+  const at::Tensor y33 = cpu::linear(x33, big.to(at::kBFloat16), {});
+  CHECK((y33.scalar_type() == at::kFloat) == true);
+  const at::Tensor ref33 = at::linear(x33, big.to(at::kBFloat16).to(at::kFloat));
+  CHECK((y33 - ref33).abs().max().item<double>() <= 2e-2 * ref33.abs().max().item<double>());
   CHECK(!cpu::small_linear_applies(at::randn({2, 40}), at::randn({5, 40})));  // K % 16 != 0
   CHECK(!cpu::small_linear_applies(x3.to(at::kDouble), w.to(at::kDouble)));
   {
