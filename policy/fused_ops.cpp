@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "policy/cpu_kernels.hpp"
+#include "policy/onednn.hpp"
 
 namespace r1 {
 
@@ -205,6 +206,40 @@ struct NormRopeFn : public torch::autograd::Function<NormRopeFn> {
   }
 };
 
+// a b^T for a [M, K], b [N, K] (any strides): oneDNN where it runs, else ATen.
+at::Tensor mm_nt(const at::Tensor& a, const at::Tensor& b) {
+  return onednn::supports(a, b) ? onednn::matmul_nt(a, b) : at::mm(a, b.t());
+}
+
+struct LoraLinearFn : public torch::autograd::Function<LoraLinearFn> {
+  // x [M, K], w [N, K], bias [N] or [0] (autograd inputs must be defined), A [r, K], B [N, r].
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                            const at::Tensor& A, const at::Tensor& B, double scale) {
+    at::Tensor y = cpu::linear(x, w, bias.numel() > 0 ? bias : at::Tensor());  // [M, N]
+    at::Tensor low = cpu::linear(x, A, {});                                    // [M, r]
+    y.add_(cpu::linear(low, B, {}).mul_(scale));                               // as LinearImpl's no-grad forward rounds
+    ctx->save_for_backward({x, w, A, B, low});
+    ctx->saved_data["scale"] = scale;
+    ctx->saved_data["bias"] = bias.numel() > 0;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &w = saved[1], &A = saved[2], &B = saved[3], &low = saved[4];
+    const double scale = ctx->saved_data["scale"].toDouble();
+    const at::Tensor gy = grads[0].contiguous();           // [M, N]
+    const at::Tensor glow = mm_nt(gy, B.t()).mul_(scale);  // [M, r] = scale gy B
+    at::Tensor gx, gw, gb, gA, gB;
+    if (ctx->needs_input_grad(0)) gx = mm_nt(gy, w.t()).addmm_(glow, A);  // [M, K] = gy W + glow A
+    if (ctx->needs_input_grad(1)) gw = mm_nt(gy.t(), x.t());              // [N, K] = gy^T x
+    if (ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)) gb = gy.sum(0);
+    if (ctx->needs_input_grad(3)) gA = mm_nt(glow.t(), x.t());              // [r, K] = glow^T x
+    if (ctx->needs_input_grad(4)) gB = mm_nt(gy.t(), low.t()).mul_(scale);  // [N, r] = scale gy^T low
+    return {gx, gw, gb, gA, gB, at::Tensor()};
+  }
+};
+
 // The composite forms (HF's code, op for op): the reference, and the path off CPU float32.
 at::Tensor rms_norm_composite(const at::Tensor& x, const at::Tensor& w, double eps) {
   at::Tensor h = x.to(at::kFloat);
@@ -243,6 +278,15 @@ at::Tensor norm_rope(const at::Tensor& x, const at::Tensor& norm_w, double eps, 
   const at::Tensor t = norm_w.defined() ? rms_norm_composite(x, norm_w, eps) : x;
   const at::Tensor c = cos.unsqueeze(2).to(x.scalar_type()), s = sin.unsqueeze(2).to(x.scalar_type());  // [B, T, 1, D]
   return t * c + rotate_half(t) * s;
+}
+
+at::Tensor lora_linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor& A,
+                       const at::Tensor& B, double scale) {
+  const int64_t K = x.size(-1);
+  std::vector<int64_t> out_shape(x.sizes().begin(), x.sizes().end());
+  out_shape.back() = w.size(0);
+  const at::Tensor b = bias.defined() ? bias : at::empty({0}, w.options());
+  return LoraLinearFn::apply(x.reshape({-1, K}), w, b, A, B, scale).view(out_shape);
 }
 
 }  // namespace r1

@@ -15,15 +15,18 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const at::Tensor
   if (with_bias) bias = register_parameter("bias", at::empty({out}, opts));
 }
 
-// Few-row inference calls (decode steps) take the weight-streaming kernel; the rest ATen.
+// Few-row inference calls (decode steps) take the weight-streaming kernel; the rest ATen. An
+// adapted projection under autograd runs lora_linear (fused_ops.hpp), or with dropout the composite.
 at::Tensor LinearImpl::forward(const at::Tensor& x) {
+  const bool lora = lora_A && lora_enabled, grad = at::GradMode::is_enabled();
+  const bool drop = lora && lora_dropout > 0 && is_training() && grad;
+  if (lora && grad && !drop) return lora_linear(x, weight, bias, lora_A->weight, lora_B->weight, lora_scale);
   at::Tensor y = cpu::linear(x, weight, bias);  // [.., out]
-  if (!lora_A || !lora_enabled) return y;
-  const bool drop = lora_dropout > 0 && is_training() && at::GradMode::is_enabled();
+  if (!lora) return y;
   at::Tensor low = cpu::linear(drop ? at::dropout(x, lora_dropout, true) : x, lora_A->weight, {});  // [.., r]
   at::Tensor delta = cpu::linear(low, lora_B->weight, {});                                          // [.., out]
-  if (at::GradMode::is_enabled()) return y + delta * lora_scale;
-  return y.add_(delta.mul_(lora_scale));  // the same rounding as the grad-mode branch
+  if (grad) return y + delta * lora_scale;
+  return y.add_(delta.mul_(lora_scale));  // as lora_linear rounds
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const at::TensorOptions& opts) {

@@ -3,7 +3,7 @@
 #include <unistd.h>
 
 #include <torch/nn/utils/clip_grad.h>
-#include <torch/optim/adamw.h>
+
 #include <boost/json.hpp>
 #include <chrono>
 #include <cmath>
@@ -15,6 +15,7 @@
 #include "policy/checkpoint.hpp"
 #include "policy/logprobs.hpp"
 #include "policy/tokenizer.hpp"
+#include "rl/adamw.hpp"
 #include "rl/arith.hpp"
 
 namespace fs = std::filesystem;
@@ -107,7 +108,7 @@ PretrainSummary pretrain(const PretrainOptions& o, bool progress) {
   model->train();
   std::vector<at::Tensor> params;
   for (auto& p : model->parameters()) params.push_back(p);
-  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
+  ChunkedAdamW opt(params, torch::optim::AdamWOptions(o.lr).betas({0.9, 0.95}).weight_decay(o.weight_decay));
 
   PretrainSummary sum;
   const bool tty = isatty(STDERR_FILENO);

@@ -1,7 +1,5 @@
 #include "rl/trainer.hpp"
 
-#include <torch/optim/adamw.h>
-
 #include <boost/json.hpp>
 #include <chrono>
 #include <memory>
@@ -19,6 +17,7 @@
 #include "policy/device.hpp"
 #include "policy/lora.hpp"
 #include "rewards/backend.hpp"
+#include "rl/adamw.hpp"
 #include "rl/batch.hpp"
 #include "rl/checkpoint.hpp"
 #include "rl/eval.hpp"
@@ -128,7 +127,7 @@ class Trainer {
   Distributed dist_;
   std::shared_ptr<WeightStore> store_;
   std::unique_ptr<RolloutPool> pool_;
-  std::unique_ptr<torch::optim::AdamW> opt_;
+  std::unique_ptr<ChunkedAdamW> opt_;
   std::optional<metrics::RunLog> log_;
   ProgressLine progress_;
   TrainSummary summary_;
@@ -212,10 +211,10 @@ Trainer::Trainer(const RunConfig& cfg, const TrainerSetup& setup)
   sampler_ = cfg_.rollout.max_policy_lag == 0 ? policy_ : compute_copy();
   pool_ = make_pool();
   const TrainOptions& t = cfg_.train;
-  opt_ = std::make_unique<torch::optim::AdamW>(weights_->params(), torch::optim::AdamWOptions(t.lr)
-                                                                       .betas({t.adam_beta1, t.adam_beta2})
-                                                                       .eps(t.adam_eps)
-                                                                       .weight_decay(t.weight_decay));
+  opt_ = std::make_unique<ChunkedAdamW>(weights_->params(), torch::optim::AdamWOptions(t.lr)
+                                                                .betas({t.adam_beta1, t.adam_beta2})
+                                                                .eps(t.adam_eps)
+                                                                .weight_decay(t.weight_decay));
   if (setup_.resume)
     resume_ = plan_resume(run_dir_, rank_, world_, static_cast<int64_t>(dataset_->size()),
                           static_cast<uint64_t>(cfg_.run.seed));

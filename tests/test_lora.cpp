@@ -13,6 +13,7 @@
 #include "common/json.hpp"
 #include "policy/checkpoint.hpp"
 #include "policy/completions.hpp"
+#include "policy/fused_ops.hpp"
 #include "policy/lora.hpp"
 #include "policy/safetensors.hpp"
 #include "rl/memory_plan.hpp"
@@ -200,6 +201,48 @@ TEST_CASE("LoRA: gradients reach only the adapters; dropout and checkpointing ke
   // masks would move them like dropout itself does (> 1e-3).
   CHECK(gap <= 1e-5 * scale);
   CHECK(moved > 1e-3 * scale);  // dropout was on
+}
+
+TEST_CASE("LoRA: the fused projection's values and gradients are autograd's of the composite") {
+  // Shapes of a Qwen-like projection with 80 rows: oneDNN runs its GEMMs in float32 on AVX-512.
+  for (const auto dtype : {at::kFloat, at::kBFloat16}) {
+    for (const bool with_bias : {false, true}) {
+      for (const bool train_w : {false, true}) {
+        CAPTURE(dtype);
+        CAPTURE(with_bias);
+        CAPTURE(train_w);
+        at::manual_seed(5);
+        const auto o = at::TensorOptions().dtype(dtype);
+        auto leaf = [&](std::vector<int64_t> shape, bool grad, double s) {
+          return (at::randn(shape, at::kFloat) * s).to(dtype).requires_grad_(grad);
+        };
+        const at::Tensor x = leaf({2, 40, 96}, true, 1.0), w = leaf({80, 96}, train_w, 0.1),
+                         A = leaf({8, 96}, true, 0.1), B = leaf({80, 8}, true, 0.1);
+        const at::Tensor bias = with_bias ? leaf({80}, train_w, 0.1) : at::Tensor();
+        const at::Tensor gy = at::randn({2, 40, 80}, o);
+        const double scale = 2.0;
+        auto grads = [&](const at::Tensor& y) {
+          for (const at::Tensor* t : {&x, &w, &A, &B, &bias})
+            if (t->defined()) t->mutable_grad() = at::Tensor();
+          (y.to(at::kFloat) * gy.to(at::kFloat)).sum().backward();
+          std::vector<at::Tensor> g = {y.detach().to(at::kFloat)};
+          for (const at::Tensor* t : {&x, &w, &A, &B, &bias})
+            g.push_back(t->defined() && t->grad().defined() ? t->grad().to(at::kFloat) : at::Tensor());
+          return g;
+        };
+        const auto fused = grads(lora_linear(x, w, bias, A, B, scale));
+        const auto ref = grads(at::linear(x, w, bias) + at::linear(at::linear(x, A), B) * scale);
+        const std::vector<std::string> names = {"y", "x", "w", "A", "B", "bias"};
+        for (size_t i = 0; i < ref.size(); ++i) {
+          CAPTURE(names[i]);
+          REQUIRE(fused[i].defined() == ref[i].defined());
+          if (!ref[i].defined()) continue;
+          const double tol = (dtype == at::kFloat ? 1e-5 : 2e-2) * std::max(1.0, ref[i].abs().max().item<double>());
+          CHECK((fused[i] - ref[i]).abs().max().item<double>() <= tol);
+        }
+      }
+    }
+  }
 }
 
 TEST_CASE("LoRA: the KL reference with adapters off equals the base model's log-probs") {

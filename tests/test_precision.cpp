@@ -7,11 +7,14 @@
 #include <torch/optim/adamw.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
+#include <string>
 
 #include "common/config.hpp"
 #include "common/error.hpp"
 #include "policy/checkpoint.hpp"
+#include "rl/adamw.hpp"
 #include "rl/checkpoint.hpp"
 #include "rl/distributed.hpp"
 #include "rl/precision.hpp"
@@ -212,4 +215,79 @@ TEST_CASE("precision rules at config load: float16 refused, bfloat16 only in bf1
   CHECK(problems({"train.precision=bf16-mixed"}).find("set model.dtype = \"bfloat16\"") != std::string::npos);
   CHECK(problems({"grpo.tis_cap=2"}).find("train.old_logprobs = \"recompute\"") != std::string::npos);
   CHECK(problems({"grpo.tis_cap=2", "train.old_logprobs=recompute"}).empty());
+}
+
+namespace {
+
+// Peak RSS since the last reset (VmHWM), in bytes; resetting needs Linux >= 4.0 (clear_refs 5).
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  return static_cast<bool>(f.flush());
+}
+
+double status_bytes(const std::string& key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stod(line.substr(key.size() + 1)) * 1024.0;
+  return 0;
+}
+
+// How far one optimizer step raises the peak RSS above the RSS before it.
+double step_peak_growth(torch::optim::Optimizer& opt) {
+  REQUIRE(reset_peak_rss());
+  const double before = status_bytes("VmRSS");
+  opt.step();
+  return status_bytes("VmHWM") - before;
+}
+
+}  // namespace
+
+TEST_CASE("ChunkedAdamW: torch::optim::AdamW's values bit for bit, with temporaries of one chunk") {
+  // Sizes around the chunk (and not multiples of a vector), weight decay on, three steps.
+  for (const double wd : {0.0, 0.1}) {
+    CAPTURE(wd);
+    at::manual_seed(3);
+    std::vector<at::Tensor> a, b;
+    for (const int64_t n : {int64_t{1}, int64_t{999}, int64_t{1000}, int64_t{4097}, int64_t{25013}}) {
+      a.push_back(at::randn({n}).requires_grad_(true));
+      b.push_back(a.back().detach().clone().requires_grad_(true));
+    }
+    const auto o = torch::optim::AdamWOptions(1e-2).betas({0.9, 0.95}).eps(1e-8).weight_decay(wd);
+    torch::optim::AdamW ref(a, o);
+    ChunkedAdamW chunked(b, o, /*chunk=*/1000);
+    for (int s = 0; s < 3; ++s) {
+      for (size_t i = 0; i < a.size(); ++i) {
+        const at::Tensor g = at::randn(a[i].sizes());
+        a[i].mutable_grad() = g.clone(), b[i].mutable_grad() = g.clone();
+      }
+      ref.step(), chunked.step();
+    }
+    for (size_t i = 0; i < a.size(); ++i) {
+      CAPTURE(a[i].numel());
+      CHECK(at::equal(a[i], b[i]));
+      const auto& sa = static_cast<torch::optim::AdamWParamState&>(*ref.state().at(a[i].unsafeGetTensorImpl()));
+      const auto& sb = static_cast<torch::optim::AdamWParamState&>(*chunked.state().at(b[i].unsafeGetTensorImpl()));
+      CHECK(sa.step() == sb.step());
+      CHECK(at::equal(sa.exp_avg(), sb.exp_avg()));
+      CHECK(at::equal(sa.exp_avg_sq(), sb.exp_avg_sq()));
+    }
+  }
+  // One 512 MiB parameter: AdamW's step holds two temporaries of its size, ChunkedAdamW two chunks
+  // (2 x 16 MiB). The first step of each allocates the moments; the second is measured.
+  const int64_t n = int64_t{1} << 27;
+  auto growth = [&](auto make) {
+    at::Tensor p = at::zeros({n}).requires_grad_(true);
+    p.mutable_grad() = at::full({n}, 1e-3);
+    auto opt = make(std::vector<at::Tensor>{p});
+    opt->step();
+    return step_peak_growth(*opt);
+  };
+  const double ref = growth([](auto ps) { return std::make_unique<torch::optim::AdamW>(ps); });
+  const double chunked =
+      growth([](auto ps) { return std::make_unique<ChunkedAdamW>(ps, torch::optim::AdamWOptions()); });
+  MESSAGE("peak growth of a step on 512 MiB: AdamW " << ref / 1e6 << " MB, ChunkedAdamW " << chunked / 1e6 << " MB");
+  CHECK(ref > 0.9e9);      // the measurement sees AdamW's two temporaries
+  CHECK(chunked < 0.1e9);  // and none of their size here
 }
