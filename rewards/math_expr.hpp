@@ -34,6 +34,15 @@ struct Expr;
 using P = std::shared_ptr<Expr>;
 
 struct Expr {
+  Expr() = default;
+  Expr(const Expr&) = default;
+  Expr(Expr&&) = default;
+  Expr& operator=(const Expr&) = default;
+  Expr& operator=(Expr&&) = default;
+  // Frees the subtree with an explicit stack: a long sum or product parses left-deep (one level
+  // per term), and recursive shared_ptr destruction would overflow a worker's stack.
+  ~Expr();
+
   K k = K::Num;
   Q q{};
   bool exact = true;

@@ -16,6 +16,23 @@
 #include "rewards/math_expr.hpp"
 
 namespace r1::rewards::math {
+
+Expr::~Expr() {
+  std::vector<P> pending;
+  auto take_unique = [&](std::vector<P>& kids) {
+    // A kid shared with another owner is only released; a sole-owned one is dismantled here.
+    for (auto& k : kids)
+      if (k && k.use_count() == 1) pending.push_back(std::move(k));
+    kids.clear();
+  };
+  take_unique(kids);
+  while (!pending.empty()) {
+    P e = std::move(pending.back());
+    pending.pop_back();
+    take_unique(e->kids);
+  }  // each e is freed here, childless
+}
+
 namespace {
 
 struct ParseError : std::runtime_error {

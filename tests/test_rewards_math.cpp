@@ -4,8 +4,11 @@
 // must disagree with Math-Verify exactly where tests/fixtures/rewards/math_disagreements.json says.
 #include <doctest/doctest.h>
 
+#include <pthread.h>
 #include <boost/json.hpp>
+
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -221,6 +224,41 @@ TEST_CASE("math: inputs that once overflowed the stack score 0 and return") {
   CHECK(verdict("7", std::string(100000, '{') + "7"));
   CHECK_FALSE(verdict("7", "\\boxed{" + std::string(100000, '{') + "8"));
   CHECK(verdict("7", glued + " so the answer is 7"));
+}
+
+namespace {
+
+// Runs `fn` on a thread with a 256 KiB stack (a reward worker's stack is only as deep as its
+// thread's), so unbounded recursion fails here whatever the test runner's own stack limit.
+void on_small_stack(const std::function<void()>& fn) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_t th;
+  auto call = [](void* f) -> void* {
+    (*static_cast<const std::function<void()>*>(f))();
+    return nullptr;
+  };
+  REQUIRE(pthread_create(&th, &attr, call, const_cast<std::function<void()>*>(&fn)) == 0);
+  pthread_join(th, nullptr);
+  pthread_attr_destroy(&attr);
+}
+
+}  // namespace
+
+TEST_CASE("math: a long sum or product (left-deep, one level per term) is freed without recursion") {
+  // 200k terms: a recursive free would need about 10 MB of stack.
+  std::string sum = "1", product = "x";
+  for (int i = 0; i < 200000; ++i) sum += "+1", product += "\\cdot x";
+  m::Limits lim;
+  lim.max_chars = 4u << 20;
+  bool sum_parsed = false, product_parsed = false;
+  on_small_stack([&] {
+    sum_parsed = m::parse(sum, r1::rewards::Deadline(), lim).expr != nullptr;
+    product_parsed = m::parse(product, r1::rewards::Deadline(), lim).expr != nullptr;
+  });
+  CHECK(sum_parsed);
+  CHECK(product_parsed);
 }
 
 namespace {
