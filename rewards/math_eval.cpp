@@ -7,6 +7,7 @@
 #include <random>
 #include <set>
 #include <stdexcept>
+#include <unordered_set>
 
 #include "rewards/math_expr.hpp"
 
@@ -269,9 +270,18 @@ Val eval(const Expr& x, Ctx& c) {
   }
 }
 
+// Adds x's free symbols to out. A parse is a DAG (± shares its operands, so paths double with each
+// ±) and a long sum is one level per term: each node is visited once, with an explicit stack.
 void free_symbols(const Expr& x, std::set<std::string>& out) {
-  if (x.k == K::Sym && !is_constant_name(x.name)) out.insert(x.name);
-  for (const auto& k : x.kids) free_symbols(*k, out);
+  std::unordered_set<const Expr*> seen{&x};
+  std::vector<const Expr*> pending{&x};
+  while (!pending.empty()) {
+    const Expr* e = pending.back();
+    pending.pop_back();
+    if (e->k == K::Sym && !is_constant_name(e->name)) out.insert(e->name);
+    for (const auto& k : e->kids)
+      if (seen.insert(k.get()).second) pending.push_back(k.get());
+  }
 }
 
 bool is_float_atom(const Expr& x) {
@@ -676,52 +686,69 @@ class Cmp {
   }
 };
 
-std::string render(const Expr& x) {
-  auto kids = [&](const char* sep) {
-    std::string s;
-    for (size_t i = 0; i < x.kids.size(); ++i) s += (i ? sep : "") + render(*x.kids[i]);
-    return s;
+// A rendering is for reasons and logs: it stops at kRenderChars characters and kRenderDepth levels
+// (a chain of ± shares its subtrees, so a full rendering doubles in size with each ±).
+constexpr size_t kRenderChars = 400;
+constexpr int kRenderDepth = 200;
+
+std::string i128_text(i128 v) {
+  if (v == 0) return "0";
+  const bool neg = v < 0;
+  std::string s;
+  while (v != 0) {
+    int d = static_cast<int>(v % 10);
+    s += static_cast<char>('0' + (d < 0 ? -d : d));
+    v /= 10;
+  }
+  if (neg) s += '-';
+  return std::string(s.rbegin(), s.rend());
+}
+
+// Appends x's rendering to out; false once the budget is spent (out then ends in "…").
+bool render(const Expr& x, std::string& out, int depth) {
+  if (out.size() >= kRenderChars || depth > kRenderDepth) {
+    out += "…";
+    return false;
+  }
+  auto kids = [&](const char* open, const char* sep, const char* close) {
+    out += open;
+    for (size_t i = 0; i < x.kids.size(); ++i) {
+      if (i) out += sep;
+      if (!render(*x.kids[i], out, depth + 1)) return false;
+    }
+    out += close;
+    return true;
   };
   switch (x.k) {
-    case K::Num: {
-      if (!x.exact) return std::to_string(static_cast<double>(x.f));
-      auto i2s = [](i128 v) {
-        bool neg = v < 0;
-        std::string s;
-        if (v == 0) return std::string("0");
-        while (v != 0) {
-          int d = static_cast<int>(v % 10);
-          s += static_cast<char>('0' + (d < 0 ? -d : d));
-          v /= 10;
-        }
-        if (neg) s += '-';
-        return std::string(s.rbegin(), s.rend());
-      };
-      return x.q.d == 1 ? i2s(x.q.n) : i2s(x.q.n) + "/" + i2s(x.q.d);
-    }
+    case K::Num:
+      if (!x.exact) return out += std::to_string(static_cast<double>(x.f)), true;
+      out += x.q.d == 1 ? i128_text(x.q.n) : i128_text(x.q.n) + "/" + i128_text(x.q.d);
+      return true;
     case K::Sym:
-    case K::Text: return x.name;
-    case K::Add: return "(" + kids(" + ") + ")";
-    case K::Mul: return "(" + kids("*") + ")";
-    case K::Div: return "(" + kids("/") + ")";
-    case K::Pow: return "(" + kids("^") + ")";
-    case K::Neg: return "-" + render(*x.kids[0]);
-    case K::Func: return x.name + "(" + kids(", ") + ")";
-    case K::Fact: return render(*x.kids[0]) + "!";
-    case K::Pct: return render(*x.kids[0]) + "%";
-    case K::Tuple: return "(" + kids(", ") + ")";
-    case K::Set: return "{" + kids(", ") + "}";
-    case K::Union: return kids(" U ");
-    case K::Interval: return std::string(x.lo_closed ? "[" : "(") + kids(", ") + (x.hi_closed ? "]" : ")");
+    case K::Text: return out += x.name, true;
+    case K::Add: return kids("(", " + ", ")");
+    case K::Mul: return kids("(", "*", ")");
+    case K::Div: return kids("(", "/", ")");
+    case K::Pow: return kids("(", "^", ")");
+    case K::Neg: return kids("-", "", "");
+    case K::Func: return kids((x.name + "(").c_str(), ", ", ")");
+    case K::Fact: return kids("", "", "!");
+    case K::Pct: return kids("", "", "%");
+    case K::Tuple: return kids("(", ", ", ")");
+    case K::Set: return kids("{", ", ", "}");
+    case K::Union: return kids("", " U ", "");
+    case K::Interval: return kids(x.lo_closed ? "[" : "(", ", ", x.hi_closed ? "]" : ")");
     case K::Rel: {
       static const char* names[] = {"=", "!=", "<", "<=", ">", ">="};
-      std::string s = render(*x.kids[0]);
-      for (size_t i = 0; i < x.ops.size(); ++i)
-        s += std::string(" ") + names[static_cast<int>(x.ops[i])] + " " + render(*x.kids[i + 1]);
-      return s;
+      if (!render(*x.kids[0], out, depth + 1)) return false;
+      for (size_t i = 0; i < x.ops.size(); ++i) {
+        out += std::string(" ") + names[static_cast<int>(x.ops[i])] + " ";
+        if (!render(*x.kids[i + 1], out, depth + 1)) return false;
+      }
+      return true;
     }
   }
-  return "?";
+  return out += "?", true;
 }
 
 }  // namespace
@@ -744,7 +771,9 @@ bool equivalent_text(std::string_view gold, std::string_view pred, const Deadlin
 
 std::string to_string(const Parsed& p) {
   if (!p.expr) return p.normalized;
-  return render(*p.expr);
+  std::string out;
+  render(*p.expr, out, 0);
+  return out;
 }
 
 }  // namespace r1::rewards::math

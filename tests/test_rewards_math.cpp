@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <boost/json.hpp>
 
+#include <chrono>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -17,6 +18,7 @@
 
 #include "rewards/builtin.hpp"
 #include "rewards/math.hpp"
+#include "rewards/scorer.hpp"
 #include "test_paths.hpp"
 
 namespace m = r1::rewards::math;
@@ -228,12 +230,12 @@ TEST_CASE("math: inputs that once overflowed the stack score 0 and return") {
 
 namespace {
 
-// Runs `fn` on a thread with a 256 KiB stack (a reward worker's stack is only as deep as its
+// Runs `fn` on a thread with a 1 MiB stack (a reward worker's stack is only as deep as its
 // thread's), so unbounded recursion fails here whatever the test runner's own stack limit.
 void on_small_stack(const std::function<void()>& fn) {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
+  pthread_attr_setstacksize(&attr, 1024 * 1024);
   pthread_t th;
   auto call = [](void* f) -> void* {
     (*static_cast<const std::function<void()>*>(f))();
@@ -253,12 +255,42 @@ TEST_CASE("math: a long sum or product (left-deep, one level per term) is freed 
   m::Limits lim;
   lim.max_chars = 4u << 20;
   bool sum_parsed = false, product_parsed = false;
+  std::string shown;
+  bool x_equal = true;
   on_small_stack([&] {
     sum_parsed = m::parse(sum, r1::rewards::Deadline(), lim).expr != nullptr;
-    product_parsed = m::parse(product, r1::rewards::Deadline(), lim).expr != nullptr;
+    auto p = m::parse(product, r1::rewards::Deadline(), lim);
+    product_parsed = p.expr != nullptr;
+    shown = m::to_string(p);  // rendering stops early
+    x_equal =
+        m::equivalent(m::parse("x", r1::rewards::Deadline()), p, r1::rewards::Deadline(), lim);  // walks its symbols
   });
   CHECK(sum_parsed);
   CHECK(product_parsed);
+  CHECK(shown.size() < 1000);
+  CHECK(shown.substr(shown.size() - 3) == "…");
+  CHECK_FALSE(x_equal);
+}
+
+TEST_CASE("math: a chain of ± (operands shared, paths doubling with each ±) is scored in linear time") {
+  std::string chain = "x";
+  for (int i = 0; i < 40; ++i) chain += "\\pm x";
+  r1::rewards::Sample s;
+  s.completion = "\\boxed{" + chain + "}";
+  r1::rewards::PartResult meta;
+  meta.name = "math";
+  for (const char* gold : {"\\{0, 2\\}", "x", "1"}) {
+    s.reference["answer"] = gold;
+    r1::rewards::Scorer sc({{meta, r1::rewards::make_math_checker({})}}, 1, 1000);
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = sc.score({s})[0].parts[0].result;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+    CAPTURE(gold);
+    CHECK(r.status == r1::rewards::Status::ok);  // not abandoned at the deadline
+    CHECK(r.score == 0.0);
+    CHECK(r.answer.size() < 1000);
+    CHECK(ms < 500);
+  }
 }
 
 namespace {
