@@ -1,8 +1,10 @@
 // The GPU probe of scripts/device-check.sh, one JSON report: which SDPA kernel each attention call
 // shape gets; device vs CPU agreement on the policy fixtures (logits, and the gradient of one
-// training loss); generation tokens/s and peak device memory of a Qwen2.5-0.5B-shaped random model
-// at batch 64 and on the long-tailed workload (continuous vs static batches); the time to publish
-// its weights to a sampler copy. Runs on CPU too (how it is tested without a GPU), with --small.
+// training loss); rollouts on the fixtures with the decode step as CUDA graphs and without (same
+// tokens); generation tokens/s and peak device memory of a Qwen2.5-0.5B-shaped random model at
+// batch 64 and on the long-tailed workload (continuous vs static batches, with and without CUDA
+// graphs); the time to publish its weights to a sampler copy. Runs on CPU too (how it is tested without a GPU), with
+// --small.
 //
 //   device_probe --device cuda --fixtures tests/fixtures/models --config bench/qwen2.5-0.5b.json --out FILE
 //                [--save DIR]   also write the random model there (for a GRPO step with r1 train)
@@ -127,9 +129,13 @@ json::object generation(r1::CausalLM& m, const Args& a, const at::Device& dev) {
   std::vector<r1::GenerationRequest> batch;
   for (uint64_t i = 0; i < 64; ++i) batch.push_back({prompt(128), 1, i});
   json::object out;
-  r1::Engine warm(m, nullptr, {.max_batch = 64});
-  warm.generate({{prompt(16), 1, 0, 4}}, s);
-  out["batch64"] = timed_generate(warm, batch, s, dev);
+  for (auto graphs : {r1::DecodeGraphMode::cuda, r1::DecodeGraphMode::off}) {
+    r1::Engine warm(m, nullptr, {.max_batch = 64, .graphs = graphs});
+    warm.generate({{prompt(16), 1, 0, 4}}, s);
+    auto t = timed_generate(warm, batch, s, dev);
+    t["graphs_captured"] = warm.stats().graphs_captured;
+    out[graphs == r1::DecodeGraphMode::cuda ? "batch64" : "batch64_no_graphs"] = t;
+  }
   std::vector<r1::GenerationRequest> tail;
   for (uint64_t i = 0; i < 64; ++i) {
     r1::GenerationRequest r{prompt(32 + rng() % 64), 8, i};
@@ -141,6 +147,46 @@ json::object generation(r1::CausalLM& m, const Args& a, const at::Device& dev) {
   for (auto sched : {r1::Schedule::continuous, r1::Schedule::drained}) {
     r1::Engine e(m, nullptr, {.max_batch = 64, .schedule = sched});
     out[fmt::format("longtail_{}", r1::cfg::name_of(sched))] = timed_generate(e, tail, s, dev);
+  }
+  r1::Engine e(m, nullptr, {.max_batch = 64, .graphs = r1::DecodeGraphMode::off});
+  out["longtail_continuous_no_graphs"] = timed_generate(e, tail, s, dev);
+  return out;
+}
+
+// Greedy and sampled rollouts of a fixture in float32 on the device with the decode step as CUDA
+// graphs and without: identical tokens expected, and greedy equal to transformers' tokens.
+json::object graphs_agreement(const fs::path& dir, const at::Device& dev) {
+  r1::CausalLM m = r1::load_pretrained(dir, at::TensorOptions().dtype(at::kFloat).device(dev));
+  r1::SafetensorsReader r(dir.parent_path().parent_path() / "parity" / (dir.filename().string() + ".safetensors"));
+  at::Tensor ids = r.get("input_ids"), mask = r.get("attention_mask"), want = r.get("greedy");
+  std::vector<r1::GenerationRequest> reqs;
+  for (int64_t b = 0; b < ids.size(0); ++b) {
+    std::vector<r1::TokenId> p;
+    for (int64_t t = 0; t < ids.size(1); ++t)
+      if (mask[b][t].item<int64_t>()) p.push_back(static_cast<r1::TokenId>(ids[b][t].item<int64_t>()));
+    reqs.push_back({p, 3, static_cast<uint64_t>(b)});
+  }
+  json::object out;
+  for (double temperature : {0.0, 1.0}) {
+    r1::SamplingOptions s;
+    s.temperature = temperature, s.ignore_eos = true, s.max_new_tokens = want.size(1), s.seed = 3;
+    std::vector<std::vector<r1::Completion>> runs;
+    int64_t captured = 0;
+    for (auto graphs : {r1::DecodeGraphMode::cuda, r1::DecodeGraphMode::off}) {
+      r1::Engine e(m, nullptr, {.max_batch = 8, .graphs = graphs});
+      runs.push_back(e.generate(reqs, s));
+      captured += e.stats().graphs_captured;
+    }
+    int64_t same = 0, hf = 0;
+    for (size_t i = 0; i < runs[0].size(); ++i) {
+      same += runs[0][i].tokens == runs[1][i].tokens;
+      const at::Tensor w = want[runs[0][i].request];
+      hf += std::equal(runs[0][i].tokens.begin(), runs[0][i].tokens.end(), w.data_ptr<int64_t>());
+    }
+    const std::string k = temperature == 0 ? "greedy" : "sampled";
+    out[k + "_same_with_and_without_graphs"] = fmt::format("{}/{}", same, runs[0].size());
+    if (temperature == 0) out["greedy_equal_to_transformers"] = fmt::format("{}/{}", hf, runs[0].size());
+    out[k + "_graphs_captured"] = captured;
   }
   return out;
 }
@@ -156,6 +202,10 @@ json::object run(const Args& a) {
   for (const char* name : {"qwen2", "qwen3", "llama", "llama-bias", "qwen3-bf16-sharded"})
     agree[name] = agreement(fs::path(a.fixtures) / name, dev);
   report["agreement_float32"] = agree;
+  json::object graphs;
+  for (const char* name : {"qwen2", "qwen3", "llama", "llama-bias", "qwen3-bf16-sharded"})
+    graphs[name] = graphs_agreement(fs::path(a.fixtures) / name, dev);
+  report["decode_graphs_float32"] = graphs;
   r1::CausalLM m = random_model(c, bf16);
   report["generation_bf16"] = generation(m, a, dev);
   r1::CausalLM sampler = random_model(c, bf16);

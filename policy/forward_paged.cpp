@@ -42,14 +42,18 @@ void PagedBatch::add(PagedKVCache& cache, BlockTable& table, const std::vector<i
   width_ = std::max<int64_t>(width_, static_cast<int64_t>(tokens.size()));
 }
 
-PagedInput PagedBatch::to(const at::Device& device) const {
-  const int64_t B = rows(), T = width_;
-  TORCH_CHECK(B > 0, "PagedBatch: no rows");
+int64_t PagedBatch::max_blocks() const {
   size_t mb = 1;
   for (const auto* t : tables_) mb = std::max(mb, t->blocks.size());
-  // One host tensor for every int64 column, [B, 3 T + 2 + max_blocks]: one copy to the device.
-  const int64_t MB = static_cast<int64_t>(mb), W = 3 * T + 2 + MB;
-  at::Tensor host = at::zeros({B, W}, at::kLong);  // padding: token 0, position 0, scratch slot 0, scratch block 0
+  return static_cast<int64_t>(mb);
+}
+
+at::Tensor PagedBatch::host(int64_t rows, int64_t max_blocks) const {
+  const int64_t B = this->rows(), T = width_;
+  TORCH_CHECK(B > 0 && rows >= B && max_blocks >= this->max_blocks(), "PagedBatch: ", B, " rows of up to ",
+              this->max_blocks(), " blocks do not fit [", rows, ", ", max_blocks, "]");
+  // Padding: token 0, position 0, scratch slot 0, scratch block 0.
+  at::Tensor host = at::zeros({rows, 3 * T + 2 + max_blocks}, at::kLong);
   auto h = host.accessor<int64_t, 2>();
   for (int64_t b = 0; b < B; ++b) {
     for (size_t t = 0; t < ids_[b].size(); ++t) {
@@ -60,14 +64,27 @@ PagedInput PagedBatch::to(const at::Device& device) const {
     h[b][3 * T] = past_[b], h[b][3 * T + 1] = lengths_[b];
     for (size_t j = 0; j < tables_[b]->blocks.size(); ++j) h[b][3 * T + 2 + j] = tables_[b]->blocks[j];
   }
-  at::Tensor d = host.to(device);
+  for (int64_t b = B; b < rows; ++b) h[b][3 * T + 1] = 1;  // a padding row sees the scratch slot
+  return host;
+}
+
+PagedInput paged_input(const at::Tensor& d, int64_t T, int64_t max_len, bool fresh) {
+  const int64_t MB = d.size(1) - 3 * T - 2;
+  TORCH_CHECK(d.dim() == 2 && MB >= 1, "paged_input: columns [B, 3 T + 2 + max_blocks] expected for T = ", T, ", got ",
+              d.sizes());
   PagedInput in;
   in.input_ids = d.narrow(1, 0, T), in.positions = d.narrow(1, T, T), in.slots = d.narrow(1, 2 * T, T).contiguous();
   in.past = d.select(1, 3 * T), in.lengths = d.select(1, 3 * T + 1);
   in.block_tables = d.narrow(1, 3 * T + 2, MB).to(at::kInt);
-  in.max_len = *std::max_element(lengths_.begin(), lengths_.end());
-  in.fresh = !any_past_;
+  in.max_len = max_len, in.fresh = fresh;
   return in;
+}
+
+PagedInput PagedBatch::to(const at::Device& device) const {
+  TORCH_CHECK(rows() > 0, "PagedBatch: no rows");
+  // One host tensor for every int64 column: one copy to the device.
+  return paged_input(host(rows(), max_blocks()).to(device), width_, *std::max_element(lengths_.begin(), lengths_.end()),
+                     !any_past_);
 }
 
 namespace {
@@ -75,6 +92,13 @@ namespace {
 // Keys or values [B, heads, S, D] as a masked SDPA call takes them: on CUDA LibTorch's fused kernels
 // take no grouped-query heads with a mask, so there they are expanded to the query heads.
 bool expand_for_mask(const at::Tensor& k) { return !k.device().is_cpu(); }
+
+// [B, Hkv, S, D] -> [B, Hkv * n, S, D], each head n times in a row (repeat_interleave on dim 1,
+// written as a view and one copy, whatever the LibTorch version does for an int repeat count).
+at::Tensor repeat_heads(const at::Tensor& k, int64_t n) {
+  const int64_t B = k.size(0), H = k.size(1), S = k.size(2), D = k.size(3);
+  return k.unsqueeze(2).expand({B, H, n, S, D}).reshape({B, H * n, S, D});
+}
 
 }  // namespace
 
@@ -150,7 +174,7 @@ at::Tensor AttentionImpl::forward_paged(const at::Tensor& x, const at::Tensor& c
     const int64_t S = keys.mask.size(3);
     at::Tensor ks = gather_rows(kp, keys.tables, S, keys.key_ok), vs = gather_rows(vp, keys.tables, S, keys.key_ok);
     const bool expand = gqa && expand_for_mask(ks);
-    if (expand) ks = ks.repeat_interleave(heads / kv_heads, 1), vs = vs.repeat_interleave(heads / kv_heads, 1);
+    if (expand) ks = repeat_heads(ks, heads / kv_heads), vs = repeat_heads(vs, heads / kv_heads);
     out = at::scaled_dot_product_attention(q, ks.to(q.dtype()), vs.to(q.dtype()), keys.mask, 0.0, false, scale,
                                            gqa && !expand);
   }

@@ -87,10 +87,20 @@ struct PagedKeys {
 
 // Builds a PagedInput on the host: add() each row's new tokens (their slots are appended to the
 // row's table), then to() the model's device in one go.
+// The PagedInput over `columns` [B, 3 T + 2 + max_blocks] int64 on the model's device (PagedBatch::host's
+// layout): views into it, the block tables as int32.
+PagedInput paged_input(const at::Tensor& columns, int64_t T, int64_t max_len, bool fresh);
+
 class PagedBatch {
  public:
   void add(PagedKVCache& cache, BlockTable& table, const std::vector<int64_t>& tokens);
   PagedInput to(const at::Device& device) const;  // fresh when no row had past keys
+  // Every int64 column of the call in one host tensor [rows, 3 T + 2 + max_blocks]: per row T ids,
+  // T positions, T slots, past, length, then the block table padded with the scratch block 0.
+  // Rows past rows() are padding: token 0 at the scratch slot, one key (the call then takes a
+  // fixed batch size and table width, as a CUDA graph does).
+  at::Tensor host(int64_t rows, int64_t max_blocks) const;
+  int64_t max_blocks() const;  // the widest row's block table
   int64_t rows() const { return static_cast<int64_t>(tables_.size()); }
   int64_t width() const { return width_; }  // T: the longest row's new tokens
 

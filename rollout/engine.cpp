@@ -67,6 +67,7 @@ struct GenerationRun::State {
   std::vector<int64_t> stop_ids;
   at::Tensor stop_ids_dev;  // [S] int64 on the model's device
   size_t max_stop_bytes = 0;
+  std::unique_ptr<DecodeGraphs> graphs;  // fixed-shape decode steps (CUDA graphs), unless off
 
   int64_t budget(int64_t r) const { return reqs[r].max_new_tokens > 0 ? reqs[r].max_new_tokens : s.max_new_tokens; }
   // Blocks a request may still take: its prompt's, then each sample's own (a copied last prompt block included).
@@ -79,6 +80,10 @@ struct GenerationRun::State {
   // Sampled tokens [B] and log-probs [B] for logits [B, V], rows drawing from `keys`, with the
   // device's stop-token check; one copy to the host.
   std::vector<std::array<double, 3>> sample(const at::Tensor& logits, const std::vector<DrawKey>& keys);
+  at::Tensor uniforms(const std::vector<DrawKey>& keys) const;  // [B] on the host; undefined when greedy
+  // The decode step's device work on one batch: forward, logits, sampling (sample_packed).
+  at::Tensor decode_step(const PagedInput& in, const at::Tensor& uniforms);
+  void make_graphs(int64_t longest);
   // Records a sampled token; marks the row finished at a stop token, stop string or its budget.
   void accept(Row& row, TokenId t, float logprob, bool stop_token);
   void spawn(Prefill& p, const at::Tensor& last_hidden);  // the prompt's n samples, their first tokens
@@ -99,16 +104,32 @@ int64_t GenerationRun::State::promised() const {
 
 std::vector<std::array<double, 3>> GenerationRun::State::sample(const at::Tensor& logits,
                                                                 const std::vector<DrawKey>& keys) {
-  at::Tensor u;
-  if (s.temperature > 0)
-    u = philox_uniforms(static_cast<uint64_t>(s.seed), keys).to(logits.device(), /*non_blocking=*/true);
-  SampledTokens st = sample_tokens(logits, s, u);
-  at::Tensor stop = stop_ids_dev.numel() > 0 ? at::isin(st.tokens, stop_ids_dev) : at::zeros_like(st.tokens);
-  at::Tensor packed = at::stack({st.tokens.to(at::kDouble), st.logprobs.to(at::kDouble), stop.to(at::kDouble)}, 1);
-  packed = packed.to(at::kCPU).contiguous();  // [B, 3]: the step's one device-to-host copy
+  at::Tensor u = uniforms(keys);
+  if (u.defined()) u = u.to(logits.device(), /*non_blocking=*/true);
+  const at::Tensor packed = sample_packed(logits, s, u, stop_ids_dev).to(at::kCPU).contiguous();  // [B, 3]
   std::vector<std::array<double, 3>> rows(static_cast<size_t>(packed.size(0)));
   std::memcpy(rows.data(), packed.data_ptr<double>(), rows.size() * sizeof(rows[0]));
   return rows;
+}
+
+at::Tensor GenerationRun::State::uniforms(const std::vector<DrawKey>& keys) const {
+  return s.temperature > 0 ? philox_uniforms(static_cast<uint64_t>(s.seed), keys) : at::Tensor();
+}
+
+at::Tensor GenerationRun::State::decode_step(const PagedInput& in, const at::Tensor& u) {
+  CausalLM& m = engine.model_;
+  at::Tensor h = m->forward_paged(in, cache).squeeze(1);  // [B, H]
+  return sample_packed(m->logits(h), s, u, stop_ids_dev);
+}
+
+void GenerationRun::State::make_graphs(int64_t longest) {
+  const EngineOptions& eo = engine.options_;
+  const at::Device device = engine.model_->options().device();
+  if (eo.graphs == DecodeGraphMode::off || (eo.graphs == DecodeGraphMode::cuda && !device.is_cuda())) return;
+  // The tables' width covers the longest sequence of this run: every step attends over that many slots.
+  graphs =
+      std::make_unique<DecodeGraphs>(eo.graphs, device, eo.max_batch, cache.blocks_for(longest), cache.block_size(),
+                                     [this](const PagedInput& in, const at::Tensor& u) { return decode_step(in, u); });
 }
 
 void GenerationRun::State::accept(Row& row, TokenId t, float logprob, bool stop_token) {
@@ -196,6 +217,7 @@ GenerationRun::GenerationRun(Engine& engine, std::vector<GenerationRequest> requ
     for (auto e : engine.model_->config().eos_token_ids) s_->stop_ids.push_back(e);
   s_->stop_ids_dev = at::tensor(s_->stop_ids, at::kLong).to(engine.model_->options().device());
   for (const auto& st : s_->s.stop) s_->max_stop_bytes = std::max(s_->max_stop_bytes, st.size());
+  s_->make_graphs(longest);
   cache.allocator().reset_peak();
 }
 
@@ -300,9 +322,16 @@ void GenerationRun::decode() {
     pb.add(s.cache, r->kv, {r->next});
     keys.push_back({s.reqs[r->request].stream, static_cast<uint64_t>(r->sample), s.out[r->out].tokens.size()});
   }
-  CausalLM& m = s.engine.model_;
-  at::Tensor h = m->forward_paged(pb.to(m->options().device()), s.cache).squeeze(1);  // [B, H]
-  const auto drawn = s.sample(m->logits(h), keys);
+  std::vector<std::array<double, 3>> drawn;
+  if (s.graphs) {
+    const int64_t before = s.graphs->captured();
+    drawn = s.graphs->run(pb, s.uniforms(keys));
+    s.engine.stats_.graphs_captured += s.graphs->captured() - before;
+  } else {
+    CausalLM& m = s.engine.model_;
+    at::Tensor h = m->forward_paged(pb.to(m->options().device()), s.cache).squeeze(1);  // [B, H]
+    drawn = s.sample(m->logits(h), keys);
+  }
   for (size_t b = 0; b < active.size(); ++b)
     s.accept(*active[b], static_cast<TokenId>(drawn[b][0]), static_cast<float>(drawn[b][1]), drawn[b][2] != 0);
   EngineStats& st = s.engine.stats_;
@@ -347,7 +376,8 @@ EngineOptions engine_options(const RolloutOptions& o) {
   return {.max_batch = o.max_batch,
           .block_size = o.kv_block_size,
           .kv_blocks = o.kv_blocks,
-          .prefill_tokens = o.prefill_tokens};
+          .prefill_tokens = o.prefill_tokens,
+          .graphs = o.cuda_graphs ? DecodeGraphMode::cuda : DecodeGraphMode::off};
 }
 
 GenerationRun Engine::start(const std::vector<GenerationRequest>& requests, const SamplingOptions& sampling) {

@@ -17,6 +17,7 @@
 #include "policy/model.hpp"
 #include "policy/paged_kv.hpp"
 #include "policy/tokenizer.hpp"
+#include "rollout/decode_graphs.hpp"
 #include "rollout/sampling.hpp"
 
 namespace r1 {
@@ -56,13 +57,16 @@ struct EngineOptions {
   int64_t kv_blocks = 0;          // KV blocks; 0: enough for max_batch sequences of the longest request
   int64_t prefill_tokens = 2048;  // prompt tokens prefilled per step at most (longer prompts go in chunks)
   Schedule schedule = Schedule::continuous;
+  DecodeGraphMode graphs = DecodeGraphMode::cuda;  // decode steps as CUDA graphs on a CUDA device
 };
 
-// The engine of a rollout worker: [rollout] max_batch, kv_block_size, kv_blocks, prefill_tokens.
+// The engine of a rollout worker: [rollout] max_batch, kv_block_size, kv_blocks, prefill_tokens,
+// cuda_graphs.
 EngineOptions engine_options(const RolloutOptions& o);
 
 struct EngineStats {
   int64_t prefill_tokens = 0, decode_tokens = 0, decode_steps = 0, prefill_calls = 0;
+  int64_t graphs_captured = 0;  // CUDA graphs of the decode step recorded (all runs)
   double prefill_seconds = 0, decode_seconds = 0;
   int64_t kv_block_bytes = 0;      // bytes of one block, every layer's keys and values
   int64_t kv_peak_blocks = 0;      // most blocks in use at once

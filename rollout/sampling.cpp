@@ -85,4 +85,14 @@ SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, 
   return {tok, logp.gather(1, tok.unsqueeze(1)).squeeze(1)};
 }
 
+at::Tensor sample_packed(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms,
+                         const at::Tensor& stop_ids) {
+  SampledTokens st = sample_tokens(logits, o, uniforms);
+  // A broadcast compare, not at::isin: isin sorts and de-duplicates (a device-to-host size read)
+  // once the batch outgrows a few stop ids.
+  at::Tensor stop = stop_ids.numel() > 0 ? (st.tokens.unsqueeze(1) == stop_ids.unsqueeze(0)).any(1)  // [B]
+                                         : at::zeros_like(st.tokens, at::kBool);
+  return at::stack({st.tokens.to(at::kDouble), st.logprobs.to(at::kDouble), stop.to(at::kDouble)}, 1);
+}
+
 }  // namespace r1

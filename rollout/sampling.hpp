@@ -36,4 +36,10 @@ at::Tensor filter_logits(const at::Tensor& scaled, const SamplingOptions& o);
 // (float32, the logits' device; unused when greedy). Everything stays on the logits' device.
 SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms);
 
+// A decode step's results on the logits' device, [B, 3] float64: the sampled token, its log-prob,
+// and 1 where it is one of `stop_ids` [S] int64 (S may be 0), so one copy brings them to the host.
+// Only fixed-shape device ops (no host read of a device value), so a CUDA graph can capture it.
+at::Tensor sample_packed(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms,
+                         const at::Tensor& stop_ids);
+
 }  // namespace r1

@@ -25,8 +25,16 @@ assert all(c["backend"] != "error" for c in r["sdpa_bf16"] + r["sdpa_float32"]),
 assert sorted(r["agreement_float32"]) == sorted(["qwen2", "qwen3", "llama", "llama-bias", "qwen3-bf16-sharded"])
 for name, a in r["agreement_float32"].items():  # CPU against itself here: exact
     assert a["logits_max_abs_diff"] == 0 and a["grad_max_abs_diff"] == 0 and a["grad_max_abs"] > 0, (name, a)
+assert sorted(r["decode_graphs_float32"]) == sorted(r["agreement_float32"])
+for name, a in r["decode_graphs_float32"].items():  # no graphs on CPU: the two runs are the same engine here
+    for k in ("greedy_same_with_and_without_graphs", "sampled_same_with_and_without_graphs",
+              "greedy_equal_to_transformers"):
+        same, total = map(int, a[k].split("/"))
+        assert same == total > 0, (name, k, a)
+    assert a["greedy_graphs_captured"] == 0 and a["sampled_graphs_captured"] == 0, (name, a)
 g = r["generation_bf16"]
 assert g["batch64"]["tokens"] == 64 * 32, g["batch64"]
+assert g["batch64_no_graphs"]["tokens"] == 64 * 32 and g["longtail_continuous_no_graphs"]["tokens"] > 0, g
 cont, drained = g["longtail_continuous"], g["longtail_drained"]
 assert cont["tokens"] == drained["tokens"] and cont["decode_steps"] < drained["decode_steps"], (cont, drained)
 assert r["publish_seconds"] > 0

@@ -56,8 +56,10 @@ TEST_CASE(
     std::vector<std::vector<TokenId>> want;
     auto prompts = parity_prompts(name, &want);
     // Whole batches, two rows at a time, one-token blocks with prompts prefilled 3 tokens per step.
+    // And the CUDA graphs' fixed shapes (batch padded to a bucket, tables to the run's widest), eagerly.
     for (EngineOptions eo : {EngineOptions{.max_batch = 64}, EngineOptions{.max_batch = 2, .block_size = 4},
-                             EngineOptions{.max_batch = 4, .block_size = 1, .prefill_tokens = 3}}) {
+                             EngineOptions{.max_batch = 4, .block_size = 1, .prefill_tokens = 3},
+                             EngineOptions{.max_batch = 64, .block_size = 4, .graphs = DecodeGraphMode::shapes_only}}) {
       CAPTURE(eo.max_batch);
       CAPTURE(eo.block_size);
       Engine engine(load_f32(test::fixtures() / "models" / name), nullptr, eo);
@@ -269,6 +271,7 @@ TEST_CASE("same seed, same samples, whatever the batch size, arrival order, bloc
   same(run({.max_batch = 16, .block_size = 7, .prefill_tokens = 4}, reqs), "7-token blocks, 4-token prefill chunks");
   same(run({.max_batch = 16, .schedule = Schedule::drained}, reqs), "static batches");
   same(run({.max_batch = 16, .kv_blocks = 20}, reqs), "a cache too small for all at once");
+  same(run({.max_batch = 13, .graphs = DecodeGraphMode::shapes_only}, reqs), "fixed-shape decode steps (CUDA graphs')");
   // Arrival order: the requests reversed give the same completions for the same (stream, sample).
   std::vector<GenerationRequest> rev(reqs.rbegin(), reqs.rend());
   auto r = run({.max_batch = 6}, rev);
@@ -292,6 +295,35 @@ TEST_CASE("same seed, same samples, whatever the batch size, arrival order, bloc
   bool any_diff = false;
   for (size_t i = 0; i < base.size(); ++i) any_diff = any_diff || base[i].tokens != c[i].tokens;
   CHECK(any_diff);
+}
+
+TEST_CASE("decode-graph buckets: 1, 2, 4, 8, then multiples of 8, ending at max_batch; rows pad up to the next") {
+  CHECK(decode_buckets(1) == std::vector<int64_t>{1});
+  CHECK(decode_buckets(6) == std::vector<int64_t>{1, 2, 4, 6});
+  CHECK(decode_buckets(8) == std::vector<int64_t>{1, 2, 4, 8});
+  CHECK(decode_buckets(30) == std::vector<int64_t>{1, 2, 4, 8, 16, 24, 30});
+  CHECK(decode_buckets(64).size() == 11);
+  // A batch's host columns at a bucket's size: padding rows feed token 0 at the scratch slot with one key.
+  PagedKVCache cache(ModelConfig::from_file(tiny() / "config.json"), PagedKVOptions{8, 4}, at::TensorOptions());
+  BlockTable a, b;
+  PagedBatch pb;
+  pb.add(cache, a, {5, 6, 7, 8, 9});
+  pb.add(cache, b, {3});
+  at::Tensor h = pb.host(4, 3);  // [4, 3 T + 2 + 3], T = 5
+  REQUIRE(h.sizes() == at::IntArrayRef({4, 20}));
+  CHECK(h[0][0].item<int64_t>() == 5);
+  CHECK(h[0][16].item<int64_t>() == 5);  // length
+  CHECK(h[1][16].item<int64_t>() == 1);
+  CHECK(h[0][17].item<int64_t>() == a.blocks[0]);
+  CHECK(h[0][18].item<int64_t>() == a.blocks[1]);
+  CHECK(h[0][19].item<int64_t>() == 0);  // past the table: scratch
+  for (int64_t r : {2, 3}) {
+    CHECK(h[r].narrow(0, 0, 16).abs().sum().item<int64_t>() == 0);  // token, position, slot 0; no past
+    CHECK(h[r][16].item<int64_t>() == 1);
+    CHECK(h[r].narrow(0, 17, 3).abs().sum().item<int64_t>() == 0);
+  }
+  CHECK_THROWS_WITH_AS(pb.host(1, 3), doctest::Contains("do not fit"), c10::Error);
+  cache.release(a), cache.release(b);
 }
 
 TEST_CASE("an engine's later calls equal a fresh engine's, bit for bit (blocks reused from earlier sequences)") {
