@@ -145,7 +145,7 @@ json::object generation(r1::CausalLM& m, const Args& a, const at::Device& dev) {
   }
   s.max_new_tokens = max_new;
   for (auto sched : {r1::Schedule::continuous, r1::Schedule::drained}) {
-    r1::Engine e(m, nullptr, {.max_batch = 64, .schedule = sched});
+    r1::Engine e(m, nullptr, {.max_batch = 64, .schedule = sched, .graphs = r1::DecodeGraphMode::cuda});
     out[fmt::format("longtail_{}", r1::cfg::name_of(sched))] = timed_generate(e, tail, s, dev);
   }
   r1::Engine e(m, nullptr, {.max_batch = 64, .graphs = r1::DecodeGraphMode::off});

@@ -87,8 +87,11 @@ void DecodeGraphs::prepare(Bucket& b) {
   b.columns = at::zeros({b.rows, 5 + max_blocks_}, opts.dtype(at::kLong));
   b.columns.select(1, 4).fill_(1);  // every row a padding row until written: one key, the scratch slot
   b.uniforms = at::full({b.rows}, 0.5, opts.dtype(at::kFloat));
+  if (capture_) record(b);
   b.ready = true;
-  if (!capture_) return;
+}
+
+void DecodeGraphs::record(Bucket& b) {
 #ifdef R1_WITH_CUDA
   c10::cuda::CUDAGuard guard(device_);
   c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, device_.index());
@@ -100,10 +103,26 @@ void DecodeGraphs::prepare(Bucket& b) {
     b.graph = std::make_unique<at::cuda::CUDAGraph>();
     // Thread-local capture: a trainer thread may use the device meanwhile (max_policy_lag = 1).
     b.graph->capture_begin(pool_->id, cudaStreamCaptureModeThreadLocal);
-    b.packed = call(b);
+    try {
+      b.packed = call(b);
+    } catch (const std::exception& e) {
+      // Leave capture mode (the stream, then the allocator's routing to the pool) before reporting.
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(side.stream(), &g);
+      if (g) cudaGraphDestroy(g);
+      c10::cuda::CUDACachingAllocator::endAllocateToPool(c10::cuda::current_device(), pool_->id);
+      (void)cudaGetLastError();
+      (void)b.graph.release();  // never destroyed: its capture did not end through it
+      fail(
+          "capturing the decode step at batch {} as a CUDA graph failed ([rollout] cuda_graphs = false decodes "
+          "without graphs): {}",
+          b.rows, e.what());
+    }
     b.graph->capture_end();
   }
   c10::cuda::device_synchronize();
+#else
+  (void)b;
 #endif
 }
 

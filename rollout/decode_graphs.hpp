@@ -47,6 +47,7 @@ class DecodeGraphs {
   struct Bucket;
   Bucket& bucket_for(int64_t rows);
   void prepare(Bucket& b);     // inputs allocated; with capture, the graph recorded
+  void record(Bucket& b);      // the capture (CUDA)
   at::Tensor call(Bucket& b);  // the step over the bucket's inputs
 
   bool capture_;

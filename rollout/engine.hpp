@@ -57,7 +57,7 @@ struct EngineOptions {
   int64_t kv_blocks = 0;          // KV blocks; 0: enough for max_batch sequences of the longest request
   int64_t prefill_tokens = 2048;  // prompt tokens prefilled per step at most (longer prompts go in chunks)
   Schedule schedule = Schedule::continuous;
-  DecodeGraphMode graphs = DecodeGraphMode::cuda;  // decode steps as CUDA graphs on a CUDA device
+  DecodeGraphMode graphs = DecodeGraphMode::off;  // cuda: decode steps as CUDA graphs on a CUDA device
 };
 
 // The engine of a rollout worker: [rollout] max_batch, kv_block_size, kv_blocks, prefill_tokens,

@@ -39,9 +39,10 @@ struct RolloutOptions {
     x >= 0)                                                                                                 \
   F(int64_t, prefill_tokens, 2048,                                                                          \
     "prompt tokens prefilled per scheduler step; longer prompts go in chunks between decode steps", x >= 1) \
-  F(bool, cuda_graphs, true,                                                                                \
+  F(bool, cuda_graphs, false,                                                                               \
     "on a CUDA device, capture the decode step as CUDA graphs at batch-size buckets (1, 2, 4, 8, then "     \
-    "multiples of 8 up to max_batch) and replay them",                                                      \
+    "multiples of 8 up to max_batch) and replay them; off by default until a GPU run of "                   \
+    "scripts/device-check.sh has checked the capture",                                                      \
     true)                                                                                                   \
   F(int64_t, max_policy_lag, 0,                                                                             \
     "0: on-policy (generate each step with the weights just trained); 1: generate step k+1 while training " \
