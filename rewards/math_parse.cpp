@@ -19,17 +19,17 @@ namespace r1::rewards::math {
 
 Expr::~Expr() {
   std::vector<P> pending;
-  auto take_unique = [&](std::vector<P>& kids) {
-    // A kid shared with another owner is only released; a sole-owned one is dismantled here.
+  auto take = [&](std::vector<P>& kids) {
     for (auto& k : kids)
-      if (k && k.use_count() == 1) pending.push_back(std::move(k));
+      if (k) pending.push_back(std::move(k));
     kids.clear();
   };
-  take_unique(kids);
+  take(kids);
   while (!pending.empty()) {
     P e = std::move(pending.back());
     pending.pop_back();
-    take_unique(e->kids);
+    // A node another owner still holds is only released here; the last owner dismantles it.
+    if (e.use_count() == 1) take(e->kids);
   }  // each e is freed here, childless
 }
 
