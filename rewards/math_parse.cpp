@@ -382,122 +382,135 @@ class Lexer {
         ++i;
         continue;
       }
-      if (std::isdigit(c) || (c == '.' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1])))) {
+      if (std::isdigit(c) || (c == '.' && i + 1 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))))
         lex_number(s, i, space);
-      } else if (std::isalpha(c)) {
-        size_t j = i;
-        while (j < s.size() && std::isalpha(static_cast<unsigned char>(s[j]))) ++j;
-        std::string w = s.substr(i, j - i);
-        std::string low = w;
-        for (auto& ch : low) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        if (low == "pct" || low == "percent" || low == "percentage") {
-          push_simple(T::Pct, space);
-        } else if (w.size() > 1 && (low == "and" || low == "or")) {
-          push_simple(T::Comma, space);
-        } else if (w.size() > 1 && function_names().count(low)) {
-          push_simple(T::Cmd, space, low);
-        } else if (low == "pi") {
-          push_simple(T::Ident, space, "pi");
-        } else if (low == "inf" || low == "infinity" || low == "infty") {
-          push_simple(T::Ident, space, "infty");
-        } else if (w.size() > 1 && prev_ends_value() && is_unit_word(w)) {
-          // "5 cm", "12 apples": units and counted nouns after a value are dropped, with "^2".
-          if (j + 1 < s.size() && s[j] == '^') {
-            j += 1;
-            if (j < s.size() && s[j] == '{') {
-              size_t k = j;
-              read_group(s, k);
-              j = k;
-            } else if (j < s.size()) {
-              ++j;
-            }
-          }
-        } else if (w.size() >= 3) {
-          Tok t;  // a plain word: a text answer ("yes", "none")
-          t.t = T::Text;
-          t.s = low;
-          push(std::move(t), space);
-        } else {
-          for (char ch : w) push_simple(T::Ident, space, std::string(1, ch)), space = false;
-        }
-        i = j;
-      } else if (c == '\\') {
-        size_t j = i + 1;
-        if (j < s.size() && !std::isalpha(static_cast<unsigned char>(s[j]))) {
-          char d = s[j];
-          if (d == '{')
-            push_simple(T::LSet, space), ++depth_;
-          else if (d == '}')
-            push_simple(T::RSet, space), --depth_;
-          else if (d == '%')
-            push_simple(T::Pct, space);
-          else if (d == '|')
-            push_simple(T::Pipe, space);
-          else if (d == '\\')
-            push_simple(T::Comma, space);  // matrix/array row break
-          else
-            throw ParseError(std::string("unsupported command \\") + d);
-          i = j + 1;
-        } else {
-          while (j < s.size() && std::isalpha(static_cast<unsigned char>(s[j]))) ++j;
-          std::string cmd = s.substr(i + 1, j - i - 1);
-          i = j;
-          lex_command(s, i, cmd, space);
-        }
-      } else {
-        switch (c) {
-          case '+':
-          case '-':
-          case '*':
-          case '/': push_simple(T::Op, space, std::string(1, static_cast<char>(c))); break;
-          case '(': push_simple(T::LP, space), ++depth_; break;
-          case ')': push_simple(T::RP, space), --depth_; break;
-          case '[': push_simple(T::LB, space), ++depth_; break;
-          case ']': push_simple(T::RB, space), --depth_; break;
-          case '{': push_simple(T::LC, space), ++depth_; break;
-          case '}': push_simple(T::RC, space), --depth_; break;
-          case ',': push_simple(T::Comma, space); break;
-          case ';': push_simple(T::Comma, space); break;
-          case '%': push_simple(T::Pct, space); break;
-          case '!':
-            if (i + 1 < s.size() && s[i + 1] == '=') {
-              Tok t;
-              t.t = T::Rel;
-              t.rel = RelOp::Ne;
-              push(std::move(t), space);
-              ++i;
-            } else {
-              push_simple(T::Bang, space);
-            }
-            break;
-          case '|': push_simple(T::Pipe, space); break;
-          case '_': push_simple(T::Under, space); break;
-          case '^': push_simple(T::Caret, space); break;
-          case '\'': push_simple(T::Prime, space); break;
-          case '&': break;  // alignment
-          case '=':
-          case '<':
-          case '>': {
-            Tok t;
-            t.t = T::Rel;
-            bool eq_next = i + 1 < s.size() && s[i + 1] == '=';
-            t.rel = c == '='   ? RelOp::Eq
-                    : c == '<' ? (eq_next ? RelOp::Le : RelOp::Lt)
-                               : (eq_next ? RelOp::Ge : RelOp::Gt);
-            if (eq_next) ++i;
-            push(std::move(t), space);
-            break;
-          }
-          default: {  // name the whole code point, not one byte of it
-            size_t n = 1;
-            while (i + n < s.size() && (static_cast<unsigned char>(s[i + n]) & 0xC0) == 0x80 && n < 4) ++n;
-            throw ParseError("unexpected character '" + utf8::repair(s.substr(i, n)) + "'");
-          }
-        }
-        ++i;
-      }
+      else if (std::isalpha(c))
+        lex_word(s, i, space);
+      else if (c == '\\')
+        lex_backslash(s, i, space);
+      else
+        lex_symbol(s, i, space);
       space = false;
     }
+  }
+
+  // A run of letters at s[i]: a word operator, function, constant, dropped unit, text or symbols.
+  void lex_word(const std::string& s, size_t& i, bool space) {
+    size_t j = i;
+    while (j < s.size() && std::isalpha(static_cast<unsigned char>(s[j]))) ++j;
+    std::string w = s.substr(i, j - i);
+    std::string low = w;
+    for (auto& ch : low) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (low == "pct" || low == "percent" || low == "percentage") {
+      push_simple(T::Pct, space);
+    } else if (w.size() > 1 && (low == "and" || low == "or")) {
+      push_simple(T::Comma, space);
+    } else if (w.size() > 1 && function_names().count(low)) {
+      push_simple(T::Cmd, space, low);
+    } else if (low == "pi") {
+      push_simple(T::Ident, space, "pi");
+    } else if (low == "inf" || low == "infinity" || low == "infty") {
+      push_simple(T::Ident, space, "infty");
+    } else if (w.size() > 1 && prev_ends_value() && is_unit_word(w)) {
+      // "5 cm", "12 apples": units and counted nouns after a value are dropped, with "^2".
+      if (j + 1 < s.size() && s[j] == '^') {
+        j += 1;
+        if (j < s.size() && s[j] == '{') {
+          size_t k = j;
+          read_group(s, k);
+          j = k;
+        } else if (j < s.size()) {
+          ++j;
+        }
+      }
+    } else if (w.size() >= 3) {
+      Tok t;  // a plain word: a text answer ("yes", "none")
+      t.t = T::Text;
+      t.s = low;
+      push(std::move(t), space);
+    } else {
+      for (char ch : w) push_simple(T::Ident, space, std::string(1, ch)), space = false;
+    }
+    i = j;
+  }
+
+  // A backslash at s[i]: an escaped character (\{, \%, \\, ...) or a command.
+  void lex_backslash(const std::string& s, size_t& i, bool space) {
+    size_t j = i + 1;
+    if (j < s.size() && !std::isalpha(static_cast<unsigned char>(s[j]))) {
+      char d = s[j];
+      if (d == '{')
+        push_simple(T::LSet, space), ++depth_;
+      else if (d == '}')
+        push_simple(T::RSet, space), --depth_;
+      else if (d == '%')
+        push_simple(T::Pct, space);
+      else if (d == '|')
+        push_simple(T::Pipe, space);
+      else if (d == '\\')
+        push_simple(T::Comma, space);  // matrix/array row break
+      else
+        throw ParseError(std::string("unsupported command \\") + d);
+      i = j + 1;
+    } else {
+      while (j < s.size() && std::isalpha(static_cast<unsigned char>(s[j]))) ++j;
+      std::string cmd = s.substr(i + 1, j - i - 1);
+      i = j;
+      lex_command(s, i, cmd, space);
+    }
+  }
+
+  // One punctuation or operator character at s[i] (two for <=, >=, !=).
+  void lex_symbol(const std::string& s, size_t& i, bool space) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    switch (c) {
+      case '+':
+      case '-':
+      case '*':
+      case '/': push_simple(T::Op, space, std::string(1, static_cast<char>(c))); break;
+      case '(': push_simple(T::LP, space), ++depth_; break;
+      case ')': push_simple(T::RP, space), --depth_; break;
+      case '[': push_simple(T::LB, space), ++depth_; break;
+      case ']': push_simple(T::RB, space), --depth_; break;
+      case '{': push_simple(T::LC, space), ++depth_; break;
+      case '}': push_simple(T::RC, space), --depth_; break;
+      case ',': push_simple(T::Comma, space); break;
+      case ';': push_simple(T::Comma, space); break;
+      case '%': push_simple(T::Pct, space); break;
+      case '!':
+        if (i + 1 < s.size() && s[i + 1] == '=') {
+          Tok t;
+          t.t = T::Rel;
+          t.rel = RelOp::Ne;
+          push(std::move(t), space);
+          ++i;
+        } else {
+          push_simple(T::Bang, space);
+        }
+        break;
+      case '|': push_simple(T::Pipe, space); break;
+      case '_': push_simple(T::Under, space); break;
+      case '^': push_simple(T::Caret, space); break;
+      case '\'': push_simple(T::Prime, space); break;
+      case '&': break;  // alignment
+      case '=':
+      case '<':
+      case '>': {
+        Tok t;
+        t.t = T::Rel;
+        bool eq_next = i + 1 < s.size() && s[i + 1] == '=';
+        t.rel = c == '=' ? RelOp::Eq : c == '<' ? (eq_next ? RelOp::Le : RelOp::Lt) : (eq_next ? RelOp::Ge : RelOp::Gt);
+        if (eq_next) ++i;
+        push(std::move(t), space);
+        break;
+      }
+      default: {  // name the whole code point, not one byte of it
+        size_t n = 1;
+        while (i + n < s.size() && (static_cast<unsigned char>(s[i + n]) & 0xC0) == 0x80 && n < 4) ++n;
+        throw ParseError("unexpected character '" + utf8::repair(s.substr(i, n)) + "'");
+      }
+    }
+    ++i;
   }
 
   void lex_command(const std::string& s, size_t& i, const std::string& cmd, bool space) {
@@ -970,65 +983,68 @@ class Parser {
         return node(K::Func, {x}, "abs");
       }
       case T::LP:
-      case T::LB: {
-        ++i_;
-        auto items = list();
-        T close = cur().t;
-        if (close != T::RP && close != T::RB) throw ParseError("expected ')' or ']'");
-        ++i_;
-        bool lo = t.t == T::LB, hi = close == T::RB;
-        if (items.size() == 1 && lo == hi) return items[0];
-        if (items.size() == 2) {
-          auto iv = node(K::Interval, std::move(items));
-          iv->lo_closed = lo;
-          iv->hi_closed = hi;
-          iv->paren_pair = !lo && !hi;
-          return iv;
-        }
-        if (items.empty()) throw ParseError("empty brackets");
-        if (lo != hi) throw ParseError("half-open brackets around a list");
-        return node(K::Tuple, std::move(items));
-      }
-      case T::Cmd: {
-        ++i_;
-        const std::string& c = t.s;
-        if (c == "frac") {
-          P n = arg();
-          P d = arg();
-          return node(K::Div, {n, d});
-        }
-        if (c == "binom") {
-          P n = arg();
-          P k = arg();
-          return node(K::Func, {n, k}, "binom");
-        }
-        if (c == "sqrt") {
-          P idx;
-          if (cur().t == T::LB) {
-            ++i_;
-            idx = group_contents(T::RB, "']'");
-          }
-          P x = cur().t == T::LP ? (++i_, group_contents(T::RP, "')'")) : arg();
-          return idx ? node(K::Func, {x, idx}, "root") : node(K::Func, {x}, "sqrt");
-        }
-        if (c == "lfloor") {
-          P x = sum();
-          if (!(cur().t == T::Cmd && cur().s == "rfloor")) throw ParseError("expected \\rfloor");
-          ++i_;
-          return node(K::Func, {x}, "floor");
-        }
-        if (c == "lceil") {
-          P x = sum();
-          if (!(cur().t == T::Cmd && cur().s == "rceil")) throw ParseError("expected \\rceil");
-          ++i_;
-          return node(K::Func, {x}, "ceil");
-        }
-        if (c == "emptyset") return node(K::Set, {});
-        if (function_names().count(c)) return func_call(c);
-        throw ParseError("unexpected \\" + c);
-      }
+      case T::LB: ++i_; return bracketed(t.t == T::LB);
+      case T::Cmd: ++i_; return command(t.s);
       default: throw ParseError("unexpected token");
     }
+  }
+
+  // After an opening ( or [ (`lo_closed`: it was [): a value, an interval or a tuple.
+  P bracketed(bool lo_closed) {
+    auto items = list();
+    T close = cur().t;
+    if (close != T::RP && close != T::RB) throw ParseError("expected ')' or ']'");
+    ++i_;
+    bool lo = lo_closed, hi = close == T::RB;
+    if (items.size() == 1 && lo == hi) return items[0];
+    if (items.size() == 2) {
+      auto iv = node(K::Interval, std::move(items));
+      iv->lo_closed = lo;
+      iv->hi_closed = hi;
+      iv->paren_pair = !lo && !hi;
+      return iv;
+    }
+    if (items.empty()) throw ParseError("empty brackets");
+    if (lo != hi) throw ParseError("half-open brackets around a list");
+    return node(K::Tuple, std::move(items));
+  }
+
+  // After a command token: \frac, \binom, \sqrt, floor and ceiling brackets, \emptyset, functions.
+  P command(const std::string& c) {
+    if (c == "frac") {
+      P n = arg();
+      P d = arg();
+      return node(K::Div, {n, d});
+    }
+    if (c == "binom") {
+      P n = arg();
+      P k = arg();
+      return node(K::Func, {n, k}, "binom");
+    }
+    if (c == "sqrt") {
+      P idx;
+      if (cur().t == T::LB) {
+        ++i_;
+        idx = group_contents(T::RB, "']'");
+      }
+      P x = cur().t == T::LP ? (++i_, group_contents(T::RP, "')'")) : arg();
+      return idx ? node(K::Func, {x, idx}, "root") : node(K::Func, {x}, "sqrt");
+    }
+    if (c == "lfloor") {
+      P x = sum();
+      if (!(cur().t == T::Cmd && cur().s == "rfloor")) throw ParseError("expected \\rfloor");
+      ++i_;
+      return node(K::Func, {x}, "floor");
+    }
+    if (c == "lceil") {
+      P x = sum();
+      if (!(cur().t == T::Cmd && cur().s == "rceil")) throw ParseError("expected \\rceil");
+      ++i_;
+      return node(K::Func, {x}, "ceil");
+    }
+    if (c == "emptyset") return node(K::Set, {});
+    if (function_names().count(c)) return func_call(c);
+    throw ParseError("unexpected \\" + c);
   }
 };
 
