@@ -1,9 +1,9 @@
 #include "rollout/decode_graphs.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 #include "common/error.hpp"
+#include "rollout/sampling.hpp"
 
 #ifdef R1_WITH_CUDA
 #include <ATen/cuda/CUDAGraph.h>
@@ -142,10 +142,7 @@ std::vector<std::array<double, 3>> DecodeGraphs::run(const PagedBatch& batch, co
   }
 #endif
   if (!capture_) packed = call(b);
-  const at::Tensor host = packed.narrow(0, 0, B).to(at::kCPU).contiguous();  // [B, 3]: the step's one copy back
-  std::vector<std::array<double, 3>> rows(static_cast<size_t>(B));
-  std::memcpy(rows.data(), host.data_ptr<double>(), rows.size() * sizeof(rows[0]));
-  return rows;
+  return packed_rows(packed, B);
 }
 
 }  // namespace r1

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <span>
 
 #include "common/error.hpp"
@@ -80,7 +79,8 @@ struct GenerationRun::State {
   // Sampled tokens [B] and log-probs [B] for logits [B, V], rows drawing from `keys`, with the
   // device's stop-token check; one copy to the host.
   std::vector<std::array<double, 3>> sample(const at::Tensor& logits, const std::vector<DrawKey>& keys);
-  at::Tensor uniforms(const std::vector<DrawKey>& keys) const;  // [B] on the host; undefined when greedy
+  // [B] float32 on `device`; undefined when greedy.
+  at::Tensor uniforms(const std::vector<DrawKey>& keys, const at::Device& device) const;
   // The decode step's device work on one batch: forward, logits, sampling (sample_packed).
   at::Tensor decode_step(const PagedInput& in, const at::Tensor& uniforms);
   void make_graphs(int64_t longest);
@@ -104,16 +104,13 @@ int64_t GenerationRun::State::promised() const {
 
 std::vector<std::array<double, 3>> GenerationRun::State::sample(const at::Tensor& logits,
                                                                 const std::vector<DrawKey>& keys) {
-  at::Tensor u = uniforms(keys);
-  if (u.defined()) u = u.to(logits.device(), /*non_blocking=*/true);
-  const at::Tensor packed = sample_packed(logits, s, u, stop_ids_dev).to(at::kCPU).contiguous();  // [B, 3]
-  std::vector<std::array<double, 3>> rows(static_cast<size_t>(packed.size(0)));
-  std::memcpy(rows.data(), packed.data_ptr<double>(), rows.size() * sizeof(rows[0]));
-  return rows;
+  return packed_rows(sample_packed(logits, s, uniforms(keys, logits.device()), stop_ids_dev), logits.size(0));
 }
 
-at::Tensor GenerationRun::State::uniforms(const std::vector<DrawKey>& keys) const {
-  return s.temperature > 0 ? philox_uniforms(static_cast<uint64_t>(s.seed), keys) : at::Tensor();
+at::Tensor GenerationRun::State::uniforms(const std::vector<DrawKey>& keys, const at::Device& device) const {
+  if (s.temperature == 0) return {};
+  const at::Tensor u = philox_uniforms(static_cast<uint64_t>(s.seed), keys);
+  return device.is_cpu() ? u : u.to(device, /*non_blocking=*/true);
 }
 
 at::Tensor GenerationRun::State::decode_step(const PagedInput& in, const at::Tensor& u) {
@@ -325,12 +322,11 @@ void GenerationRun::decode() {
   std::vector<std::array<double, 3>> drawn;
   if (s.graphs) {
     const int64_t before = s.graphs->captured();
-    drawn = s.graphs->run(pb, s.uniforms(keys));
+    drawn = s.graphs->run(pb, s.uniforms(keys, at::kCPU));
     s.engine.stats_.graphs_captured += s.graphs->captured() - before;
   } else {
-    CausalLM& m = s.engine.model_;
-    at::Tensor h = m->forward_paged(pb.to(m->options().device()), s.cache).squeeze(1);  // [B, H]
-    drawn = s.sample(m->logits(h), keys);
+    const at::Device device = s.engine.model_->options().device();
+    drawn = packed_rows(s.decode_step(pb.to(device), s.uniforms(keys, device)), pb.rows());
   }
   for (size_t b = 0; b < active.size(); ++b)
     s.accept(*active[b], static_cast<TokenId>(drawn[b][0]), static_cast<float>(drawn[b][1]), drawn[b][2] != 0);

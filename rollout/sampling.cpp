@@ -1,5 +1,6 @@
 #include "rollout/sampling.hpp"
 
+#include <cstring>
 #include <limits>
 
 namespace r1 {
@@ -93,6 +94,13 @@ at::Tensor sample_packed(const at::Tensor& logits, const SamplingOptions& o, con
   at::Tensor stop = stop_ids.numel() > 0 ? (st.tokens.unsqueeze(1) == stop_ids.unsqueeze(0)).any(1)  // [B]
                                          : at::zeros_like(st.tokens, at::kBool);
   return at::stack({st.tokens.to(at::kDouble), st.logprobs.to(at::kDouble), stop.to(at::kDouble)}, 1);
+}
+
+std::vector<std::array<double, 3>> packed_rows(const at::Tensor& packed, int64_t rows) {
+  const at::Tensor host = packed.narrow(0, 0, rows).to(at::kCPU).contiguous();  // [rows, 3] float64
+  std::vector<std::array<double, 3>> out(static_cast<size_t>(rows));
+  std::memcpy(out.data(), host.data_ptr<double>(), out.size() * sizeof(out[0]));
+  return out;
 }
 
 }  // namespace r1

@@ -5,6 +5,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -41,5 +42,7 @@ SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, 
 // Only fixed-shape device ops (no host read of a device value), so a CUDA graph can capture it.
 at::Tensor sample_packed(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms,
                          const at::Tensor& stop_ids);
+// The first `rows` rows of sample_packed's result as host values: the step's one device-to-host copy.
+std::vector<std::array<double, 3>> packed_rows(const at::Tensor& packed, int64_t rows);
 
 }  // namespace r1
