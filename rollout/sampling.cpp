@@ -65,6 +65,11 @@ at::Tensor filter_logits(const at::Tensor& scaled, const SamplingOptions& o) {
 }
 
 SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms) {
+  return fused_sampler_applies(logits, o) ? sample_tokens_fused(logits, o, uniforms)
+                                          : sample_tokens_aten(logits, o, uniforms);
+}
+
+SampledTokens sample_tokens_aten(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms) {
   TORCH_CHECK(logits.dim() == 2, "sample_tokens: logits must be [B, V], got ", logits.sizes());
   if (o.temperature == 0.0) {
     at::Tensor tok = logits.argmax(-1);

@@ -34,8 +34,17 @@ struct SampledTokens {
 at::Tensor filter_logits(const at::Tensor& scaled, const SamplingOptions& o);
 
 // Samples one token per row of logits [B, V] float32 by inverting the filtered cdf at uniforms [B]
-// (float32, the logits' device; unused when greedy). Everything stays on the logits' device.
+// (float32, the logits' device; unused when greedy). Everything stays on the logits' device. Greedy
+// takes the first maximum. The fused CPU sampler when it applies, else sample_tokens_aten.
 SampledTokens sample_tokens(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms);
+// The same draw in ATen ops on any device: [B, V] tensors for the log-softmax, the filtered
+// probabilities and their cdf. Fixed shapes only, so a CUDA graph can capture it.
+SampledTokens sample_tokens_aten(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms);
+// The fused CPU sampler (rollout/sampling_cpu.cpp) applies to float32 CPU logits [B, V] on a CPU with
+// AVX2+FMA, greedy or without top-k, top-p and min-p: per row, two passes over the logits and no
+// [B, V] temporaries. It inverts the same cdf as sample_tokens_aten up to float rounding of the terms.
+bool fused_sampler_applies(const at::Tensor& logits, const SamplingOptions& o);
+SampledTokens sample_tokens_fused(const at::Tensor& logits, const SamplingOptions& o, const at::Tensor& uniforms);
 
 // A decode step's results on the logits' device, [B, 3] float64: the sampled token, its log-prob,
 // and 1 where it is one of `stop_ids` [S] int64 (S may be 0), so one copy brings them to the host.

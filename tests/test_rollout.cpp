@@ -10,6 +10,7 @@
 #include "common/error.hpp"
 #include "policy/checkpoint.hpp"
 #include "policy/completions.hpp"
+#include "policy/cpu_kernels.hpp"
 #include "policy/logprobs.hpp"
 #include "policy/safetensors.hpp"
 #include "rollout/rollout.hpp"
@@ -134,6 +135,61 @@ TEST_CASE("sampling frequencies match the temperature / top-k / top-p / min-p di
   double mass_without_last = mass - probs[kept.sum().item<int64_t>() - 1].item<double>();
   CHECK(mass >= 0.8);
   CHECK(mass_without_last < 0.8);
+}
+
+TEST_CASE("the fused sampler draws what the ATen sampler draws: first maximum, inverse cdf, exact log-probs (2e-6)") {
+  SamplingOptions o;
+  if (cpu::isa() == cpu::Isa::none) {  // R1_CPU_ISA=none: only ATen samples
+    CHECK_FALSE(fused_sampler_applies(at::zeros({2, 8}), o));
+    CHECK_THROWS_WITH(sample_tokens_fused(at::zeros({2, 8}), o, at::zeros({2})), doctest::Contains("needs float32"));
+    return;
+  }
+  o.top_p = 0.9;  // a filter: ATen's path, except when greedy
+  CHECK_FALSE(fused_sampler_applies(at::zeros({2, 8}), o));
+  o = {};
+  CHECK_FALSE(fused_sampler_applies(at::zeros({2, 8}, at::kDouble), o));
+  at::manual_seed(5);
+  int64_t rows = 0, same = 0;
+  // Vocabularies around the 8-lane and 64-logit block edges, and a Qwen-sized one.
+  for (int64_t V : {1, 7, 8, 63, 64, 65, 1000, 151936}) {
+    for (double T : {0.0, 0.7, 1.0, 1.6}) {
+      CAPTURE(V);
+      CAPTURE(T);
+      const int64_t B = V > 1000 ? 4 : 64;
+      at::Tensor logits = at::randn({B, V}) * 3;
+      if (V > 8) {
+        logits.index_put_({at::indexing::Slice(), at::indexing::Slice(0, V, 3)}, -INFINITY);  // banned ids
+        logits[1][V - 1] = logits[1][11] = logits[1][10] = 40.0f;  // a tied maximum, twice in one vector
+      }
+      std::vector<DrawKey> keys;
+      for (int64_t b = 0; b < B; ++b) keys.push_back({static_cast<uint64_t>(V), static_cast<uint64_t>(b), 0});
+      const at::Tensor u = philox_uniforms(7, keys);
+      o.temperature = T;
+      REQUIRE(fused_sampler_applies(logits, o));
+      const SampledTokens got = sample_tokens_fused(logits, o, u), want = sample_tokens_aten(logits, o, u);
+      // Log-probs against the exact ones (double). The fused sampler sums in double: within 8e-7 here,
+      // where ATen's float sums stray by up to 1.1e-5 at V = 151936.
+      const at::Tensor z = logits.to(at::kDouble) / (T == 0 ? 1.0 : T);
+      const at::Tensor exact = z.log_softmax(-1).gather(1, got.tokens.unsqueeze(1)).squeeze(1);
+      CHECK(at::allclose(got.logprobs.to(at::kDouble), exact, 0, 2e-6));
+      if (T == 0) {
+        CHECK(at::equal(got.tokens, want.tokens));
+        continue;
+      }
+      // The token's cdf interval (double, from the exact tempered softmax) holds u, up to rounding.
+      const at::Tensor p = z.softmax(-1), cdf = p.cumsum(-1);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t t = got.tokens[b].item<int64_t>();
+        REQUIRE((t >= 0 && t < V));
+        CHECK(p[b][t].item<double>() > 0);
+        const double hi = cdf[b][t].item<double>(), lo = hi - p[b][t].item<double>(), ub = u[b].item<double>();
+        CHECK(ub >= lo - 1e-6);
+        CHECK(ub <= hi + 1e-6);
+        ++rows, same += t == want.tokens[b].item<int64_t>();
+      }
+    }
+  }
+  CHECK(same >= rows - 2);  // only a u within rounding of an interval's edge may differ
 }
 
 TEST_CASE("stop strings that span token boundaries end the completion there") {
